@@ -1,0 +1,170 @@
+"""Text tables for stdout and the JSON result file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.runner import Row
+
+DIRECTION = {True: ">1", False: "<1"}
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def _band(stats: dict[str, float]) -> str:
+    return f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}]"
+
+
+def _aligned(header: list[str], lines: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*r).rstrip() for r in [header, *lines])
+
+
+def comparison_table(rows: list[Row], impls: tuple[str, str]) -> str:
+    """Per workload: medians of A and B, A/B ratio median [min-max], and which way is better."""
+    a, b = impls
+    header = ["workload", "unit", "A wins if", f"A={a}", f"B={b}", "A/B median [min-max]", "pairs"]
+    lines = []
+    for row in rows:
+        if row["status"] != "ok":
+            status = row["status"].upper()
+            lines.append([row["label"], row["unit"], "", status, row["error"], "", ""])
+            continue
+        lines.append(
+            [
+                row["label"],
+                row["unit"],
+                f"A/B {DIRECTION[row['higher_is_better']]}",
+                _num(row["a"]["median"]),
+                _num(row["b"]["median"]),
+                _band(row["ratio"]),
+                str(len(row["pairs"]) - row["warmup"]),
+            ]
+        )
+    legend = (
+        f"ratio = A/B pair by pair (A={a}, B={b}); throughput (GB/s, calls/s): >1 means A "
+        "faster; latency (us, ms): <1 means A faster. Compare with the calibration band."
+    )
+    return legend + "\n" + _aligned(header, lines)
+
+
+def _mb(kib: int) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def memory_table(rows: list[Row], impls: tuple[str, str]) -> str:
+    """Peak RSS (MiB) of every process during each transfer workload, with growth over baseline."""
+    header = ["workload"] + [
+        f"{slot}={impl} {role} peak (+over base)"
+        for slot, impl in zip("AB", impls)
+        for role in ("server", "client")
+    ]
+    lines = []
+    for row in rows:
+        if row["status"] != "ok" or row["unit"] != "GB/s":
+            continue
+        cells = [row["label"]]
+        for slot in ("a", "b"):
+            for role in ("server", "client"):
+                m = row["memory"][slot][role]
+                cells.append(f"{_mb(m['peak_kb'])} (+{_mb(m['peak_kb'] - m['baseline_kb'])})")
+        lines.append(cells)
+    return _aligned(header, lines) if lines else ""
+
+
+def auth_overhead(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Per call type: median latency with token auth minus without (both over TLS), per slot."""
+    by_label = {row["label"]: row for row in rows if row["status"] == "ok"}
+    out = {}
+    for call in ("action", "info"):
+        plain, authed = by_label.get(f"{call}/tls"), by_label.get(f"{call}/auth")
+        if plain and authed:
+            out[call] = {s: authed[s]["median"] - plain[s]["median"] for s in ("a", "b")}
+    return out
+
+
+def overhead_table(overhead: dict[str, dict[str, float]], impls: tuple[str, str]) -> str:
+    """Per-call auth overhead in µs per implementation."""
+    if not overhead:
+        return ""
+    header = ["auth overhead (us/call)", impls[0], impls[1]]
+    lines = [[call, f"{v['a']:.0f}", f"{v['b']:.0f}"] for call, v in overhead.items()]
+    return _aligned(header, lines)
+
+
+def calibration_band(rows: list[Row]) -> dict[str, float] | None:
+    """Range of per-workload median ratios and of single pair ratios of an A-vs-A run."""
+    ok = [row for row in rows if row["status"] == "ok"]
+    if not ok:
+        return None
+    medians = [row["ratio"]["median"] for row in ok]
+    return {
+        "median_min": min(medians),
+        "median_max": max(medians),
+        "pair_min": min(row["ratio"]["min"] for row in ok),
+        "pair_max": max(row["ratio"]["max"] for row in ok),
+    }
+
+
+def band_text(impl: str, band: dict[str, float] | None) -> str:
+    """One line describing the calibration band of ``impl`` vs itself."""
+    if band is None:
+        return f"{impl} vs {impl}: no successful workload"
+    return (
+        f"{impl} vs {impl}: median ratios {band['median_min']:.2f}-{band['median_max']:.2f}, "
+        f"single pairs {band['pair_min']:.2f}-{band['pair_max']:.2f}"
+    )
+
+
+def _version(module: str) -> str | None:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "unknown")
+    except Exception:  # an impl that does not import has no version to report
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, load, platform, interpreter, library versions, commit and date (UTC)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pyarrow": _version("pyarrow"),
+        "grpcio": _version("grpc"),
+        "numpy": _version("numpy"),
+        "flight_secure": _version("flight_secure"),
+        "git_commit": commit,
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` as indented JSON, creating parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -1,0 +1,238 @@
+"""Client-side workloads: one call of a function here is one measured round.
+
+Every function takes a :class:`Session` (the connected client) and the round's
+parameters, runs a bounded amount of work (``calls`` and ``max_s`` cap every
+loop) and returns ``{"value": float, ...}`` in the workload's unit. Data the
+client uploads is built before timing (``Session.prepare``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+
+from bench import auth, common
+from bench.data import DataSpec, make_table
+
+Result = dict[str, Any]
+
+
+@dataclass
+class Session:
+    """A connected client of one implementation, plus the prepared upload table."""
+
+    impl: str
+    flight: ModuleType
+    client: Any
+    table: pa.Table | None = None
+
+    def prepare(self, spec: DataSpec) -> None:
+        """Build (and keep only) the table of ``spec`` for uploads."""
+        self.table = None
+        self.table = make_table(spec)
+
+    def upload(self) -> pa.Table:
+        """The prepared table; raises RuntimeError when none was prepared."""
+        if self.table is None:
+            raise RuntimeError("no table prepared")
+        return self.table
+
+
+def _gbps(nbytes: int, seconds: float) -> Result:
+    return {"value": nbytes / seconds / 1e9, "bytes": nbytes, "seconds": seconds}
+
+
+def _expect(label: str, got: int, want: int) -> None:
+    if got != want:
+        raise RuntimeError(f"{label}: got {got} rows, expected {want}")
+
+
+def doget(session: Session, spec: DataSpec, **_: Any) -> Result:
+    """Stream the server's table for ``spec``; GB/s of received batch bytes."""
+    flight = session.flight
+    count, rows = spec.shape()
+    received = nbytes = 0
+    start = time.perf_counter()
+    reader = session.client.do_get(flight.Ticket(spec.encode()))
+    while True:
+        try:
+            batch = reader.read_chunk().data
+        except StopIteration:
+            break
+        received += batch.num_rows
+        nbytes += batch.nbytes
+    seconds = time.perf_counter() - start
+    _expect("DoGet", received, count * rows)
+    return _gbps(nbytes, seconds)
+
+
+def doput(session: Session, spec: DataSpec, **_: Any) -> Result:
+    """Upload the prepared table; GB/s until the server acknowledged reading all of it."""
+    flight = session.flight
+    table = session.upload()
+    descriptor = flight.FlightDescriptor.for_path("bench", "put")
+    start = time.perf_counter()
+    writer, ack_reader = session.client.do_put(descriptor, table.schema)
+    for batch in table.to_batches():
+        writer.write_batch(batch)
+    writer.done_writing()
+    ack = ack_reader.read()
+    writer.close()
+    seconds = time.perf_counter() - start
+    if ack is None:
+        raise RuntimeError("DoPut: server sent no acknowledgement")
+    _expect("DoPut", json.loads(ack.to_pybytes())["rows"], table.num_rows)
+    return _gbps(table.nbytes, seconds)
+
+
+def exchange(session: Session, spec: DataSpec, **_: Any) -> Result:
+    """Send the prepared table through an echoing DoExchange; GB/s of bytes sent.
+
+    A writer thread sends while this thread reads the echo, so flow control
+    cannot deadlock the stream.
+    """
+    flight = session.flight
+    table = session.upload()
+    descriptor = flight.FlightDescriptor.for_command(b"echo")
+    failure: list[BaseException] = []
+    start = time.perf_counter()
+    writer, reader = session.client.do_exchange(descriptor)
+
+    def send() -> None:
+        try:
+            writer.begin(table.schema)
+            for batch in table.to_batches():
+                writer.write_batch(batch)
+            writer.done_writing()
+        except BaseException as exc:  # surfaced by the reading thread
+            failure.append(exc)
+
+    sender = threading.Thread(target=send, name="exchange-send", daemon=True)
+    sender.start()
+    echoed = 0
+    while True:
+        try:
+            echoed += reader.read_chunk().data.num_rows
+        except StopIteration:
+            break
+    sender.join()
+    writer.close()
+    seconds = time.perf_counter() - start
+    if failure:
+        raise failure[0]
+    _expect("DoExchange", echoed, table.num_rows)
+    return _gbps(table.nbytes, seconds)
+
+
+def _action_call(session: Session) -> Callable[[], None]:
+    action = session.flight.Action("ping", b"")
+
+    def call() -> None:
+        results = list(session.client.do_action(action))
+        if len(results) != 1 or results[0].body.to_pybytes() != b"pong":
+            raise RuntimeError("DoAction: unexpected reply")
+
+    return call
+
+
+def _info_call(session: Session) -> Callable[[], None]:
+    descriptor = session.flight.FlightDescriptor.for_command(b"info")
+
+    def call() -> None:
+        session.client.get_flight_info(descriptor)
+
+    return call
+
+
+CALLS: dict[str, Callable[[Session], Callable[[], None]]] = {
+    "action": _action_call,
+    "info": _info_call,
+}
+
+
+def latency(session: Session, call: str, calls: int, max_s: float, **_: Any) -> Result:
+    """Median µs of up to ``calls`` sequential small calls (stops after ``max_s``)."""
+    fn = CALLS[call](session)
+    samples: list[float] = []
+    deadline = time.perf_counter() + max_s
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        end = time.perf_counter()
+        samples.append((end - start) * 1e6)
+        if end > deadline:
+            break
+    return {"value": statistics.median(samples), "calls": len(samples), "p90": _p90(samples)}
+
+
+def _p90(samples: list[float]) -> float:
+    return sorted(samples)[int(0.9 * (len(samples) - 1))]
+
+
+def concurrent(
+    session: Session, call: str, calls: int, threads: int, max_s: float, **_: Any
+) -> Result:
+    """Calls/s of ``threads`` threads sharing one client, each making up to ``calls`` calls."""
+    fn = CALLS[call](session)
+    counts = [0] * threads
+    failure: list[BaseException] = []
+    gate = threading.Barrier(threads + 1)
+    deadline = time.perf_counter() + max_s
+
+    def worker(slot: int) -> None:
+        gate.wait()
+        try:
+            for _ in range(calls):
+                fn()
+                counts[slot] += 1
+                if time.perf_counter() > deadline:
+                    break
+        except BaseException as exc:  # surfaced by the coordinating thread
+            failure.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    gate.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    seconds = time.perf_counter() - start
+    if failure:
+        raise failure[0]
+    return {"value": sum(counts) / seconds, "calls": sum(counts), "seconds": seconds}
+
+
+def handshake(session: Session, calls: int, max_s: float, **_: Any) -> Result:
+    """Median ms of up to ``calls`` full auth handshakes on the connected client."""
+    samples: list[float] = []
+    deadline = time.perf_counter() + max_s
+    for _ in range(calls):
+        handler = auth.client_handler(
+            session.impl, session.flight, common.BENCH_USER, common.BENCH_PASSWORD
+        )
+        start = time.perf_counter()
+        session.client.authenticate(handler)
+        end = time.perf_counter()
+        samples.append((end - start) * 1e3)
+        if end > deadline:
+            break
+    return {"value": statistics.median(samples), "calls": len(samples)}
+
+
+OPS: dict[str, Callable[..., Result]] = {
+    "doget": doget,
+    "doput": doput,
+    "exchange": exchange,
+    "latency": latency,
+    "concurrent": concurrent,
+    "handshake": handshake,
+}
