@@ -1,0 +1,581 @@
+"""JSON Web Token issuing and verification on PyJWT, hardened against the usual attacks.
+
+* :class:`JWTIssuer` signs short-lived tokens (``iat``, ``nbf``, ``exp``, a random
+  128-bit ``jti``, ``sub`` and optionally ``iss``/``aud``).
+* :class:`JWTVerifier` checks them.  The allowed algorithms must be named
+  explicitly; ``alg: none`` is always refused; every key is bound to the algorithm
+  family it belongs to (an HMAC secret only verifies ``HS*``, RSA only ``RS*``/``PS*``,
+  EC only the ``ES*`` matching its curve, Ed25519/Ed448 only ``EdDSA``), which rules out
+  HS/RS key confusion.  Keys may come from a JWKS file or URL that is re-read when a
+  token names an unknown ``kid`` (rate limited), so keys can be rotated without restarts.
+* Each failure raises a specific :class:`TokenError` subclass whose message names
+  the failed check and never contains the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+__all__ = [
+    "Claims", "JWTIssuer", "JWTVerifier", "RevocationList", "TokenAlgorithmRefused",
+    "TokenAudienceMismatch", "TokenBadSignature", "TokenError", "TokenExpired",
+    "TokenIssuerMismatch", "TokenMalformed", "TokenMissingClaim", "TokenNotYetValid",
+    "TokenRevoked", "TokenUnknownKey",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_HMAC_SECRET_BYTES = 32
+MIN_RSA_BITS = 2048
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_JWKS_BYTES = 1024 * 1024
+
+_HMAC = frozenset({"HS256", "HS384", "HS512"})
+_RSA = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_EC_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+SUPPORTED_ALGORITHMS = _HMAC | _RSA | frozenset(_EC_BY_CURVE.values()) | {"EdDSA"}
+_REGISTERED = frozenset({"sub", "iat", "nbf", "exp", "jti", "iss", "aud"})
+Claims = Mapping[str, Any]
+"""A verified token's claims: a read-only mapping (``types.MappingProxyType``)."""
+
+_PRIVATE = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey,
+            ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
+
+
+class TokenError(Exception):
+    """Base class: the token was refused.  Messages never include the token."""
+
+
+class TokenMalformed(TokenError):
+    """The token is not a well-formed JWS compact serialisation with valid claims."""
+
+
+class TokenAlgorithmRefused(TokenError):
+    """The header ``alg`` is ``none``, not allowed, or not usable with the selected key."""
+
+
+class TokenUnknownKey(TokenError):
+    """No key with the token's ``kid`` is known, even after refreshing the key set."""
+
+
+class TokenBadSignature(TokenError):
+    """The signature does not verify with any candidate key."""
+
+
+class TokenExpired(TokenError):
+    """``exp`` is in the past (beyond the leeway)."""
+
+
+class TokenNotYetValid(TokenError):
+    """``nbf`` or ``iat`` is in the future (beyond the leeway)."""
+
+
+class TokenAudienceMismatch(TokenError):
+    """``aud`` does not name this service (or is present when no audience is configured)."""
+
+
+class TokenIssuerMismatch(TokenError):
+    """``iss`` is not the configured issuer."""
+
+
+class TokenMissingClaim(TokenError):
+    """A required claim is absent."""
+
+
+class TokenRevoked(TokenError):
+    """The token's ``jti`` is on the revocation list."""
+
+
+def _show(value: object) -> str:
+    """repr() of attacker-controlled header values, cut short for logs."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:60] + "...'"
+
+
+def _is_pem(data: bytes) -> bool:
+    return data.lstrip().startswith(b"-----BEGIN")
+
+
+def _secret(value: str | bytes) -> bytes:
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if _is_pem(data) or data.startswith(b"ssh-"):
+        raise ValueError("an HMAC secret must not be a PEM/SSH key (key confusion risk)")
+    if len(data) < MIN_HMAC_SECRET_BYTES:
+        raise ValueError(f"HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")
+    return data
+
+
+def _algorithms_for(key: Any) -> frozenset[str]:
+    """The algorithms a verification key may be used with; ValueError for weak keys."""
+    if isinstance(key, bytes):
+        return _HMAC
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RSA key must be at least {MIN_RSA_BITS} bits, got {key.key_size}")
+        return _RSA
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _EC_BY_CURVE:
+            raise ValueError(f"unsupported EC curve {key.curve.name}")
+        return frozenset({_EC_BY_CURVE[key.curve.name]})
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return frozenset({"EdDSA"})
+    raise TypeError(f"unsupported key type {type(key).__name__}")
+
+
+def _check_algorithm(algorithm: str) -> None:
+    if not isinstance(algorithm, str) or algorithm.lower() == "none":
+        raise ValueError("algorithm 'none' (unsigned tokens) is never allowed")
+    if algorithm not in SUPPORTED_ALGORITHMS:
+        raise ValueError(f"unsupported algorithm {algorithm!r}; "
+                         f"use one of {sorted(SUPPORTED_ALGORITHMS)}")
+
+
+class JWTIssuer:
+    """Signs tokens with one private key (or HMAC secret) and one algorithm.
+
+    ``key`` is a cryptography private key, PEM text/bytes of an unencrypted private
+    key, or for ``HS*`` a secret of at least 32 bytes (48/64 for HS384/HS512).
+    The key must match ``algorithm``: EdDSA needs Ed25519/Ed448, ES256 a P-256 key
+    (ES384 P-384, ES512 P-521), RS*/PS* an RSA key of at least 2048 bits.
+    ``ttl`` (seconds or timedelta, default 15 minutes) sets ``exp`` relative to issue time.
+    """
+
+    def __init__(self, key: Any, algorithm: str = "EdDSA", issuer: str | None = None,
+                 audience: str | Sequence[str] | None = None,
+                 ttl: timedelta | float = 900.0, key_id: str | None = None) -> None:
+        _check_algorithm(algorithm)
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+        if not seconds > 0:
+            raise ValueError("ttl must be positive")
+        self._algorithm, self._issuer, self._key_id = algorithm, issuer, key_id
+        self._audience = audience if audience is None or isinstance(audience, str) \
+            else list(audience)
+        self._ttl = seconds
+        self._key = self._signing_key(key, algorithm)
+
+    @staticmethod
+    def _signing_key(key: Any, algorithm: str) -> Any:
+        if algorithm in _HMAC:
+            if not isinstance(key, str | bytes):
+                raise TypeError(f"{algorithm} needs a shared secret (bytes or str)")
+            secret = _secret(key)
+            needed = int(algorithm[2:]) // 8
+            if len(secret) < needed:
+                raise ValueError(f"{algorithm} secret must be at least {needed} bytes")
+            return secret
+        if isinstance(key, str | bytes):
+            data = key.encode("utf-8") if isinstance(key, str) else key
+            if not _is_pem(data):
+                raise ValueError(f"{algorithm} needs a private key (PEM or key object), "
+                                 "not a shared secret")
+            try:
+                key = serialization.load_pem_private_key(data, password=None)
+            except (ValueError, TypeError):
+                raise ValueError("could not load the PEM private key (it must be an "
+                                 "unencrypted private key)") from None
+        if not isinstance(key, _PRIVATE):
+            raise TypeError(f"{algorithm} needs a private key, got {type(key).__name__}")
+        allowed = _algorithms_for(key.public_key())
+        if algorithm not in allowed:
+            raise ValueError(f"algorithm {algorithm} cannot be used with a "
+                             f"{type(key).__name__}; this key supports {sorted(allowed)}")
+        return key
+
+    @property
+    def algorithm(self) -> str:
+        return self._algorithm
+
+    @property
+    def key_id(self) -> str | None:
+        return self._key_id
+
+    def issue(self, subject: str, **claims: Any) -> str:
+        """Return a signed token for ``subject`` carrying ``claims``.
+
+        Registered claims (sub, iat, nbf, exp, jti, iss, aud) are set by the issuer
+        and may not be passed in ``claims`` (ValueError).
+        """
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("subject must be a non-empty string")
+        clash = _REGISTERED.intersection(claims)
+        if clash:
+            raise ValueError(f"claims {sorted(clash)} are set by the issuer")
+        now = int(time.time())
+        payload: dict[str, Any] = {**claims, "sub": subject, "iat": now, "nbf": now,
+                                   "exp": now + math.ceil(self._ttl),
+                                   "jti": secrets.token_urlsafe(16)}
+        if self._issuer is not None:
+            payload["iss"] = self._issuer
+        if self._audience is not None:
+            payload["aud"] = self._audience
+        headers = {"kid": self._key_id} if self._key_id is not None else None
+        return jwt.encode(payload, self._key, algorithm=self._algorithm, headers=headers)
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public verification key as a JWK (with ``alg``, ``use: sig`` and ``kid``).
+
+        Raises ValueError for HMAC algorithms: a shared secret must never be published.
+        """
+        if self._algorithm in _HMAC:
+            raise ValueError("HMAC secrets have no public JWK; never publish a shared secret")
+        impl = jwt.get_algorithm_by_name(self._algorithm)
+        jwk: dict[str, Any] = impl.to_jwk(self._key.public_key(), as_dict=True)
+        jwk.update(alg=self._algorithm, use="sig")
+        if self._key_id is not None:
+            jwk["kid"] = self._key_id
+        return jwk
+
+    def __repr__(self) -> str:
+        return f"JWTIssuer(algorithm={self._algorithm!r}, key_id={self._key_id!r})"
+
+
+class RevocationList:
+    """Thread-safe set of revoked token ids (``jti``).
+
+    ``revoke(jti, until)`` keeps the entry until wall-clock time ``until`` (epoch
+    seconds, typically the token's ``exp``) and forever when ``until`` is None.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, float | None] = {}
+        self._prune_at = 1024
+
+    def revoke(self, jti: str, until: float | None = None) -> None:
+        with self._lock:
+            if len(self._entries) >= self._prune_at:  # amortised O(1) pruning
+                now = self._clock()
+                self._entries = {j: u for j, u in self._entries.items() if u is None or u > now}
+                self._prune_at = max(1024, 2 * len(self._entries))
+            self._entries[jti] = until
+
+    def is_revoked(self, jti: str) -> bool:
+        with self._lock:
+            if jti not in self._entries:
+                return False
+            until = self._entries[jti]
+            if until is not None and until <= self._clock():
+                del self._entries[jti]
+                return False
+            return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            now = self._clock()
+            return sum(1 for u in self._entries.values() if u is None or u > now)
+
+
+@dataclass(frozen=True)
+class _Key:
+    kid: str | None
+    algorithms: frozenset[str]
+    key: Any
+
+
+def _static_key(value: Any) -> _Key:
+    if isinstance(value, x509.Certificate):
+        value = value.public_key()
+    elif isinstance(value, str | bytes):
+        data = value.encode("utf-8") if isinstance(value, str) else value
+        if not _is_pem(data):
+            value = _secret(data)
+        elif b"PRIVATE KEY" in data:
+            raise ValueError("verifier keys must be public; got a private key PEM")
+        elif b"CERTIFICATE" in data:
+            value = x509.load_pem_x509_certificate(data).public_key()
+        else:
+            value = serialization.load_pem_public_key(data)
+    elif isinstance(value, _PRIVATE):
+        raise ValueError("verifier keys must be public; pass private_key.public_key()")
+    return _Key(None, _algorithms_for(value), value)
+
+
+def _jwk_key(entry: Any) -> _Key:
+    if not isinstance(entry, Mapping):
+        raise ValueError("JWK is not an object")
+    if entry.get("use", "sig") != "sig":
+        raise ValueError("JWK is not a signature key")
+    if entry.get("kty") != "oct" and "d" in entry:
+        raise ValueError("JWK contains private key material")
+    kid = entry.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise ValueError("JWK kid is not a string")
+    key = jwt.PyJWK(dict(entry)).key
+    algorithms = _algorithms_for(_secret(key) if isinstance(key, bytes) else key)
+    alg = entry.get("alg")
+    if alg is not None:
+        if alg not in algorithms:
+            raise ValueError(f"JWK alg {_show(alg)} does not fit its key type")
+        algorithms = frozenset({alg})
+    return _Key(kid, algorithms, key)
+
+
+def _jwks_keys(document: Any, source: str) -> tuple[_Key, ...]:
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise ValueError(f"{source}: a JWKS must be an object with a 'keys' list")
+    keys = []
+    for index, entry in enumerate(document["keys"]):
+        try:
+            keys.append(_jwk_key(entry))
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            log.warning("%s: ignoring key #%d: %s", source, index, exc)
+    return tuple(keys)
+
+
+def _fetch_url(url: str, timeout: float) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https)
+        body = response.read(MAX_JWKS_BYTES + 1)
+    if len(body) > MAX_JWKS_BYTES:
+        raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
+    return json.loads(body)
+
+
+class JWTVerifier:
+    """Verifies tokens against a fixed allow-list of algorithms and a set of keys.
+
+    ``keys`` is one of: a public key / certificate object; PEM text or bytes of a
+    public key or certificate; an HMAC secret (bytes/str, at least 32 bytes); a list
+    of those; a JWKS dict; a JWKS JSON file (``pathlib.Path`` or str ending ``.json``);
+    or an ``http(s)://`` URL of a JWKS.  A file or URL is read at construction
+    (errors propagate), re-read when a token names an unknown ``kid`` (at most once
+    per ``min_refresh_interval`` seconds) and when older than ``jwks_refresh_interval``.
+
+    A token naming a ``kid`` uses that key (or, if none has that kid, keys without
+    a kid); a token without ``kid`` is tried against every key of its algorithm.
+    ``verify`` returns :class:`Claims` or raises a :class:`TokenError` subclass.
+    Successful results are cached (LRU, ``cache_size`` entries, keyed by SHA-256 of
+    the token) until the token's ``exp``; revocation is re-checked on every hit.
+    All methods are thread-safe.
+    """
+
+    def __init__(self, keys: Any, algorithms: Sequence[str], *,
+                 audience: str | Sequence[str] | None = None,
+                 issuer: str | Sequence[str] | None = None,
+                 leeway: float | timedelta = 30.0,
+                 required_claims: Sequence[str] = ("exp", "sub"),
+                 revoked: RevocationList | None = None,
+                 jwks_refresh_interval: float | None = 300.0,
+                 min_refresh_interval: float = 30.0, fetch_timeout: float = 5.0,
+                 cache_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(algorithms, str) or not isinstance(algorithms, Sequence):
+            raise TypeError("algorithms must be a list of names, e.g. ['EdDSA']")
+        if not algorithms:
+            raise ValueError("algorithms must name at least one algorithm")
+        for name in algorithms:
+            _check_algorithm(name)
+        self._algorithms = frozenset(algorithms)
+        self._audience = audience if audience is None or isinstance(audience, str) \
+            else list(audience)
+        self._issuer = issuer if issuer is None or isinstance(issuer, str) else list(issuer)
+        self._leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else leeway
+        self._required = list(required_claims)
+        self._revoked, self._cache_size, self._clock = revoked, cache_size, clock
+        self._stale_after, self._min_refresh = jwks_refresh_interval, min_refresh_interval
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._cache: OrderedDict[bytes, tuple[Claims, float]] = OrderedDict()
+        self._fetch: Callable[[], Any] | None = None
+        self._source = "static keys"
+        if isinstance(keys, str) and keys.startswith(("http://", "https://")):
+            url = keys
+            self._fetch, self._source = (lambda: _fetch_url(url, fetch_timeout)), url
+        elif isinstance(keys, os.PathLike) or (isinstance(keys, str) and keys.endswith(".json")):
+            path = Path(keys)
+            self._fetch, self._source = (lambda: json.loads(path.read_bytes())), str(path)
+        if self._fetch is not None:
+            self._keys = _jwks_keys(self._fetch(), self._source)
+        elif isinstance(keys, Mapping):
+            self._keys = _jwks_keys(keys, "JWKS")
+        elif isinstance(keys, list | tuple):
+            self._keys = tuple(_static_key(k) for k in keys)
+        else:
+            self._keys = (_static_key(keys),)
+        if not any(k.algorithms & self._algorithms for k in self._keys):
+            raise ValueError(f"{self._source}: no key usable with {sorted(self._algorithms)}")
+        self._last_success = clock()
+        self._last_attempt = -math.inf  # the first unknown kid may refresh at once
+
+    def __repr__(self) -> str:
+        return (f"JWTVerifier(source={self._source!r}, keys={len(self._keys)}, "
+                f"algorithms={sorted(self._algorithms)})")
+
+    def verify(self, token: str | bytes) -> Claims:
+        """Return the claims of a valid token; raise a TokenError subclass otherwise."""
+        raw = _normalise(token)
+        self._maybe_refresh(wait=False, stale_only=True)  # may withdraw keys and cached claims
+        digest = hashlib.sha256(raw.encode("ascii")).digest()
+        claims = self._cache_get(digest)
+        if claims is None:
+            claims = self._verify_uncached(raw)
+            self._check_revoked(claims)
+            self._cache_put(digest, claims)
+        else:
+            self._check_revoked(claims)
+        return claims
+
+    def _verify_uncached(self, raw: str) -> Claims:
+        try:
+            header = jwt.get_unverified_header(raw)
+        except jwt.PyJWTError as exc:
+            raise TokenMalformed(f"token header is invalid: {_detail(exc, raw)}") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str):
+            raise TokenMalformed("token header has no 'alg'")
+        if alg.lower() == "none":
+            raise TokenAlgorithmRefused("unsigned tokens (alg 'none') are never accepted")
+        if alg not in self._algorithms:
+            raise TokenAlgorithmRefused(f"algorithm {_show(alg)} is not allowed")
+        for key in self._candidates(kid, alg):
+            try:
+                payload = jwt.decode(raw, key.key, algorithms=[alg], audience=self._audience,
+                                     issuer=self._issuer, leeway=self._leeway,
+                                     options={"require": self._required})
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as exc:
+                raise _translate(exc, raw) from None
+            return MappingProxyType(payload)
+        raise TokenBadSignature(f"{alg} signature does not verify with any matching key")
+
+    def _candidates(self, kid: Any, alg: str) -> list[_Key]:
+        keys = self._keys
+        if kid is None:
+            usable = [k for k in keys if alg in k.algorithms]
+            if not usable:
+                raise TokenAlgorithmRefused(f"no configured key may be used with {alg}")
+            return usable
+        exact = [k for k in keys if k.kid == kid]
+        if not exact and self._fetch is not None:
+            self._maybe_refresh(wait=True, stale_only=False)
+            keys = self._keys
+            exact = [k for k in keys if k.kid == kid]
+        if exact:
+            usable = [k for k in exact if alg in k.algorithms]
+            if not usable:
+                raise TokenAlgorithmRefused(f"key {_show(kid)} may not be used with {alg}")
+            return usable
+        usable = [k for k in keys if k.kid is None and alg in k.algorithms]
+        if not usable:
+            raise TokenUnknownKey(f"no key with kid {_show(kid)} in {self._source}")
+        return usable
+
+    def _maybe_refresh(self, *, wait: bool, stale_only: bool) -> None:
+        """Re-read the JWKS source, at most once per ``min_refresh_interval``."""
+        if self._fetch is None:
+            return
+        if stale_only and (self._stale_after is None
+                           or self._clock() - self._last_success < self._stale_after):
+            return
+        if not self._refresh_lock.acquire(blocking=wait):
+            return  # another thread is refreshing; carry on with the current keys
+        try:
+            now = self._clock()
+            if now - self._last_attempt < self._min_refresh:
+                return
+            self._last_attempt = now
+            try:
+                keys = _jwks_keys(self._fetch(), self._source)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                log.warning("JWKS refresh from %s failed: %s", self._source, exc)
+                return
+            if not keys:
+                log.warning("JWKS refresh from %s found no usable keys; keeping old", self._source)
+                return
+            self._last_success = now
+            with self._lock:
+                if keys != self._keys:
+                    self._keys = keys
+                    self._cache.clear()  # a key may have been withdrawn
+        finally:
+            self._refresh_lock.release()
+
+    def _check_revoked(self, claims: Claims) -> None:
+        jti = claims.get("jti")
+        if self._revoked is not None and isinstance(jti, str) and self._revoked.is_revoked(jti):
+            raise TokenRevoked("token id (jti) has been revoked")
+
+    def _cache_get(self, digest: bytes) -> Claims | None:
+        with self._lock:
+            entry = self._cache.get(digest)
+            if entry is None:
+                return None
+            if entry[1] <= time.time():
+                del self._cache[digest]
+                return None
+            self._cache.move_to_end(digest)
+            return entry[0]
+
+    def _cache_put(self, digest: bytes, claims: Claims) -> None:
+        exp = claims.get("exp")
+        if self._cache_size <= 0 or not isinstance(exp, int | float):
+            return
+        with self._lock:
+            self._cache[digest] = (claims, float(exp))
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+
+def _normalise(token: Any) -> str:
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenMalformed("token is not ASCII") from None
+    if not isinstance(token, str):
+        raise TokenMalformed(f"token must be str or bytes, not {type(token).__name__}")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenMalformed(f"token is longer than {MAX_TOKEN_LENGTH} characters")
+    if token.count(".") != 2:
+        raise TokenMalformed("token must have three dot-separated segments")
+    return token
+
+
+def _detail(exc: Exception, raw: str) -> str:
+    """PyJWT's reason, dropped if it could echo any part of the token."""
+    text = str(exc)[:200]
+    if any(len(part) >= 8 and part in text for part in raw.split(".")):
+        return type(exc).__name__
+    return text
+
+
+_TRANSLATIONS: tuple[tuple[type[jwt.PyJWTError], type[TokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, TokenExpired, "token has expired (exp is past the leeway)"),
+    (jwt.ImmatureSignatureError, TokenNotYetValid, "token not valid yet (nbf/iat in future)"),
+    (jwt.InvalidAudienceError, TokenAudienceMismatch, "audience check failed"),
+    (jwt.InvalidIssuerError, TokenIssuerMismatch, "issuer check failed"),
+    (jwt.InvalidAlgorithmError, TokenAlgorithmRefused, "algorithm refused"),
+    (jwt.InvalidKeyError, TokenBadSignature, "key refused"),
+)
+
+
+def _translate(exc: jwt.PyJWTError, raw: str) -> TokenError:
+    """Map a PyJWT failure to our exception; the message names the failed check."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return TokenMissingClaim(f"token lacks required claim {exc.claim!r}")
+    for pyjwt_error, ours, message in _TRANSLATIONS:
+        if isinstance(exc, pyjwt_error):
+            return ours(f"{message}: {_detail(exc, raw)}")
+    return TokenMalformed(f"token is malformed: {_detail(exc, raw)}")
