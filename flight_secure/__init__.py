@@ -1,0 +1,133 @@
+"""flight_secure: secure Apache Arrow Flight services in Python.
+
+The public names mirror ``pyarrow.flight``: ``import flight_secure as flight``
+runs code written for pyarrow.flight unchanged. Security features live in
+:mod:`flight_secure.auth` and :mod:`flight_secure.certs`.
+"""
+
+from flight_secure.auth.base import (
+    ClientAuthHandler,
+    ClientAuthReader,
+    ClientAuthSender,
+    ServerAuthHandler,
+    ServerAuthReader,
+    ServerAuthSender,
+)
+from flight_secure.client import (
+    FlightCallOptions,
+    FlightClient,
+    FlightMetadataReader,
+    FlightStreamWriter,
+    connect,
+)
+from flight_secure.context import ServerCallContext
+from flight_secure.errors import (
+    FlightAlreadyExistsError,
+    FlightCancelledError,
+    FlightError,
+    FlightInternalError,
+    FlightInvalidArgumentError,
+    FlightNotFoundError,
+    FlightResourceExhaustedError,
+    FlightServerError,
+    FlightTimedOutError,
+    FlightUnauthenticatedError,
+    FlightUnauthorizedError,
+    FlightUnavailableError,
+    FlightUnimplementedError,
+    FlightWriteSizeExceededError,
+)
+from flight_secure.middleware import (
+    ClientMiddleware,
+    ClientMiddlewareFactory,
+    ServerMiddleware,
+    ServerMiddlewareFactory,
+)
+from flight_secure.server import FlightServerBase, FlightServerOptions
+from flight_secure.streams import (
+    FlightDataStream,
+    FlightMetadataWriter,
+    FlightStreamChunk,
+    FlightStreamReader,
+    GeneratorStream,
+    MetadataRecordBatchReader,
+    MetadataRecordBatchWriter,
+    RecordBatchStream,
+)
+from flight_secure.types import (
+    Action,
+    ActionType,
+    BasicAuth,
+    CallInfo,
+    CertKeyPair,
+    DescriptorType,
+    FlightDescriptor,
+    FlightEndpoint,
+    FlightInfo,
+    FlightMethod,
+    Location,
+    PollInfo,
+    Result,
+    SchemaResult,
+    Ticket,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "ActionType",
+    "BasicAuth",
+    "CallInfo",
+    "CertKeyPair",
+    "ClientAuthHandler",
+    "ClientAuthReader",
+    "ClientAuthSender",
+    "ClientMiddleware",
+    "ClientMiddlewareFactory",
+    "DescriptorType",
+    "FlightAlreadyExistsError",
+    "FlightCallOptions",
+    "FlightCancelledError",
+    "FlightClient",
+    "FlightDataStream",
+    "FlightDescriptor",
+    "FlightEndpoint",
+    "FlightError",
+    "FlightInfo",
+    "FlightInternalError",
+    "FlightInvalidArgumentError",
+    "FlightMetadataReader",
+    "FlightMetadataWriter",
+    "FlightMethod",
+    "FlightNotFoundError",
+    "FlightResourceExhaustedError",
+    "FlightServerBase",
+    "FlightServerError",
+    "FlightServerOptions",
+    "FlightStreamChunk",
+    "FlightStreamReader",
+    "FlightStreamWriter",
+    "FlightTimedOutError",
+    "FlightUnauthenticatedError",
+    "FlightUnauthorizedError",
+    "FlightUnavailableError",
+    "FlightUnimplementedError",
+    "FlightWriteSizeExceededError",
+    "GeneratorStream",
+    "Location",
+    "MetadataRecordBatchReader",
+    "MetadataRecordBatchWriter",
+    "PollInfo",
+    "RecordBatchStream",
+    "Result",
+    "SchemaResult",
+    "ServerAuthHandler",
+    "ServerAuthReader",
+    "ServerAuthSender",
+    "ServerCallContext",
+    "ServerMiddleware",
+    "ServerMiddlewareFactory",
+    "Ticket",
+    "connect",
+]

@@ -1,0 +1,564 @@
+"""FlightClient: calls a Flight service, with pyarrow.flight's API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pyarrow as pa
+
+from flight_secure._generated import flight_pb2 as pb
+from flight_secure.auth.base import (
+    AUTH_TOKEN_HEADER,
+    AUTHORIZATION_HEADER,
+    ClientAuthHandler,
+    ClientAuthReader,
+    ClientAuthSender,
+)
+from flight_secure.errors import (
+    FlightError,
+    FlightTimedOutError,
+    FlightUnauthenticatedError,
+    FlightUnavailableError,
+    FlightWriteSizeExceededError,
+    error_from_rpc,
+)
+from flight_secure.framing import FrameDecoder, decode_flight_data, encode_bytes_message
+from flight_secure.middleware import (
+    ClientMiddlewareFactory,
+    headers_to_dict,
+    headers_to_metadata,
+)
+from flight_secure.streams import FlightStreamReader, Outbox, _StreamWriterBase
+from flight_secure.tls import channel_credentials
+from flight_secure.types import (
+    Action,
+    ActionType,
+    CallInfo,
+    FlightDescriptor,
+    FlightInfo,
+    FlightMethod,
+    Location,
+    PollInfo,
+    Result,
+    SchemaResult,
+    Ticket,
+    to_bytes,
+)
+
+_PREFIX = "/arrow.flight.protocol.FlightService/"
+_M = FlightMethod
+#: Re-run the handshake when the session token has less than this many seconds left.
+TOKEN_REFRESH_MARGIN = 30.0
+
+
+class FlightCallOptions:
+    """Per-call options: timeout (seconds), IPC write/read options, extra headers."""
+
+    __slots__ = ("_metadata", "headers", "read_options", "timeout", "write_options")
+
+    def __init__(
+        self,
+        timeout: float | None = None,
+        write_options: pa.ipc.IpcWriteOptions | None = None,
+        headers: Any = None,
+        read_options: pa.ipc.IpcReadOptions | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.write_options = write_options
+        self.headers = headers
+        self.read_options = read_options
+        self._metadata = tuple(headers_to_metadata(headers)) if headers else ()
+
+
+_DEFAULT_OPTIONS = FlightCallOptions()
+
+
+class _ClientSender(ClientAuthSender):
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def write(self, message: bytes | str) -> None:
+        self._outbox.put(pb.HandshakeRequest(payload=to_bytes(message)).SerializeToString())
+
+
+class _ClientReader(ClientAuthReader):
+    def __init__(self, responses: Iterator[bytes]) -> None:
+        self._responses = responses
+
+    def read(self) -> bytes:
+        try:
+            raw = next(self._responses)
+        except StopIteration:
+            raise FlightUnauthenticatedError(
+                "the server ended the handshake without a reply"
+            ) from None
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        return pb.HandshakeResponse.FromString(raw).payload
+
+
+class FlightClient:
+    """A connection to one Flight service.
+
+    ``tls_root_certs`` (PEM) are the CAs trusted for a ``grpc+tls`` location
+    (system roots when omitted); ``cert_chain``/``private_key`` present a client
+    certificate for mutual TLS; ``override_hostname`` checks the server
+    certificate against another name; ``disable_server_verification`` trusts any
+    server certificate and warns, as the name says. ``generic_options`` are extra
+    gRPC channel arguments.
+    """
+
+    def __init__(
+        self,
+        location: str | Location | tuple[str, int],
+        tls_root_certs: bytes | str | None = None,
+        *,
+        cert_chain: bytes | str | None = None,
+        private_key: bytes | str | None = None,
+        override_hostname: str | None = None,
+        middleware: list[ClientMiddlewareFactory] | None = None,
+        write_size_limit_bytes: int | None = None,
+        disable_server_verification: bool = False,
+        generic_options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        if isinstance(location, tuple):
+            location = Location.for_grpc_tcp(*location)
+        self.location = Location(location)
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+        ]
+        target = self.location.grpc_target()
+        if self.location.is_tls:
+            credentials, extra = channel_credentials(
+                self.location,
+                tls_root_certs,
+                cert_chain,
+                private_key,
+                override_hostname,
+                disable_server_verification,
+            )
+            options += extra
+            options += list(generic_options or [])
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            if tls_root_certs or cert_chain or private_key or disable_server_verification:
+                warnings.warn(
+                    f"TLS options were given for a plaintext location {self.location}; "
+                    "use grpc+tls:// to encrypt the connection",
+                    stacklevel=2,
+                )
+            options += list(generic_options or [])
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._middleware = list(middleware or [])
+        self._write_size_limit = write_size_limit_bytes
+        self._token_metadata: tuple = ()
+        self._auth_lock = threading.Lock()
+        self._reauth: tuple[ClientAuthHandler, FlightCallOptions | None] | None = None
+        self._token_refresh_at: float | None = None
+        self._closed = False
+        ch = self._channel
+        self._rpc = {
+            "Handshake": ch.stream_stream(_PREFIX + "Handshake"),
+            "ListFlights": ch.unary_stream(_PREFIX + "ListFlights"),
+            "GetFlightInfo": ch.unary_unary(_PREFIX + "GetFlightInfo"),
+            "PollFlightInfo": ch.unary_unary(_PREFIX + "PollFlightInfo"),
+            "GetSchema": ch.unary_unary(_PREFIX + "GetSchema"),
+            "DoGet": ch.unary_stream(_PREFIX + "DoGet", response_deserializer=decode_flight_data),
+            "DoPut": ch.stream_stream(_PREFIX + "DoPut"),
+            "DoExchange": ch.stream_stream(
+                _PREFIX + "DoExchange", response_deserializer=decode_flight_data
+            ),
+            "DoAction": ch.unary_stream(_PREFIX + "DoAction"),
+            "ListActions": ch.unary_stream(_PREFIX + "ListActions"),
+        }
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _metadata(self, options: FlightCallOptions, method: FlightMethod) -> tuple[tuple, list]:
+        if self._token_refresh_at is not None and time.time() >= self._token_refresh_at:
+            self._refresh_token()
+        metadata = self._token_metadata + options._metadata
+        instances: list = []
+        if self._middleware:
+            info = CallInfo(method)
+            for factory in self._middleware:
+                instance = factory.start_call(info)
+                if instance is None:
+                    continue
+                instances.append(instance)
+                sent = instance.sending_headers()
+                if sent:
+                    metadata += tuple(headers_to_metadata(sent))
+        return metadata, instances
+
+    @staticmethod
+    def _finish(instances: list, call: Any, error: BaseException | None) -> None:
+        if not instances:
+            return
+        headers: dict = {}
+        if call is not None:
+            try:
+                headers = headers_to_dict(
+                    tuple(call.initial_metadata() or ()) + tuple(call.trailing_metadata() or ())
+                )
+            except Exception:
+                headers = {}
+        for instance in instances:
+            if headers:
+                instance.received_headers(headers)
+            instance.call_completed(error)
+
+    def _unary(self, name: str, method: FlightMethod, request: bytes, options) -> bytes:
+        options = options or _DEFAULT_OPTIONS
+        metadata, instances = self._metadata(options, method)
+        rpc = self._rpc[name]
+        try:
+            if instances:
+                response, call = rpc.with_call(
+                    request, metadata=metadata, timeout=options.timeout
+                )
+                self._finish(instances, call, None)
+                return response
+            return rpc(request, metadata=metadata, timeout=options.timeout)
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc)
+            self._finish(instances, exc, error)
+            raise error from None
+
+    def _server_stream(self, name: str, method: FlightMethod, request: bytes, options):
+        options = options or _DEFAULT_OPTIONS
+        metadata, instances = self._metadata(options, method)
+        call = self._rpc[name](request, metadata=metadata, timeout=options.timeout)
+        return call, instances
+
+    def _iterate(self, call: Any, instances: list) -> Iterator[Any]:
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc)
+            self._finish(instances, exc, error)
+            raise error from None
+        self._finish(instances, call, None)
+
+    # ------------------------------------------------------------ authentication
+
+    def authenticate(
+        self, auth_handler: ClientAuthHandler, options: FlightCallOptions | None = None
+    ) -> None:
+        """Run the Handshake with ``auth_handler``; later calls send its token.
+
+        When the token is a JWT, the client re-runs the handshake by itself shortly
+        before the token expires.
+        """
+        options = options or _DEFAULT_OPTIONS
+        with self._auth_lock:
+            outbox = Outbox(capacity=16)
+            call = self._rpc["Handshake"](
+                iter(outbox), metadata=options._metadata, timeout=options.timeout
+            )
+            try:
+                auth_handler.authenticate(_ClientSender(outbox), _ClientReader(call))
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc) from None
+            finally:
+                outbox.close()
+            try:
+                for _ in call:
+                    pass
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc) from None
+            token = to_bytes(auth_handler.get_token())
+            self._token_metadata = ((AUTH_TOKEN_HEADER, token),) if token else ()
+            self._reauth = (auth_handler, options)
+            expiry = _jwt_expiry(token)
+            self._token_refresh_at = (
+                max(time.time(), expiry - TOKEN_REFRESH_MARGIN) if expiry else None
+            )
+
+    def _refresh_token(self) -> None:
+        handler, options = self._reauth or (None, None)
+        if handler is None:
+            self._token_refresh_at = None
+            return
+        self._token_refresh_at = None
+        self.authenticate(handler, options)
+
+    def authenticate_basic_token(
+        self, username: str | bytes, password: str | bytes, options: FlightCallOptions | None = None
+    ) -> tuple[bytes, bytes]:
+        """Log in with HTTP Basic credentials in the Handshake's headers.
+
+        Returns the ``(b"authorization", b"Bearer <token>")`` header pair the server
+        sent back; pass it in ``FlightCallOptions(headers=[pair])`` on later calls.
+        """
+        options = options or _DEFAULT_OPTIONS
+        raw = to_bytes(username) + b":" + to_bytes(password)
+        header = ("authorization", "Basic " + base64.b64encode(raw).decode())
+        call = self._rpc["Handshake"](
+            iter(()), metadata=(header, *options._metadata), timeout=options.timeout
+        )
+        try:
+            for _ in call:
+                pass
+            initial = call.initial_metadata() or ()
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        for key, value in initial:
+            if key == AUTHORIZATION_HEADER:
+                return b"authorization", to_bytes(value)
+        raise FlightUnauthenticatedError("the server did not return a bearer token")
+
+    # ---------------------------------------------------------------- the RPCs
+
+    def wait_for_available(self, timeout: float = 5.0) -> None:
+        """Block until the server accepts connections (FlightTimedOutError otherwise)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise FlightTimedOutError(
+                f"server at {self.location} was not available within {timeout:g} s"
+            ) from None
+
+    def list_actions(self, options: FlightCallOptions | None = None) -> list[ActionType]:
+        call, instances = self._server_stream("ListActions", _M.LIST_ACTIONS, b"", options)
+        out = []
+        for raw in self._iterate(call, instances):
+            message = pb.ActionType.FromString(raw)
+            out.append(ActionType(message.type, message.description))
+        return out
+
+    def do_action(
+        self, action: Action | tuple | str, options: FlightCallOptions | None = None
+    ) -> Iterator[Result]:
+        """Run an action; returns an iterator over its results."""
+        if isinstance(action, str):
+            action = Action(action, b"")
+        elif isinstance(action, tuple):
+            action = Action(*action)
+        call, instances = self._server_stream(
+            "DoAction", _M.DO_ACTION, action.serialize(), options
+        )
+        return (Result(pb.Result.FromString(raw).body) for raw in self._iterate(call, instances))
+
+    def list_flights(
+        self, criteria: bytes | None = None, options: FlightCallOptions | None = None
+    ) -> Iterator[FlightInfo]:
+        request = pb.Criteria(expression=to_bytes(criteria)).SerializeToString()
+        call, instances = self._server_stream("ListFlights", _M.LIST_FLIGHTS, request, options)
+        return (FlightInfo.deserialize(raw) for raw in self._iterate(call, instances))
+
+    def get_flight_info(
+        self, descriptor: FlightDescriptor, options: FlightCallOptions | None = None
+    ) -> FlightInfo:
+        raw = self._unary("GetFlightInfo", _M.GET_FLIGHT_INFO, descriptor.serialize(), options)
+        return FlightInfo.deserialize(raw)
+
+    def poll_flight_info(
+        self, descriptor: FlightDescriptor, options: FlightCallOptions | None = None
+    ) -> PollInfo:
+        raw = self._unary("PollFlightInfo", _M.POLL_FLIGHT_INFO, descriptor.serialize(), options)
+        return PollInfo.deserialize(raw)
+
+    def get_schema(
+        self, descriptor: FlightDescriptor, options: FlightCallOptions | None = None
+    ) -> SchemaResult:
+        raw = self._unary("GetSchema", _M.GET_SCHEMA, descriptor.serialize(), options)
+        return SchemaResult.deserialize(raw)
+
+    def do_get(self, ticket: Ticket, options: FlightCallOptions | None = None) -> FlightStreamReader:
+        """Fetch the stream behind ``ticket``; the server's error is raised here."""
+        options = options or _DEFAULT_OPTIONS
+        request = encode_bytes_message(ticket.ticket)
+        call, instances = self._server_stream("DoGet", _M.DO_GET, request, options)
+        decoder = FrameDecoder(self._iterate(call, instances), options.read_options)
+        reader = FlightStreamReader(decoder, call, _client_error)
+        decoder.wait_for_schema()
+        return reader
+
+    def do_put(
+        self,
+        descriptor: FlightDescriptor,
+        schema: pa.Schema,
+        options: FlightCallOptions | None = None,
+    ) -> tuple[FlightStreamWriter, FlightMetadataReader]:
+        """Upload a stream: returns ``(writer, metadata_reader)``."""
+        options = options or _DEFAULT_OPTIONS
+        metadata, instances = self._metadata(options, _M.DO_PUT)
+        outbox = Outbox(capacity=4)
+        call = self._rpc["DoPut"](iter(outbox), metadata=metadata, timeout=options.timeout)
+        reader = FlightMetadataReader(self._iterate(call, instances))
+        writer = FlightStreamWriter(outbox, call, options.write_options, self._write_size_limit,
+                                    reader)
+        writer._start(schema, descriptor.serialize())
+        return writer, reader
+
+    def do_exchange(
+        self, descriptor: FlightDescriptor, options: FlightCallOptions | None = None
+    ) -> tuple[FlightStreamWriter, FlightStreamReader]:
+        """Open a two-way data stream: returns ``(writer, reader)``."""
+        options = options or _DEFAULT_OPTIONS
+        metadata, instances = self._metadata(options, _M.DO_EXCHANGE)
+        outbox = Outbox(capacity=4)
+        call = self._rpc["DoExchange"](iter(outbox), metadata=metadata, timeout=options.timeout)
+        decoder = FrameDecoder(self._iterate(call, instances), options.read_options)
+        reader = FlightStreamReader(decoder, call, _client_error)
+        writer = FlightStreamWriter(outbox, call, options.write_options, self._write_size_limit,
+                                    None)
+        outbox.put(
+            b"".join((b"\x0a", _len_prefix(descriptor.serialize())))
+        )
+        return writer, reader
+
+    def close(self) -> None:
+        """Close the connection; calls in flight are cancelled."""
+        if not self._closed:
+            self._closed = True
+            self._channel.close()
+
+    def __enter__(self) -> FlightClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            return
+
+
+def _len_prefix(data: bytes) -> bytes:
+    from flight_secure.framing import _varint
+
+    return _varint(len(data)) + data
+
+
+def _client_error(exc: BaseException) -> FlightError:
+    if isinstance(exc, grpc.RpcError):
+        return error_from_rpc(exc)
+    return FlightError(str(exc))
+
+
+def _jwt_expiry(token: bytes) -> float | None:
+    """The ``exp`` of a JWT-shaped token (unverified: only used to schedule refresh)."""
+    parts = token.split(b".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + b"=" * (-len(parts[1]) % 4)
+        exp = json.loads(base64.urlsafe_b64decode(padded)).get("exp")
+    except (ValueError, AttributeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+class FlightMetadataReader:
+    """Reads the server's PutResult metadata during DoPut; ``read()`` is None at the end."""
+
+    def __init__(self, responses: Iterator[bytes]) -> None:
+        self._responses = responses
+        self._buffered: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._done = False
+
+    def read(self) -> pa.Buffer | None:
+        with self._lock:
+            if self._buffered:
+                raw = self._buffered.popleft()
+            elif self._done:
+                return None
+            else:
+                try:
+                    raw = next(self._responses)
+                except StopIteration:
+                    self._done = True
+                    return None
+        return pa.py_buffer(pb.PutResult.FromString(raw).app_metadata)
+
+    def _drain(self) -> None:
+        """Read the rest of the call (buffering results); raises the call's error."""
+        with self._lock:
+            if self._done:
+                return
+            for raw in self._responses:
+                self._buffered.append(raw)
+            self._done = True
+
+
+class FlightStreamWriter(_StreamWriterBase):
+    """The client's writer for DoPut and DoExchange."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        call: Any,
+        write_options: pa.ipc.IpcWriteOptions | None,
+        size_limit: int | None,
+        put_reader: FlightMetadataReader | None,
+    ) -> None:
+        super().__init__(outbox, write_options)
+        self._call = call
+        self._size_limit = size_limit
+        self._put_reader = put_reader
+        self._done_writing = False
+        call.add_done_callback(self._on_call_done)
+
+    def _on_call_done(self, call: Any) -> None:
+        code = call.code()
+        if code == grpc.StatusCode.OK:
+            self._outbox.fail(FlightError("the server already finished the call"))
+        else:
+            self._outbox.fail(error_from_rpc(call))
+
+    def _send(self, frame: bytes) -> None:
+        limit = self._size_limit
+        if limit is not None and len(frame) > limit:
+            raise FlightWriteSizeExceededError(
+                f"message of {len(frame)} bytes exceeds the write size limit of {limit} bytes",
+                limit,
+                len(frame),
+            )
+        self._outbox.put(frame)
+
+    def done_writing(self) -> None:
+        """Tell the server the client has nothing more to send."""
+        if not self._done_writing:
+            self._done_writing = True
+            self._outbox.close()
+
+    def close(self) -> None:
+        """Finish writing and wait for the server to end the call; raises its error."""
+        self.done_writing()
+        if self._put_reader is not None:
+            self._put_reader._drain()
+        else:
+            try:
+                self._call.result() if hasattr(self._call, "result") else None
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc) from None
+            except grpc.FutureCancelledError:
+                return
+
+    def __enter__(self) -> FlightStreamWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(location: str | Location | tuple[str, int], **kwargs: Any) -> FlightClient:
+    """Connect to a Flight service (see :class:`FlightClient` for the options)."""
+    return FlightClient(location, **kwargs)
+
+
+__all__ = ["FlightCallOptions", "FlightClient", "FlightUnavailableError", "connect"]

@@ -1,0 +1,205 @@
+"""Flight errors and their one mapping to and from gRPC status codes.
+
+The table :data:`_CODE_FOR_ERROR` / :data:`_ERROR_FOR_CODE` is the only place where
+Flight error classes and gRPC status codes meet. The classes mirror
+``pyarrow.flight``'s names and, where pyarrow raises a plain Arrow error for a status
+(``INVALID_ARGUMENT`` -> ``ArrowInvalid``, ``NOT_FOUND`` -> ``ArrowKeyError``,
+``UNIMPLEMENTED`` -> ``ArrowNotImplementedError``), our class inherits from that
+Arrow error too, so ``except`` clauses written for pyarrow keep working.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pyarrow as pa
+
+#: Trailer that carries :attr:`FlightError.extra_info`, as Arrow's implementations use it.
+EXTRA_INFO_TRAILER = "grpc-status-details-bin"
+
+
+class FlightError(pa.ArrowException):
+    """Base of every Flight error; ``extra_info`` is opaque bytes sent with the status."""
+
+    def __init__(self, message: str = "", extra_info: bytes = b"") -> None:
+        super().__init__(message)
+        self.extra_info = bytes(extra_info or b"")
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class FlightInternalError(FlightError):
+    """The server or transport failed internally (INTERNAL, ABORTED, DATA_LOSS)."""
+
+
+class FlightTimedOutError(FlightError):
+    """The call's deadline passed (DEADLINE_EXCEEDED)."""
+
+
+class FlightCancelledError(FlightError, pa.ArrowCancelled):
+    """The call was cancelled (CANCELLED)."""
+
+
+class FlightUnauthenticatedError(FlightError):
+    """No valid credentials were presented (UNAUTHENTICATED)."""
+
+
+class FlightUnauthorizedError(FlightError):
+    """The caller is known but not allowed to do this (PERMISSION_DENIED)."""
+
+
+class FlightUnavailableError(FlightError):
+    """The server could not be reached or is going away (UNAVAILABLE)."""
+
+
+class FlightServerError(FlightError):
+    """The server's handler failed with an error of no more specific kind (UNKNOWN)."""
+
+
+class FlightWriteSizeExceededError(FlightError):
+    """A client write was larger than the client's ``write_size_limit_bytes``."""
+
+    def __init__(self, message: str, limit: int, actual: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.actual = actual
+
+
+class FlightInvalidArgumentError(FlightError, pa.ArrowInvalid):
+    """The request was malformed (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE)."""
+
+
+class FlightResourceExhaustedError(FlightInvalidArgumentError):
+    """A size or rate limit was hit (RESOURCE_EXHAUSTED)."""
+
+
+class FlightNotFoundError(FlightError, pa.ArrowKeyError):
+    """The ticket, descriptor or action is not known (NOT_FOUND)."""
+
+
+class FlightAlreadyExistsError(FlightError):
+    """The thing to be created exists already (ALREADY_EXISTS)."""
+
+
+class FlightUnimplementedError(FlightError, pa.ArrowNotImplementedError):
+    """The server does not implement this RPC or action (UNIMPLEMENTED)."""
+
+
+_C = grpc.StatusCode
+
+#: Error class -> the status a server sends for it. Subclasses resolve through the MRO.
+_CODE_FOR_ERROR: dict[type[BaseException], grpc.StatusCode] = {
+    FlightResourceExhaustedError: _C.RESOURCE_EXHAUSTED,
+    FlightInvalidArgumentError: _C.INVALID_ARGUMENT,
+    FlightNotFoundError: _C.NOT_FOUND,
+    FlightAlreadyExistsError: _C.ALREADY_EXISTS,
+    FlightUnimplementedError: _C.UNIMPLEMENTED,
+    FlightInternalError: _C.INTERNAL,
+    FlightTimedOutError: _C.DEADLINE_EXCEEDED,
+    FlightCancelledError: _C.CANCELLED,
+    FlightUnauthenticatedError: _C.UNAUTHENTICATED,
+    FlightUnauthorizedError: _C.PERMISSION_DENIED,
+    FlightUnavailableError: _C.UNAVAILABLE,
+    FlightServerError: _C.UNKNOWN,
+    FlightWriteSizeExceededError: _C.RESOURCE_EXHAUSTED,
+    FlightError: _C.UNKNOWN,
+    # Plain Python and Arrow errors raised by handlers.
+    pa.ArrowInvalid: _C.INVALID_ARGUMENT,
+    pa.ArrowKeyError: _C.NOT_FOUND,
+    pa.ArrowNotImplementedError: _C.UNIMPLEMENTED,
+    pa.ArrowCancelled: _C.CANCELLED,
+    NotImplementedError: _C.UNIMPLEMENTED,
+    KeyError: _C.NOT_FOUND,
+    LookupError: _C.NOT_FOUND,
+    ValueError: _C.INVALID_ARGUMENT,
+    TypeError: _C.INVALID_ARGUMENT,
+    PermissionError: _C.PERMISSION_DENIED,
+    TimeoutError: _C.DEADLINE_EXCEEDED,
+    FileNotFoundError: _C.NOT_FOUND,
+    FileExistsError: _C.ALREADY_EXISTS,
+}
+
+#: gRPC status -> the error class a client raises for it.
+_ERROR_FOR_CODE: dict[grpc.StatusCode, type[FlightError]] = {
+    _C.CANCELLED: FlightCancelledError,
+    _C.UNKNOWN: FlightServerError,
+    _C.INVALID_ARGUMENT: FlightInvalidArgumentError,
+    _C.DEADLINE_EXCEEDED: FlightTimedOutError,
+    _C.NOT_FOUND: FlightNotFoundError,
+    _C.ALREADY_EXISTS: FlightAlreadyExistsError,
+    _C.PERMISSION_DENIED: FlightUnauthorizedError,
+    _C.RESOURCE_EXHAUSTED: FlightResourceExhaustedError,
+    _C.FAILED_PRECONDITION: FlightInvalidArgumentError,
+    _C.ABORTED: FlightInternalError,
+    _C.OUT_OF_RANGE: FlightInvalidArgumentError,
+    _C.UNIMPLEMENTED: FlightUnimplementedError,
+    _C.INTERNAL: FlightInternalError,
+    _C.UNAVAILABLE: FlightUnavailableError,
+    _C.DATA_LOSS: FlightInternalError,
+    _C.UNAUTHENTICATED: FlightUnauthenticatedError,
+}
+
+
+def status_for_exception(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status code and message a server sends for a handler's exception.
+
+    Flight errors keep their message as is. Other exceptions are described as
+    ``"<ExceptionType>: <message>"`` so the client sees what failed; no traceback
+    is ever included (the server logs it instead).
+    """
+    for klass in type(exc).__mro__:
+        code = _CODE_FOR_ERROR.get(klass)
+        if code is not None:
+            break
+    else:
+        code = _C.UNKNOWN
+    if isinstance(exc, FlightError):
+        message = str(exc)
+    elif isinstance(exc, KeyError) and exc.args:
+        message = f"{type(exc).__name__}: {exc.args[0]}"
+    else:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return code, message
+
+
+def error_for_status(
+    code: grpc.StatusCode, message: str, extra_info: bytes = b""
+) -> FlightError:
+    """The client-side exception for a failed call's status, message and extra info."""
+    klass = _ERROR_FOR_CODE.get(code, FlightError)
+    text = f"{message} (gRPC {code.name})" if message else f"gRPC {code.name}"
+    return klass(text, extra_info)
+
+
+def error_from_rpc(err: grpc.RpcError) -> FlightError:
+    """Translate a grpcio ``RpcError`` raised on the client into a Flight error."""
+    code = err.code() if hasattr(err, "code") else _C.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    extra = b""
+    trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == EXTRA_INFO_TRAILER and isinstance(value, bytes):
+            extra = value
+    if code == _C.UNAVAILABLE:
+        details = describe_unavailable(details or "")
+    return error_for_status(code or _C.UNKNOWN, details or "", extra)
+
+
+def describe_unavailable(details: str) -> str:
+    """Turn gRPC's connection-failure detail into a sentence that says what failed."""
+    lowered = details.lower()
+    hints = (
+        ("certificate verify failed", "the server's TLS certificate was not trusted"),
+        ("certificate_verify_failed", "the server's TLS certificate was not trusted"),
+        ("wrong_version_number", "the server does not speak TLS (or the client does not)"),
+        ("ssl handshake failed", "the TLS handshake failed"),
+        ("handshake failed", "the TLS handshake failed"),
+        ("hostname", "the server's certificate does not match the host name"),
+        ("connection refused", "nothing is listening at that address"),
+        ("failed to connect", "could not connect to the server"),
+        ("socket closed", "the server closed the connection"),
+    )
+    for needle, hint in hints:
+        if needle in lowered:
+            return f"{hint}: {details}"
+    return details

@@ -1,0 +1,438 @@
+"""FlightData <-> Arrow IPC messages: the data plane's hot path.
+
+Sending: :class:`IpcMessageSplitter` is the sink of a ``pyarrow.ipc`` stream writer.
+Arrow hands it the stream as a sequence of writes in which every body buffer is a
+``pyarrow.Buffer`` (no copy); the splitter cuts that stream into messages, each a
+metadata header plus a list of body pieces. :func:`encode_flight_data` lays one
+message out as the protobuf bytes of a ``FlightData`` in a single join: the only
+copy we make of the data on the way out.
+
+Receiving: :func:`decode_flight_data` slices a received ``FlightData`` into a
+:class:`Frame` of memoryviews (no copy) and :class:`FrameDecoder` feeds the frames
+to a ``pyarrow.ipc`` stream reader through :class:`_FrameFeed`, which serves the
+body as a view into the received bytes, so record batches point straight into
+the gRPC message.
+
+A malformed frame never raises inside gRPC's (de)serializer hooks; it becomes a
+:class:`Frame` carrying ``error``, which the reader raises as an INVALID_ARGUMENT
+Flight error in the handler's thread.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import pyarrow as pa
+
+from flight_secure.errors import FlightInvalidArgumentError
+
+_CONTINUATION = b"\xff\xff\xff\xff"
+_PREFIX = struct.Struct("<Ii")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
+_I64 = struct.Struct("<q")
+
+# Field tags of FlightData (field << 3 | wire type 2), pre-encoded.
+_TAG_DESCRIPTOR = b"\x0a"
+_TAG_HEADER = b"\x12"
+_TAG_APP_METADATA = b"\x1a"
+_TAG_BODY = b"\xc2\x3e"  # field 1000
+
+# Arrow IPC MessageHeader union values (Message.fbs).
+SCHEMA = 1
+DICTIONARY_BATCH = 2
+RECORD_BATCH = 3
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_flight_data(
+    header: bytes | memoryview | None,
+    body: list | tuple = (),
+    body_length: int = 0,
+    app_metadata: bytes | None = None,
+    descriptor: bytes | None = None,
+) -> bytes:
+    """The wire bytes of one ``FlightData`` message.
+
+    ``body`` is a sequence of buffer-like pieces whose sizes add up to
+    ``body_length``; they are written back to back as ``data_body``.
+    """
+    parts: list = []
+    if descriptor:
+        parts += (_TAG_DESCRIPTOR, _varint(len(descriptor)), descriptor)
+    if header:
+        parts += (_TAG_HEADER, _varint(len(header)), header)
+    if app_metadata:
+        parts += (_TAG_APP_METADATA, _varint(len(app_metadata)), app_metadata)
+    if body_length:
+        parts += (_TAG_BODY, _varint(body_length))
+        parts.extend(body)
+    return b"".join(parts)
+
+
+class Frame(NamedTuple):
+    """One received ``FlightData``, as views into the received bytes.
+
+    ``error`` is set (and the rest empty) when the bytes were not a valid FlightData.
+    """
+
+    descriptor: memoryview | None
+    header: memoryview | None
+    app_metadata: bytes | None
+    body: memoryview | None
+    error: str | None = None
+
+
+def _read_varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 64 bits")
+
+
+def decode_flight_data(raw: bytes) -> Frame:
+    """Slice a received ``FlightData`` into a :class:`Frame` without copying data.
+
+    Unknown fields are skipped as protobuf requires. Never raises: a malformed
+    message yields a Frame whose ``error`` says what was wrong.
+    """
+    view = memoryview(raw)
+    end = len(view)
+    pos = 0
+    descriptor = header = body = None
+    app_metadata: bytes | None = None
+    try:
+        while pos < end:
+            key, pos = _read_varint(view, pos, end)
+            field, wire = key >> 3, key & 7
+            if wire == 2:
+                length, pos = _read_varint(view, pos, end)
+                stop = pos + length
+                if stop > end:
+                    raise ValueError(f"field {field} runs past the end of the message")
+                chunk = view[pos:stop]
+                pos = stop
+                if field == 1000:
+                    body = chunk
+                elif field == 2:
+                    header = chunk
+                elif field == 3:
+                    app_metadata = bytes(chunk)
+                elif field == 1:
+                    descriptor = chunk
+            elif wire == 0:
+                _, pos = _read_varint(view, pos, end)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            else:
+                raise ValueError(f"unsupported protobuf wire type {wire} (field {field})")
+            if pos > end:
+                raise ValueError("truncated field")
+    except ValueError as exc:
+        return Frame(None, None, None, None, f"malformed FlightData message: {exc}")
+    return Frame(descriptor, header, app_metadata, body)
+
+
+def message_info(header: memoryview | bytes) -> tuple[int, int]:
+    """(header type, body length) read from an IPC ``Message`` flatbuffer.
+
+    Raises :class:`FlightInvalidArgumentError` when the bytes are not a plausible
+    Message flatbuffer (Arrow verifies the flatbuffer in full afterwards).
+    """
+    try:
+        if len(header) >= 8 and bytes(header[:4]) == _CONTINUATION:
+            header = header[8:]
+        table = _U32.unpack_from(header, 0)[0]
+        vtable = table - _I32.unpack_from(header, table)[0]
+        vtable_size = _U16.unpack_from(header, vtable)[0]
+
+        def field_pos(index: int) -> int:
+            slot = 4 + 2 * index
+            if slot + 2 > vtable_size:
+                return 0
+            offset = _U16.unpack_from(header, vtable + slot)[0]
+            return table + offset if offset else 0
+
+        type_pos = field_pos(1)
+        header_type = header[type_pos] if type_pos else 0
+        length_pos = field_pos(3)
+        body_length = _I64.unpack_from(header, length_pos)[0] if length_pos else 0
+    except (struct.error, IndexError, ValueError):
+        raise FlightInvalidArgumentError(
+            "FlightData data_header is not an Arrow IPC message"
+        ) from None
+    if body_length < 0 or header_type not in (SCHEMA, DICTIONARY_BATCH, RECORD_BATCH):
+        raise FlightInvalidArgumentError(
+            f"FlightData data_header is not a schema, dictionary or record batch "
+            f"message (type {header_type})"
+        )
+    return header_type, body_length
+
+
+class IpcMessageSplitter:
+    """A write-only file for ``pyarrow.ipc.new_stream`` that cuts the stream into messages.
+
+    After each write to the IPC writer, :meth:`take` returns the complete messages
+    as ``(header, body_pieces, body_length)``; body pieces are the Arrow buffers
+    themselves, so nothing is copied here.
+    """
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._messages: list[tuple[bytes, list, int]] = []
+        self._prefix = bytearray()
+        self._header = bytearray()
+        self._header_length = 0
+        self._body: list = []
+        self._body_missing = 0
+        self._state = 0  # 0: prefix, 1: header, 2: body
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def write(self, data: pa.Buffer | bytes | memoryview) -> int:
+        view = memoryview(data)
+        size = len(view)
+        if self._state == 2 and size <= self._body_missing:
+            self._body.append(data)
+            self._body_missing -= size
+            if not self._body_missing:
+                self._finish_body()
+            return size
+        while len(view):
+            view = self._consume(view)
+        return size
+
+    def _consume(self, view: memoryview) -> memoryview:
+        if self._state == 0:
+            take = 8 - len(self._prefix)
+            self._prefix += view[:take]
+            if len(self._prefix) == 8:
+                marker, length = _PREFIX.unpack(self._prefix)
+                self._prefix.clear()
+                if length > 0:
+                    self._header_length = length
+                    self._state = 1
+            return view[take:]
+        if self._state == 1:
+            take = self._header_length - len(self._header)
+            self._header += view[:take]
+            if len(self._header) == self._header_length:
+                _, self._body_missing = message_info(memoryview(self._header))
+                if self._body_missing:
+                    self._state = 2
+                else:
+                    self._messages.append((bytes(self._header), [], 0))
+                    self._header.clear()
+                    self._state = 0
+            return view[take:]
+        take = min(self._body_missing, len(view))
+        self._body.append(view[:take])
+        self._body_missing -= take
+        if not self._body_missing:
+            self._finish_body()
+        return view[take:]
+
+    def _finish_body(self) -> None:
+        header = bytes(self._header)
+        _, body_length = message_info(header)
+        self._messages.append((header, self._body, body_length))
+        self._header.clear()
+        self._body = []
+        self._state = 0
+
+    def take(self) -> list[tuple[bytes, list, int]]:
+        """The messages completed since the last call, oldest first."""
+        messages, self._messages = self._messages, []
+        return messages
+
+
+class _FrameFeed:
+    """A read-only file over queued byte pieces, serving views wherever it can."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._pieces: deque[memoryview] = deque()
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def push(self, piece: bytes | memoryview) -> None:
+        if len(piece):
+            self._pieces.append(memoryview(piece))
+
+    def read(self, size: int = -1) -> memoryview | bytes:
+        pieces = self._pieces
+        if not pieces:
+            return b""
+        head = pieces[0]
+        if size < 0:
+            size = sum(len(p) for p in pieces)
+        if len(head) == size:
+            pieces.popleft()
+            return head
+        if len(head) > size:
+            pieces[0] = head[size:]
+            return head[:size]
+        out = bytearray()
+        while pieces and len(out) < size:
+            head = pieces[0]
+            need = size - len(out)
+            if len(head) <= need:
+                out += head
+                pieces.popleft()
+            else:
+                out += head[:need]
+                pieces[0] = head[need:]
+        return bytes(out)
+
+    def clear(self) -> None:
+        self._pieces.clear()
+
+
+class FrameDecoder:
+    """Turns a sequence of received :class:`Frame` s into record batches.
+
+    :meth:`next_chunk` returns ``(batch or None, app_metadata or None)`` for each
+    data or metadata-only message and raises ``StopIteration`` at the end of the
+    frames. Nothing is read until the first call that needs data.
+    """
+
+    def __init__(self, frames: Iterator[Frame], options: pa.ipc.IpcReadOptions | None = None):
+        self._frames = frames
+        self._options = options
+        self._feed = _FrameFeed()
+        self._reader: pa.ipc.RecordBatchStreamReader | None = None
+        self._started = False
+        self._descriptor: memoryview | None = None
+        self.schema: pa.Schema | None = None
+        self._pending: deque[tuple[pa.RecordBatch | None, bytes | None]] = deque()
+        self._ended = False
+
+    def start(self) -> None:
+        """Read the first frame (descriptor and/or schema) if not done yet."""
+        if not self._started:
+            self._started = True
+            self._pull(first=True)
+
+    @property
+    def descriptor(self) -> memoryview | None:
+        """The descriptor carried by the first frame, if any."""
+        self.start()
+        return self._descriptor
+
+    def _pull(self, first: bool = False) -> bool:
+        """Read one frame; queue what it yields. False at the end of the frames."""
+        if self._ended:
+            return False
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            self._ended = True
+            return False
+        if frame.error:
+            raise FlightInvalidArgumentError(frame.error)
+        if first:
+            self._descriptor = frame.descriptor
+        if frame.header is not None and len(frame.header):
+            chunk = self._accept(frame)
+            if chunk is not None:
+                self._pending.append(chunk)
+        elif frame.app_metadata:
+            self._pending.append((None, frame.app_metadata))
+        return True
+
+    def wait_for_schema(self) -> pa.Schema | None:
+        """Read ahead until the schema is known (or the stream ends); return it."""
+        self.start()
+        while self.schema is None and self._pull():
+            pass
+        return self.schema
+
+    def next_chunk(self) -> tuple[pa.RecordBatch | None, bytes | None]:
+        """The next batch and/or app metadata; ``StopIteration`` at the end."""
+        self.start()
+        while not self._pending:
+            if not self._pull():
+                raise StopIteration
+        return self._pending.popleft()
+
+    def _accept(self, frame: Frame) -> tuple[pa.RecordBatch, bytes | None] | None:
+        header = frame.header
+        kind, body_length = message_info(header)
+        body = frame.body if frame.body is not None else memoryview(b"")
+        if len(body) < body_length:
+            raise FlightInvalidArgumentError(
+                f"FlightData body has {len(body)} bytes but its IPC header declares "
+                f"{body_length}"
+            )
+        if len(header) >= 8 and bytes(header[:4]) == _CONTINUATION:
+            header = header[8:]
+        if kind != SCHEMA and self._reader is None:
+            raise FlightInvalidArgumentError("the stream sent data before its schema message")
+        if kind == SCHEMA and self._reader is not None:
+            raise FlightInvalidArgumentError(
+                "a second schema message arrived in the middle of the stream"
+            )
+        feed = self._feed
+        feed.push(_PREFIX.pack(0xFFFFFFFF, len(header)))
+        feed.push(header)
+        feed.push(body[:body_length])
+        try:
+            if kind == SCHEMA:
+                self._reader = pa.ipc.open_stream(feed, options=self._options)
+                self.schema = self._reader.schema
+                return None
+            if kind == DICTIONARY_BATCH:
+                return None
+            batch = self._reader.read_next_batch()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError,
+                StopIteration) as exc:
+            feed.clear()
+            raise FlightInvalidArgumentError(
+                f"FlightData does not hold a valid Arrow IPC message: {exc}"
+            ) from None
+        return batch, frame.app_metadata
+
+
+def encode_bytes_message(payload: bytes, tag: bytes = b"\x0a") -> bytes:
+    """A message whose only field is one bytes field (PutResult, Result, Ticket...)."""
+    if not payload:
+        return b""
+    return b"".join((tag, _varint(len(payload)), payload))
