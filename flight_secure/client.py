@@ -374,7 +374,9 @@ class FlightClient:
         raw = self._unary("GetSchema", _M.GET_SCHEMA, descriptor.serialize(), options)
         return SchemaResult.deserialize(raw)
 
-    def do_get(self, ticket: Ticket, options: FlightCallOptions | None = None) -> FlightStreamReader:
+    def do_get(
+        self, ticket: Ticket, options: FlightCallOptions | None = None
+    ) -> FlightStreamReader:
         """Fetch the stream behind ``ticket``; the server's error is raised here."""
         options = options or _DEFAULT_OPTIONS
         request = encode_bytes_message(ticket.ticket)

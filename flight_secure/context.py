@@ -80,4 +80,5 @@ class ServerCallContext:
         self._trailers.append((key.lower(), value))
 
     def __repr__(self) -> str:
-        return f"<ServerCallContext method={self.method.name} peer_identity={self.peer_identity()!r}>"
+        identity = self.peer_identity()
+        return f"<ServerCallContext method={self.method.name} peer_identity={identity!r}>"

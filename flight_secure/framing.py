@@ -240,7 +240,7 @@ class IpcMessageSplitter:
             take = 8 - len(self._prefix)
             self._prefix += view[:take]
             if len(self._prefix) == 8:
-                marker, length = _PREFIX.unpack(self._prefix)
+                _, length = _PREFIX.unpack(self._prefix)
                 self._prefix.clear()
                 if length > 0:
                     self._header_length = length

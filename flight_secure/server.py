@@ -521,10 +521,7 @@ class FlightServerBase:
             gate.authorize(context.principal, _M.DO_ACTION, action.type, context.credentials)
         results = self.do_action(context, action)
         for result in results or ():
-            if isinstance(result, Result):
-                body = result._body
-            else:
-                body = to_bytes(result)
+            body = result._body if isinstance(result, Result) else to_bytes(result)
             yield encode_bytes_message(body)
 
     def _run_list_actions(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:

@@ -191,7 +191,9 @@ class FlightStreamChunk(NamedTuple):
 class MetadataRecordBatchReader:
     """Reads a Flight stream: batches with optional app metadata."""
 
-    def __init__(self, decoder: FrameDecoder, on_error: Callable[[BaseException], Any] = None):
+    def __init__(
+        self, decoder: FrameDecoder, on_error: Callable[[BaseException], Any] | None = None
+    ) -> None:
         self._decoder = decoder
         self._on_error = on_error
 

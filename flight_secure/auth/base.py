@@ -29,7 +29,7 @@ from typing import Any
 
 from flight_secure.types import FlightMethod
 
-AUTH_TOKEN_HEADER = "auth-token-bin"
+AUTH_TOKEN_HEADER = "auth-token-bin"  # noqa: S105 (a header name, not a secret)
 AUTHORIZATION_HEADER = "authorization"
 
 
