@@ -100,7 +100,7 @@ def server_handler(impl: str, flight: ModuleType, user: str, password: str, cost
         return _pyarrow_server_handler(flight, user, password, cost)
     from flight_secure.auth import BasicServerAuthHandler, PasswordStore
 
-    store = PasswordStore()
+    store = PasswordStore(rounds=cost)
     store.add(user, password)
     return BasicServerAuthHandler(store)
 

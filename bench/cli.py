@@ -14,11 +14,13 @@ from typing import Any
 from bench import plan, report
 from bench.certs import make_certificates
 from bench.common import IMPL_MODULES
-from bench.runner import Row, run_pair
+from bench.runner import row_for, run_pair
 from bench.servers import ROOT
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
-QUICK = plan.Settings(size_mb=32, calls=100, calls_per_thread=25, handshakes=3)
+QUICK = plan.Settings(
+    size_mb=32, transfer_min_s=0.2, max_repeats=3, calls=100, calls_per_thread=25, handshakes=3
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -112,10 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     settings, rounds = settings_from(args)
     only = args.only.split(",") if args.only else None
     workloads = plan.build(settings, args.tls, args.auth, only)
-    a, b = args.impls.split(",")
-    groups = [(i, i) for i in dict.fromkeys([a, b])] if args.calibrate else [(a, b)]
+    impls = list(dict.fromkeys(args.impls.split(",")))
+    if args.calibrate:
+        groups = [("calibrate", (i, i), workloads) for i in impls]
+    else:
+        a, b = args.impls.split(",")
+        groups = [("compare", (a, b), workloads)]
+        overhead = plan.overhead(settings, only) if args.auth else []
+        groups += [("auth_overhead", (i, i), overhead) for i in impls if overhead]
     log_dir = args.json.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
     document: dict[str, Any] = {
         "machine": report.machine_info(),
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
@@ -128,28 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="flight-bench-") as tmp:
         certs = None
-        if any(w.variant != "plain" for w in workloads):
+        if any(w.variant != "plain" for _, _, group in groups for w in group):
             certs, note = make_certificates(Path(tmp))
             document["notes"].append(f"certificates {note}")
-        for impls in groups:
-            missing = next(filter(None, map(unavailable, dict.fromkeys(impls))), None)
+        for kind, pair, group in groups:
+            missing = next(filter(None, map(unavailable, dict.fromkeys(pair))), None)
             if missing:
-                rows: list[Row] = [
-                    {
-                        "label": w.label,
-                        "name": w.name,
-                        "variant": w.variant,
-                        "unit": w.unit,
-                        "higher_is_better": w.higher_is_better,
-                        "status": "error",
-                        "error": missing,
-                    }
-                    for w in workloads
-                ]
+                rows = [row_for(w, {"status": "error", "error": missing}) for w in group]
             else:
                 rows = run_pair(
-                    impls,
-                    workloads,
+                    pair,
+                    group,
                     rounds=rounds,
                     warmup=args.warmup,
                     budget_s=args.budget_s,
@@ -158,27 +157,30 @@ def main(argv: list[str] | None = None) -> int:
                     bcrypt_cost=args.bcrypt_cost,
                     progress=progress,
                 )
-            document["groups"].append(_print_group(impls, rows, args.calibrate))
+            document["groups"].append({"kind": kind, "impls": list(pair), "rows": rows})
+    _print(document["groups"])
     report.write_json(args.json, document)
     print(f"\nresults: {args.json}  logs: {log_dir}")
     failed = any(r["status"] == "error" for g in document["groups"] for r in g["rows"])
     return 1 if failed else 0
 
 
-def _print_group(impls: tuple[str, str], rows: list[Row], calibrate: bool) -> dict[str, Any]:
-    """Print one group's tables; return its JSON entry."""
-    print(f"\n== {impls[0]} (A) vs {impls[1]} (B) ==")
-    print(report.comparison_table(rows, impls))
-    entry: dict[str, Any] = {"impls": list(impls), "rows": rows}
-    memory = report.memory_table(rows, impls)
-    if memory:
-        print("\npeak RSS, MiB (growth over the RSS after data preparation)")
-        print(memory)
-    overhead = report.auth_overhead(rows)
+def _print(groups: list[dict[str, Any]]) -> None:
+    """Print every group's tables; adds the calibration band to calibrate groups."""
+    for group in groups:
+        impls = (group["impls"][0], group["impls"][1])
+        if group["kind"] == "auth_overhead":
+            continue
+        print(f"\n== {impls[0]} (A) vs {impls[1]} (B) ==")
+        print(report.comparison_table(group["rows"], impls))
+        memory = report.memory_table(group["rows"], impls)
+        if memory:
+            print("\npeak RSS, MiB (growth over the RSS after data preparation)")
+            print(memory)
+        if group["kind"] == "calibrate":
+            group["band"] = report.calibration_band(group["rows"])
+            print("\ncalibration band: " + report.band_text(impls[0], group["band"]))
+    overhead = report.overhead_table(groups)
     if overhead:
-        entry["auth_overhead_us"] = overhead
-        print("\n" + report.overhead_table(overhead, impls))
-    if calibrate:
-        entry["band"] = report.calibration_band(rows)
-        print("\ncalibration band: " + report.band_text(impls[0], entry["band"]))
-    return entry
+        print("\nper-call auth overhead: token auth over TLS (A) vs TLS alone (B), same impl")
+        print(overhead)

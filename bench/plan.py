@@ -16,16 +16,22 @@ class Settings:
     """Sizes and counts of one run (``--quick`` shrinks them)."""
 
     size_mb: int = 256
-    calls: int = 500
+    transfer_min_s: float = 1.0
+    max_repeats: int = 10
+    calls: int = 1000
     threads: int = 8
-    calls_per_thread: int = 250
+    calls_per_thread: int = 500
     handshakes: int = 10
     round_max_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One row of the result table: a client op with its parameters in one variant."""
+    """One row of the result table: a client op with its parameters in one variant.
+
+    ``baseline``, when set, is the variant of side B (same op): the row then
+    measures what ``variant`` costs over ``baseline``, usually for one impl.
+    """
 
     name: str
     variant: str
@@ -33,11 +39,13 @@ class Workload:
     unit: str
     higher_is_better: bool
     params: dict[str, Any] = field(default_factory=dict)
+    baseline: str | None = None
 
     @property
     def label(self) -> str:
-        """``name`` for the plain variant, else ``name/variant``."""
-        return self.name if self.variant == "plain" else f"{self.name}/{self.variant}"
+        """``name``, then ``/variant`` unless plain, then ``-baseline`` if any."""
+        label = self.name if self.variant == "plain" else f"{self.name}/{self.variant}"
+        return f"{label}-{self.baseline}" if self.baseline else label
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -47,26 +55,27 @@ class Workload:
     def timeout(self) -> float:
         """Seconds one round may take before its processes are declared hung."""
         if self.spec:
-            return 60.0 + self.spec["total_mb"] * 1.0
+            return 60.0 + self.params["min_s"] + self.spec["total_mb"] * 1.0
         return 60.0 + float(self.params.get("max_s", 0.0))
 
 
-def _transfer(name: str, op: str, kind: str, batch_kb: int, size_mb: int) -> tuple[str, dict]:
-    spec = asdict(DataSpec(kind=kind, total_mb=size_mb, batch_kb=batch_kb))
-    return name, {"op": op, "unit": "GB/s", "higher": True, "params": {"spec": spec}}
+def _transfer(name: str, op: str, kind: str, batch_kb: int, s: Settings) -> tuple[str, dict]:
+    spec = asdict(DataSpec(kind=kind, total_mb=s.size_mb, batch_kb=batch_kb))
+    params = {"kind": op, "spec": spec, "min_s": s.transfer_min_s, "max_repeats": s.max_repeats}
+    return name, {"op": "transfer", "unit": "GB/s", "higher": True, "params": params}
 
 
 def catalogue(s: Settings) -> dict[str, dict[str, Any]]:
     """Every workload by name: client op, unit, direction and round parameters."""
     entries = dict(
         [
-            _transfer("doget", "doget", "num", BIG_BATCH_KB, s.size_mb),
-            _transfer("doget_str", "doget", "str", BIG_BATCH_KB, s.size_mb),
-            _transfer("doget_small", "doget", "num", SMALL_BATCH_KB, s.size_mb),
-            _transfer("doput", "doput", "num", BIG_BATCH_KB, s.size_mb),
-            _transfer("doput_str", "doput", "str", BIG_BATCH_KB, s.size_mb),
-            _transfer("doput_small", "doput", "num", SMALL_BATCH_KB, s.size_mb),
-            _transfer("exchange", "exchange", "num", BIG_BATCH_KB, s.size_mb),
+            _transfer("doget", "doget", "num", BIG_BATCH_KB, s),
+            _transfer("doget_str", "doget", "str", BIG_BATCH_KB, s),
+            _transfer("doget_small", "doget", "num", SMALL_BATCH_KB, s),
+            _transfer("doput", "doput", "num", BIG_BATCH_KB, s),
+            _transfer("doput_str", "doput", "str", BIG_BATCH_KB, s),
+            _transfer("doput_small", "doput", "num", SMALL_BATCH_KB, s),
+            _transfer("exchange", "exchange", "num", BIG_BATCH_KB, s),
         ]
     )
     for call in ("action", "info"):
@@ -100,8 +109,7 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
     """The run's workloads grouped by variant (plain, tls, mtls, auth).
 
     ``tls`` adds the TLS and mTLS variants; ``auth`` adds the token-auth variant
-    (over TLS) and the TLS latency rows its per-call overhead is measured against.
-    ``only`` keeps workloads whose name or label is listed.
+    (over TLS). ``only`` keeps workloads whose name or label is listed.
     """
     x = f"_x{s.threads}"
     wanted: dict[str, list[str]] = {
@@ -118,22 +126,29 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
             f"action{x}",
             f"info{x}",
         ],
-        "tls": (
-            ["doget", "doput", "exchange", "action", "info", f"action{x}"]
-            if tls
-            else (["action", "info"] if auth else [])
-        ),
+        "tls": ["doget", "doput", "exchange", "action", "info", f"action{x}"] if tls else [],
         "mtls": ["doget", "action", "info"] if tls else [],
         "auth": ["action", "info", f"action{x}", "handshake"] if auth else [],
     }
     table = catalogue(s)
-    plan = []
-    for variant, names in wanted.items():
-        for name in names:
-            entry = table[name]
-            workload = Workload(
-                name, variant, entry["op"], entry["unit"], entry["higher"], entry["params"]
-            )
-            if only is None or name in only or workload.label in only:
-                plan.append(workload)
-    return plan
+    plan = [_workload(table, name, variant) for variant, names in wanted.items() for name in names]
+    return _only(plan, only)
+
+
+def overhead(s: Settings, only: list[str] | None) -> list[Workload]:
+    """Small-call latency with token auth (side A) against TLS alone (side B), same impl."""
+    table = catalogue(s)
+    return _only([_workload(table, call, "auth", "tls") for call in ("action", "info")], only)
+
+
+def _workload(
+    table: dict[str, dict[str, Any]], name: str, variant: str, baseline: str | None = None
+) -> Workload:
+    entry = table[name]
+    return Workload(
+        name, variant, entry["op"], entry["unit"], entry["higher"], entry["params"], baseline
+    )
+
+
+def _only(plan: list[Workload], only: list[str] | None) -> list[Workload]:
+    return [w for w in plan if only is None or w.name in only or w.label in only]

@@ -29,6 +29,8 @@ def _band(stats: dict[str, float]) -> str:
 
 
 def _aligned(header: list[str], lines: list[list[str]]) -> str:
+    """Left-aligned columns; short lines are padded with empty cells."""
+    lines = [line + [""] * (len(header) - len(line)) for line in lines]
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(fmt.format(*r).rstrip() for r in [header, *lines])
@@ -86,24 +88,29 @@ def memory_table(rows: list[Row], impls: tuple[str, str]) -> str:
     return _aligned(header, lines) if lines else ""
 
 
-def auth_overhead(rows: list[Row]) -> dict[str, dict[str, float]]:
-    """Per call type: median latency with token auth minus without (both over TLS), per slot."""
-    by_label = {row["label"]: row for row in rows if row["status"] == "ok"}
-    out = {}
-    for call in ("action", "info"):
-        plain, authed = by_label.get(f"{call}/tls"), by_label.get(f"{call}/auth")
-        if plain and authed:
-            out[call] = {s: authed[s]["median"] - plain[s]["median"] for s in ("a", "b")}
-    return out
-
-
-def overhead_table(overhead: dict[str, dict[str, float]], impls: tuple[str, str]) -> str:
-    """Per-call auth overhead in µs per implementation."""
-    if not overhead:
-        return ""
-    header = ["auth overhead (us/call)", impls[0], impls[1]]
-    lines = [[call, f"{v['a']:.0f}", f"{v['b']:.0f}"] for call, v in overhead.items()]
-    return _aligned(header, lines)
+def overhead_table(groups: list[dict[str, Any]]) -> str:
+    """Per impl and call: latency with token auth, without, and the pair-by-pair difference."""
+    header = ["impl", "call", "auth us", "TLS-only us", "overhead us median [min-max]", "ratio"]
+    lines = []
+    for group in groups:
+        if group["kind"] != "auth_overhead":
+            continue
+        for row in group["rows"]:
+            if row["status"] != "ok":
+                lines.append([group["impls"][0], row["name"], row["status"].upper(), row["error"]])
+                continue
+            d = row["difference"]
+            lines.append(
+                [
+                    group["impls"][0],
+                    row["name"],
+                    _num(row["a"]["median"]),
+                    _num(row["b"]["median"]),
+                    f"{d['median']:.0f} [{d['min']:.0f}-{d['max']:.0f}]",
+                    _band(row["ratio"]),
+                ]
+            )
+    return _aligned(header, lines) if lines else ""
 
 
 def calibration_band(rows: list[Row]) -> dict[str, float] | None:

@@ -7,7 +7,6 @@ not counted. A workload that fails becomes an error row; the run goes on.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -61,11 +60,13 @@ def measure(
         "a": spread([p["a"] for p in counted]),
         "b": spread([p["b"] for p in counted]),
         "ratio": spread([p["a"] / p["b"] for p in counted]),
+        "difference": spread([p["a"] - p["b"] for p in counted]),
         "memory": {"a": memory[0], "b": memory[1]},
     }
 
 
-def _row(workload: Workload, body: Row) -> Row:
+def row_for(workload: Workload, body: Row) -> Row:
+    """A result row: the workload's identity fields plus ``body``."""
     return {
         "label": workload.label,
         "name": workload.name,
@@ -88,41 +89,46 @@ def run_pair(
     bcrypt_cost: int,
     progress: Callable[[str], None],
 ) -> list[Row]:
-    """All of ``plan`` for impls (A, B), one set of processes per variant; one row each."""
+    """All of ``plan`` for impls (A, B); one row per workload.
+
+    Every workload gets fresh server and client processes, so peak memory and
+    failures belong to that workload alone. A variant whose server reports a
+    missing optional feature is skipped for the rest of the run.
+    """
     rows: list[Row] = []
-    for variant_name, group in itertools.groupby(plan, key=lambda w: w.variant):
-        variant = VARIANTS[variant_name]
-        sides: tuple[Side, Side] | None = None
-        blocked: str | None = None
+    skipped: dict[str, str] = {}
+    for workload in plan:
+        if workload.variant in skipped:
+            rows.append(
+                row_for(workload, {"status": "skipped", "error": skipped[workload.variant]})
+            )
+            continue
+        progress(f"{workload.label}: {impls[0]} vs {impls[1]}")
+        sides = (
+            Side(impls[0], "A", VARIANTS[workload.variant], certs, log_dir, bcrypt_cost),
+            Side(
+                impls[1],
+                "B",
+                VARIANTS[workload.baseline or workload.variant],
+                certs,
+                log_dir,
+                bcrypt_cost,
+            ),
+        )
         try:
-            for workload in group:
-                if blocked:
-                    rows.append(_row(workload, {"status": "skipped", "error": blocked}))
-                    continue
-                progress(f"{workload.label}: {impls[0]} vs {impls[1]}")
-                try:
-                    if sides is None:
-                        sides = tuple(  # type: ignore[assignment]
-                            Side(impl, slot, variant, certs, log_dir, bcrypt_cost)
-                            for impl, slot in zip(impls, "AB")
-                        )
-                        for side in sides:
-                            side.start()
-                    row = measure(sides, workload, rounds, warmup, budget_s)
-                except SkipVariant as exc:
-                    blocked = str(exc)
-                    row = {"status": "skipped", "error": blocked}
-                except (SideError, ProcessError, ValueError) as exc:
-                    row = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
-                    if not isinstance(exc, SideError) and sides is not None:
-                        for side in sides:
-                            side.stop()
-                        sides = None
-                rows.append(_row(workload, row))
-                progress(f"  -> {_brief(rows[-1])}")
+            for side in sides:
+                side.start()
+            row = measure(sides, workload, rounds, warmup, budget_s)
+        except SkipVariant as exc:
+            skipped[workload.variant] = str(exc)
+            row = {"status": "skipped", "error": str(exc)}
+        except (SideError, ProcessError, ValueError) as exc:
+            row = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
         finally:
-            for side in sides or ():
+            for side in sides:
                 side.stop()
+        rows.append(row_for(workload, row))
+        progress(f"  -> {_brief(rows[-1])}")
     return rows
 
 

@@ -57,11 +57,11 @@ VARIANTS = {
 
 
 class LineProcess:
-    """A subprocess answering JSON lines on stdout; stderr goes to ``log_path``."""
+    """A subprocess answering JSON lines on stdout; stderr is appended to ``log_path``."""
 
     def __init__(self, argv: list[str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = log_path.open("wb")
+        self._log = log_path.open("ab")
         path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
         env = dict(os.environ, PYTHONPATH=path)
         self.proc = subprocess.Popen(

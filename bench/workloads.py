@@ -46,22 +46,16 @@ class Session:
         return self.table
 
 
-def _gbps(nbytes: int, seconds: float) -> Result:
-    return {"value": nbytes / seconds / 1e9, "bytes": nbytes, "seconds": seconds}
-
-
 def _expect(label: str, got: int, want: int) -> None:
     if got != want:
         raise RuntimeError(f"{label}: got {got} rows, expected {want}")
 
 
-def doget(session: Session, spec: DataSpec, **_: Any) -> Result:
-    """Stream the server's table for ``spec``; GB/s of received batch bytes."""
-    flight = session.flight
+def _get_once(session: Session, spec: DataSpec) -> int:
+    """Stream the server's table for ``spec``; returns the received batch bytes."""
     count, rows = spec.shape()
     received = nbytes = 0
-    start = time.perf_counter()
-    reader = session.client.do_get(flight.Ticket(spec.encode()))
+    reader = session.client.do_get(session.flight.Ticket(spec.encode()))
     while True:
         try:
             batch = reader.read_chunk().data
@@ -69,41 +63,35 @@ def doget(session: Session, spec: DataSpec, **_: Any) -> Result:
             break
         received += batch.num_rows
         nbytes += batch.nbytes
-    seconds = time.perf_counter() - start
     _expect("DoGet", received, count * rows)
-    return _gbps(nbytes, seconds)
+    return nbytes
 
 
-def doput(session: Session, spec: DataSpec, **_: Any) -> Result:
-    """Upload the prepared table; GB/s until the server acknowledged reading all of it."""
-    flight = session.flight
+def _put_once(session: Session, spec: DataSpec) -> int:
+    """Upload the prepared table; returns its bytes once the server acknowledged all of it."""
     table = session.upload()
-    descriptor = flight.FlightDescriptor.for_path("bench", "put")
-    start = time.perf_counter()
+    descriptor = session.flight.FlightDescriptor.for_path("bench", "put")
     writer, ack_reader = session.client.do_put(descriptor, table.schema)
     for batch in table.to_batches():
         writer.write_batch(batch)
     writer.done_writing()
     ack = ack_reader.read()
     writer.close()
-    seconds = time.perf_counter() - start
     if ack is None:
         raise RuntimeError("DoPut: server sent no acknowledgement")
     _expect("DoPut", json.loads(ack.to_pybytes())["rows"], table.num_rows)
-    return _gbps(table.nbytes, seconds)
+    return table.nbytes
 
 
-def exchange(session: Session, spec: DataSpec, **_: Any) -> Result:
-    """Send the prepared table through an echoing DoExchange; GB/s of bytes sent.
+def _exchange_once(session: Session, spec: DataSpec) -> int:
+    """Send the prepared table through an echoing DoExchange; returns the bytes sent.
 
     A writer thread sends while this thread reads the echo, so flow control
     cannot deadlock the stream.
     """
-    flight = session.flight
     table = session.upload()
-    descriptor = flight.FlightDescriptor.for_command(b"echo")
+    descriptor = session.flight.FlightDescriptor.for_command(b"echo")
     failure: list[BaseException] = []
-    start = time.perf_counter()
     writer, reader = session.client.do_exchange(descriptor)
 
     def send() -> None:
@@ -125,11 +113,38 @@ def exchange(session: Session, spec: DataSpec, **_: Any) -> Result:
             break
     sender.join()
     writer.close()
-    seconds = time.perf_counter() - start
     if failure:
         raise failure[0]
     _expect("DoExchange", echoed, table.num_rows)
-    return _gbps(table.nbytes, seconds)
+    return table.nbytes
+
+
+TRANSFERS: dict[str, Callable[[Session, DataSpec], int]] = {
+    "doget": _get_once,
+    "doput": _put_once,
+    "exchange": _exchange_once,
+}
+
+
+def transfer(
+    session: Session, kind: str, spec: DataSpec, min_s: float, max_repeats: int, **_: Any
+) -> Result:
+    """GB/s of back-to-back transfers of ``kind``, repeated until ``min_s`` or ``max_repeats``."""
+    once = TRANSFERS[kind]
+    nbytes = repeats = 0
+    start = time.perf_counter()
+    while True:
+        nbytes += once(session, spec)
+        repeats += 1
+        seconds = time.perf_counter() - start
+        if seconds >= min_s or repeats >= max_repeats:
+            break
+    return {
+        "value": nbytes / seconds / 1e9,
+        "bytes": nbytes,
+        "seconds": seconds,
+        "repeats": repeats,
+    }
 
 
 def _action_call(session: Session) -> Callable[[], None]:
@@ -229,9 +244,7 @@ def handshake(session: Session, calls: int, max_s: float, **_: Any) -> Result:
 
 
 OPS: dict[str, Callable[..., Result]] = {
-    "doget": doget,
-    "doput": doput,
-    "exchange": exchange,
+    "transfer": transfer,
     "latency": latency,
     "concurrent": concurrent,
     "handshake": handshake,
