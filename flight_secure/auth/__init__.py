@@ -1,8 +1,23 @@
 """Authentication and authorization for Flight servers and clients.
 
 The contracts live in :mod:`flight_secure.auth.base`; the gate that applies them
-to every call in :mod:`flight_secure.auth.gate`; each scheme in its own module.
+to every call in :mod:`flight_secure.auth.gate`; each scheme in its own module:
+
+* :mod:`~flight_secure.auth.passwords` — bcrypt htpasswd ``PasswordStore``;
+* :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods;
+* :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier``, ``RevocationList``;
+* :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
+* :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
+* :mod:`~flight_secure.auth.policy` — ``AccessPolicy`` and ``require_roles``.
+
+The scheme modules load on first use (they pull in bcrypt, PyJWT and
+cryptography), so ``import flight_secure`` stays quick for clients.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from flight_secure.auth.base import (
     CallCredentials,
@@ -17,6 +32,49 @@ from flight_secure.auth.base import (
     ServerAuthSender,
 )
 
+#: Public name -> the module that defines it, imported when the name is first used.
+_LAZY: dict[str, str] = {
+    "BasicClientAuthHandler": "basic",
+    "BasicServerAuthHandler": "basic",
+    "JWTClientAuthHandler": "jwt_auth",
+    "JWTServerAuthHandler": "jwt_auth",
+    "AccessPolicy": "policy",
+    "RoleRequirement": "policy",
+    "require_roles": "policy",
+    "LoginDecision": "guard",
+    "LoginGuard": "guard",
+    "PasswordFileError": "passwords",
+    "PasswordStore": "passwords",
+    "JWTIssuer": "tokens",
+    "JWTVerifier": "tokens",
+    "RevocationList": "tokens",
+    "TokenAlgorithmRefused": "tokens",
+    "TokenAudienceMismatch": "tokens",
+    "TokenBadSignature": "tokens",
+    "TokenError": "tokens",
+    "TokenExpired": "tokens",
+    "TokenIssuerMismatch": "tokens",
+    "TokenMalformed": "tokens",
+    "TokenMissingClaim": "tokens",
+    "TokenNotYetValid": "tokens",
+    "TokenRevoked": "tokens",
+    "TokenUnknownKey": "tokens",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
     "CallCredentials",
     "CertificateInfo",
@@ -28,4 +86,5 @@ __all__ = [
     "ServerAuthHandler",
     "ServerAuthReader",
     "ServerAuthSender",
+    *_LAZY,
 ]

@@ -1,0 +1,193 @@
+"""Username and password logins (bcrypt htpasswd) that hand out signed session tokens.
+
+:class:`BasicServerAuthHandler` logs a user in once and gives back a short-lived
+JWT; every later call presents that JWT and is checked like any bearer token (it
+is a :class:`~flight_secure.auth.jwt_auth.JWTServerAuthHandler`). Two logins:
+
+* the message Handshake of Arrow's ``BasicAuth``: the payload is a serialized
+  ``BasicAuth`` (``flight_secure.BasicAuth`` or pyarrow's), the reply the token;
+  clients send it back as ``auth-token-bin`` (what pyarrow's ``authenticate`` does);
+* ``authorization: Basic base64(user:password)`` on the Handshake's headers
+  (pyarrow's ``authenticate_basic_token``): the response header
+  ``authorization: Bearer <token>`` carries the token.
+
+Passwords are checked through a :class:`~flight_secure.auth.guard.LoginGuard`
+(bounded bcrypt off the RPC threads, lockouts per user and per client host). The
+client is told only "invalid username or password" for an unknown user and a
+wrong password alike; every login is audited (``flight_secure.audit``).
+
+:class:`BasicClientAuthHandler` is the client half of the message Handshake.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from flight_secure.auth.base import (
+    CallCredentials,
+    ClientAuthHandler,
+    ClientAuthReader,
+    ClientAuthSender,
+    HeaderLogin,
+    ServerAuthReader,
+    ServerAuthSender,
+)
+from flight_secure.auth.guard import LoginGuard, peer_host
+from flight_secure.auth.jwt_auth import JWTServerAuthHandler, audit_event, claim_roles
+from flight_secure.auth.passwords import PasswordStore
+from flight_secure.auth.tokens import Claims, JWTIssuer, JWTVerifier
+from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthenticatedError
+from flight_secure.types import BasicAuth
+
+__all__ = ["BasicClientAuthHandler", "BasicServerAuthHandler"]
+
+#: A BasicAuth message holds a user name (at most 255 characters) and a password
+#: (at most 72 bytes); anything much larger is not one.
+MAX_HANDSHAKE_PAYLOAD = 4096
+
+#: The ``iss`` of tokens from the ephemeral issuer a handler makes for itself.
+EPHEMERAL_ISSUER = "flight-secure-basic"
+
+#: What a refused login tells the client, per LoginGuard reason. Unknown user and
+#: wrong password are both "bad_credentials": one message, nothing to tell them apart.
+REFUSALS = {
+    "bad_credentials": "invalid username or password",
+    "throttled": "too many failed logins; try again later",
+    "busy": "too many logins in progress; try again later",
+    "timeout": "the login took too long; try again later",
+}
+
+
+class BasicServerAuthHandler(JWTServerAuthHandler):
+    """Checks passwords against ``store`` and issues JWT session tokens.
+
+    ``issuer`` signs the session tokens and ``verifier`` checks them; give both or
+    neither. With neither, the handler makes an ephemeral Ed25519 key of its own
+    (tokens from one server instance are worthless to any other) and tokens live
+    ``token_ttl`` seconds; a given issuer uses its own ttl.
+
+    ``roles`` maps user names to roles, looked up on every call (so changes apply
+    to tokens already issued); a ``roles`` claim in the token adds to them.
+    ``guard`` limits and throttles password checks; by default the handler makes
+    its own :class:`LoginGuard` (default limits), which :meth:`close` stops.
+    The Principal of a call has ``method="basic"``, ``name`` the user name and the
+    token's claims.
+    """
+
+    method = "basic"
+
+    def __init__(self, store: PasswordStore, issuer: JWTIssuer | None = None,
+                 verifier: JWTVerifier | None = None, *,
+                 roles: Mapping[str, Iterable[str]] | None = None,
+                 guard: LoginGuard | None = None, token_ttl: float = 900.0) -> None:
+        if (issuer is None) != (verifier is None):
+            raise ValueError("give both issuer and verifier (the verifier must accept the "
+                             "issuer's tokens), or neither for an ephemeral signing key")
+        if issuer is None or verifier is None:
+            key = Ed25519PrivateKey.generate()
+            issuer = JWTIssuer(key, "EdDSA", issuer=EPHEMERAL_ISSUER, ttl=token_ttl)
+            verifier = JWTVerifier(key.public_key(), ["EdDSA"], issuer=EPHEMERAL_ISSUER,
+                                   leeway=0)
+        super().__init__(verifier, identity_claim="sub", roles_claim="roles")
+        self.store = store
+        self.issuer = issuer
+        self._roles = roles
+        self._owns_guard = guard is None
+        self.guard = LoginGuard() if guard is None else guard
+
+    def __repr__(self) -> str:
+        return f"BasicServerAuthHandler(store={self.store!r}, issuer={self.issuer!r})"
+
+    def close(self) -> None:
+        """Stop the LoginGuard this handler made for itself (a given guard is left alone)."""
+        if self._owns_guard:
+            self.guard.close()
+
+    def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
+        """The roles ``roles`` grants ``name`` plus those of the token's ``roles`` claim."""
+        granted = self._roles.get(name, ()) if self._roles else ()
+        return claim_roles(claims, "roles").union(granted)
+
+    def issue_token(self, user: str, password: str | bytes, peer: str) -> str:
+        """A session token for ``user`` if ``password`` is right, else UNAUTHENTICATED.
+
+        The check runs in the guard (which may also refuse: locked out, busy); the
+        outcome is audited with the reason, never the password.
+        """
+        decision = self.guard.check(user, peer_host(peer),
+                                    lambda: self.store.verify(user, password))
+        if not decision.allowed:
+            audit_event(logging.WARNING, "login refused", who=user, method=self.method,
+                        peer=peer, reason=decision.reason)
+            raise FlightUnauthenticatedError(REFUSALS[decision.reason])
+        audit_event(logging.INFO, "login ok", who=user, method=self.method, peer=peer,
+                    reason="password verified")
+        return self.issuer.issue(user)
+
+    def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
+        """Log in from ``authorization: Basic``; a Bearer header is checked as a token.
+
+        Returns None when the Handshake carries neither, so the message handshake runs.
+        """
+        try:
+            credentials = call.basic_credentials
+        except ValueError as exc:
+            raise FlightUnauthenticatedError(str(exc)) from None
+        if credentials is None:
+            return super().authenticate_headers(call)
+        user, password = credentials
+        token = self.issue_token(user, password, call.peer)
+        principal = self.login(token, call.peer)
+        return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
+
+    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader,
+                     context: Any = None) -> None:
+        """Message handshake: read one serialized BasicAuth, reply with the token.
+
+        A payload that is too large or not a BasicAuth message is refused with
+        UNAUTHENTICATED before any password check. ``context`` (flight_secure's
+        server passes the ServerCallContext) supplies the peer.
+        """
+        payload = incoming.read()
+        if len(payload) > MAX_HANDSHAKE_PAYLOAD:
+            raise FlightUnauthenticatedError(
+                f"handshake payload of {len(payload)} bytes is too large for a BasicAuth "
+                f"message (at most {MAX_HANDSHAKE_PAYLOAD})"
+            )
+        try:
+            auth = BasicAuth.deserialize(payload)
+        except FlightInvalidArgumentError:
+            raise FlightUnauthenticatedError(
+                "handshake payload is not a serialized BasicAuth message"
+            ) from None
+        peer = context.peer() if context is not None else "-"
+        token = self.issue_token(auth.username.decode("utf-8"), auth.password, peer)
+        outgoing.write(token.encode("ascii"))
+
+
+class BasicClientAuthHandler(ClientAuthHandler):
+    """Client half of Arrow's BasicAuth Handshake.
+
+    Sends ``BasicAuth(username, password)`` and keeps the server's reply as the
+    token (sent as ``auth-token-bin`` on later calls). Works against flight_secure's
+    :class:`BasicServerAuthHandler` and against pyarrow servers whose handler
+    reads a BasicAuth. The password is kept for re-authentication but never shown.
+    """
+
+    def __init__(self, username: str | bytes, password: str | bytes) -> None:
+        self._auth = BasicAuth(username, password)
+        self._token = b""
+
+    def __repr__(self) -> str:
+        return f"BasicClientAuthHandler(username={self._auth.username!r})"
+
+    def authenticate(self, outgoing: ClientAuthSender, incoming: ClientAuthReader) -> None:
+        outgoing.write(self._auth.serialize())
+        self._token = bytes(incoming.read())
+
+    def get_token(self) -> bytes:
+        return self._token

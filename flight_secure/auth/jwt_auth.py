@@ -1,0 +1,198 @@
+"""Bearer JWTs from an identity provider: the server handler and the client handler.
+
+:class:`JWTServerAuthHandler` accepts a token wherever a Flight client may put it:
+
+* as the Handshake payload (the reply echoes the token, so Arrow-style clients
+  that keep the server's reply as their token keep working);
+* in ``authorization: Bearer <token>`` on the Handshake's headers (answered with
+  the same header) or on any later call, without a handshake;
+* in ``auth-token-bin`` (Arrow's token header) on any later call.
+
+Every call's token is verified by a :class:`~flight_secure.auth.tokens.JWTVerifier`
+(cheap after the first time: it caches verified claims). The caller's identity is
+the ``identity_claim``; its roles come from the ``roles_claim`` and from the OAuth
+scope claims (``scope``: space-separated, ``scp``: list or string).
+
+:func:`verify_call_token` and :func:`audit_event` are shared with
+:mod:`flight_secure.auth.basic`, whose session tokens are JWTs too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flight_secure.auth.base import (
+    CallCredentials,
+    ClientAuthHandler,
+    ClientAuthReader,
+    ClientAuthSender,
+    HeaderLogin,
+    Principal,
+    ServerAuthHandler,
+    ServerAuthReader,
+    ServerAuthSender,
+)
+from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired
+from flight_secure.errors import FlightUnauthenticatedError
+
+__all__ = [
+    "JWTClientAuthHandler",
+    "JWTServerAuthHandler",
+    "audit_event",
+    "claim_roles",
+    "verify_call_token",
+]
+
+audit = logging.getLogger("flight_secure.audit")
+
+ASK_FOR_CREDENTIALS = "authentication required: no token (auth-token-bin or Bearer) was sent"
+EXPIRED = "token has expired; authenticate again"
+INVALID = "invalid token"
+SCOPE_CLAIMS = ("scope", "scp")
+
+
+def audit_event(level: int, event: str, *, who: str, method: str, peer: str,
+                reason: str) -> None:
+    """Write one audit record to ``flight_secure.audit``.
+
+    The message reads ``"<event>: who=... method=... peer=... reason=..."`` and the
+    same fields are attached as ``record.audit`` (a dict) for structured handlers.
+    ``who`` is shown as a shortened repr, since it may be attacker-controlled.
+    Callers must never pass a password or token in any field.
+    """
+    shown = repr(who) if len(who) <= 64 else repr(who[:60]) + "..."
+    fields = {"event": event, "who": who, "method": method, "peer": peer, "reason": reason}
+    audit.log(level, "%s: who=%s method=%s peer=%s reason=%s", event, shown, method, peer,
+              reason, extra={"audit": fields})
+
+
+def presented_token(call: CallCredentials) -> str | None:
+    """The call's token: ``auth-token-bin`` first, else ``authorization: Bearer``."""
+    raw = call.auth_token
+    if raw:
+        return raw.decode("latin-1")
+    return call.bearer_token or None
+
+
+def verify_call_token(verifier: JWTVerifier, token: str | None, peer: str,
+                      method: str) -> Claims:
+    """The verified claims of ``token``, or raise UNAUTHENTICATED.
+
+    The client learns only "expired" or "invalid"; which check failed goes to the
+    audit log (``reason``), never the token itself.
+    """
+    if not token:
+        raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
+    try:
+        return verifier.verify(token)
+    except TokenError as exc:
+        audit_event(logging.WARNING, "token refused", who="-", method=method, peer=peer,
+                    reason=f"{type(exc).__name__}: {exc}")
+        raise FlightUnauthenticatedError(EXPIRED if isinstance(exc, TokenExpired)
+                                         else INVALID) from None
+
+
+def claim_roles(claims: Claims, *names: str) -> frozenset[str]:
+    """Roles named by the claims ``names``: each a list of strings or a space-separated string."""
+    roles: set[str] = set()
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str):
+            roles.update(value.split())
+        elif isinstance(value, list | tuple):
+            roles.update(item for item in value if isinstance(item, str))
+    return frozenset(roles)
+
+
+class JWTServerAuthHandler(ServerAuthHandler):
+    """Accepts JWTs issued elsewhere (an identity provider), checked by ``verifier``.
+
+    ``identity_claim`` names the claim that becomes ``peer_identity()`` (a non-empty
+    string, else the token is refused); ``roles_claim`` names the claim listing the
+    caller's roles, joined by the roles of the ``scope``/``scp`` claims. The
+    :class:`Principal` has ``method="jwt"`` and the verified claims.
+    """
+
+    method = "jwt"
+
+    def __init__(self, verifier: JWTVerifier, *, identity_claim: str = "sub",
+                 roles_claim: str = "roles") -> None:
+        self.verifier = verifier
+        self.identity_claim = identity_claim
+        self._role_claims = (roles_claim, *SCOPE_CLAIMS)
+
+    def __repr__(self) -> str:
+        return f"JWTServerAuthHandler(verifier={self.verifier!r})"
+
+    def login(self, token: str | None, peer: str) -> Principal:
+        """The Principal of a valid ``token`` from ``peer``, else UNAUTHENTICATED."""
+        claims = verify_call_token(self.verifier, token, peer, self.method)
+        name = claims.get(self.identity_claim)
+        if not isinstance(name, str) or not name:
+            audit_event(logging.WARNING, "token refused", who="-", method=self.method,
+                        peer=peer, reason=f"no {self.identity_claim!r} claim")
+            raise FlightUnauthenticatedError(INVALID)
+        return Principal(name=name, method=self.method, claims=claims,
+                         roles=self.roles_of(name, claims))
+
+    def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
+        """The caller's roles: those its role and scope claims list."""
+        return claim_roles(claims, *self._role_claims)
+
+    def authenticate_call(self, call: CallCredentials) -> Principal:
+        """The caller of a non-Handshake RPC, from ``auth-token-bin`` or a Bearer header."""
+        return self.login(presented_token(call), call.peer)
+
+    def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
+        """Answer a Handshake carrying ``authorization: Bearer``; None without one."""
+        token = call.bearer_token
+        if token is None:
+            return None
+        principal = self.login(token, call.peer)
+        return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
+
+    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader,
+                     context: Any = None) -> None:
+        """Message handshake: the payload is the token; the reply echoes it.
+
+        ``context`` (the ServerCallContext, passed by flight_secure's server) only
+        supplies the peer for the audit log; pyarrow's two-argument call works too.
+        """
+        payload = incoming.read()
+        self.login(payload.decode("latin-1"), context.peer() if context is not None else "-")
+        outgoing.write(payload)
+
+    def is_valid(self, token: bytes) -> str:
+        """pyarrow's per-call check: the identity of a valid token, else UNAUTHENTICATED."""
+        return self.login((token or b"").decode("latin-1"), "-").name
+
+
+class JWTClientAuthHandler(ClientAuthHandler):
+    """Sends a JWT as the Handshake payload.
+
+    ``token`` is the token or a callable returning one; the callable is called on
+    every handshake, so a client that re-authenticates before expiry presents a
+    fresh token. ``get_token()`` returns the server's reply when it sent a
+    non-empty one (Arrow servers may answer with their own session token), else
+    the token presented.
+    """
+
+    def __init__(self, token: str | bytes | Callable[[], str | bytes]) -> None:
+        self._source = token
+        self._token = b""
+
+    def __repr__(self) -> str:
+        return "JWTClientAuthHandler(token=<redacted>)"
+
+    def authenticate(self, outgoing: ClientAuthSender, incoming: ClientAuthReader) -> None:
+        token = self._source() if callable(self._source) else self._source
+        raw = token.encode("ascii") if isinstance(token, str) else bytes(token)
+        outgoing.write(raw)
+        reply = incoming.read()
+        self._token = bytes(reply) if reply else raw
+
+    def get_token(self) -> bytes:
+        return self._token
+
