@@ -3,7 +3,7 @@
 Reads JSON commands from stdin, one a line, and answers each with one JSON line
 on stdout: ``{"ok": true, ...}`` or ``{"ok": false, "error": str}``.
 
-Commands: ``connect`` (uri, ca, cert, key, auth), ``prepare`` (spec: build the
+Commands: ``connect`` (uri, ca, cert, key, auth scheme, secret), ``prepare`` (spec: build the
 upload table), ``run`` (op and its parameters, see bench.workloads.OPS),
 ``reset`` / ``memory`` (peak RSS), ``quit``.
 """
@@ -11,6 +11,7 @@ upload table), ``run`` (op and its parameters, see bench.workloads.OPS),
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
@@ -20,7 +21,7 @@ from bench.data import DataSpec
 
 
 def connect(impl: str, command: dict[str, Any]) -> workloads.Session:
-    """Open a client per ``command``; authenticates first when ``auth`` is set."""
+    """Open a client per ``command``; runs the ``auth`` scheme's handshake when one is set."""
     flight = common.import_flight(impl)
     kwargs: dict[str, Any] = {}
     if command.get("ca"):
@@ -29,11 +30,14 @@ def connect(impl: str, command: dict[str, Any]) -> workloads.Session:
         kwargs["cert_chain"] = common.read_bytes(command["cert"])
         kwargs["private_key"] = common.read_bytes(command["key"])
     client = flight.FlightClient(command["uri"], **kwargs)
+    session = workloads.Session(impl=impl, flight=flight, client=client)
     if command.get("auth"):
-        client.authenticate(
-            auth.client_handler(impl, flight, common.BENCH_USER, common.BENCH_PASSWORD)
+        secret = common.read_bytes(command.get("secret")) or b""
+        session.new_auth_handler = functools.partial(
+            auth.client_handler, impl, flight, command["auth"], secret
         )
-    return workloads.Session(impl=impl, flight=flight, client=client)
+        client.authenticate(session.new_auth_handler())
+    return session
 
 
 def handle(

@@ -12,7 +12,6 @@ from typing import TextIO
 
 HOST = "127.0.0.1"
 IMPL_MODULES = {"flight_secure": "flight_secure", "pyarrow": "pyarrow.flight"}
-BENCH_USER, BENCH_PASSWORD = "bench", "bench-password-0123"
 
 
 def import_flight(impl: str) -> ModuleType:

@@ -106,10 +106,10 @@ def catalogue(s: Settings) -> dict[str, dict[str, Any]]:
 
 
 def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Workload]:
-    """The run's workloads grouped by variant (plain, tls, mtls, auth).
+    """The run's workloads grouped by variant (plain, tls, mtls, basic, jwt).
 
-    ``tls`` adds the TLS and mTLS variants; ``auth`` adds the token-auth variant
-    (over TLS). ``only`` keeps workloads whose name or label is listed.
+    ``tls`` adds the TLS and mTLS variants; ``auth`` adds the basic and jwt auth
+    variants (over TLS). ``only`` keeps workloads whose name or label is listed.
     """
     x = f"_x{s.threads}"
     wanted: dict[str, list[str]] = {
@@ -128,7 +128,8 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
         ],
         "tls": ["doget", "doput", "exchange", "action", "info", f"action{x}"] if tls else [],
         "mtls": ["doget", "action", "info"] if tls else [],
-        "auth": ["action", "info", f"action{x}", "handshake"] if auth else [],
+        "basic": ["action", "info", f"action{x}", "handshake"] if auth else [],
+        "jwt": ["action", "handshake"] if auth else [],
     }
     table = catalogue(s)
     plan = [_workload(table, name, variant) for variant, names in wanted.items() for name in names]
@@ -136,9 +137,10 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
 
 
 def overhead(s: Settings, only: list[str] | None) -> list[Workload]:
-    """Small-call latency with token auth (side A) against TLS alone (side B), same impl."""
+    """Small-call latency with auth (side A) against TLS alone (side B), same impl."""
     table = catalogue(s)
-    return _only([_workload(table, call, "auth", "tls") for call in ("action", "info")], only)
+    pairs = [("action", "basic"), ("info", "basic"), ("action", "jwt")]
+    return _only([_workload(table, call, scheme, "tls") for call, scheme in pairs], only)
 
 
 def _workload(

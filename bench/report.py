@@ -89,21 +89,29 @@ def memory_table(rows: list[Row], impls: tuple[str, str]) -> str:
 
 
 def overhead_table(groups: list[dict[str, Any]]) -> str:
-    """Per impl and call: latency with token auth, without, and the pair-by-pair difference."""
-    header = ["impl", "call", "auth us", "TLS-only us", "overhead us median [min-max]", "ratio"]
+    """Per impl and call: latency with auth, with TLS only, and the pair-by-pair difference."""
+    header = [
+        "impl",
+        "call",
+        "auth",
+        "auth us",
+        "TLS-only us",
+        "overhead us median [min-max]",
+        "ratio",
+    ]
     lines = []
     for group in groups:
         if group["kind"] != "auth_overhead":
             continue
         for row in group["rows"]:
+            who = [group["impls"][0], row["name"], row["variant"]]
             if row["status"] != "ok":
-                lines.append([group["impls"][0], row["name"], row["status"].upper(), row["error"]])
+                lines.append([*who, row["status"].upper(), row["error"]])
                 continue
             d = row["difference"]
             lines.append(
                 [
-                    group["impls"][0],
-                    row["name"],
+                    *who,
                     _num(row["a"]["median"]),
                     _num(row["b"]["median"]),
                     f"{d['median']:.0f} [{d['min']:.0f}-{d['max']:.0f}]",

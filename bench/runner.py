@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.certs import CertPaths
 from bench.plan import Workload
-from bench.servers import VARIANTS, ProcessError, Side, SideError, SkipVariant
+from bench.servers import VARIANTS, Credentials, ProcessError, Side, SideError, SkipVariant
 
 Row = dict[str, Any]
 
@@ -84,9 +83,8 @@ def run_pair(
     rounds: int,
     warmup: int,
     budget_s: float,
-    certs: CertPaths | None,
+    creds: Credentials | None,
     log_dir: Path,
-    bcrypt_cost: int,
     progress: Callable[[str], None],
 ) -> list[Row]:
     """All of ``plan`` for impls (A, B); one row per workload.
@@ -104,16 +102,10 @@ def run_pair(
             )
             continue
         progress(f"{workload.label}: {impls[0]} vs {impls[1]}")
+        variants = (workload.variant, workload.baseline or workload.variant)
         sides = (
-            Side(impls[0], "A", VARIANTS[workload.variant], certs, log_dir, bcrypt_cost),
-            Side(
-                impls[1],
-                "B",
-                VARIANTS[workload.baseline or workload.variant],
-                certs,
-                log_dir,
-                bcrypt_cost,
-            ),
+            Side(impls[0], "A", VARIANTS[variants[0]], creds, log_dir),
+            Side(impls[1], "B", VARIANTS[variants[1]], creds, log_dir),
         )
         try:
             for side in sides:

@@ -1,7 +1,7 @@
 """Benchmark Flight server process, written once against the pyarrow.flight API.
 
 ``python -m bench.server --impl flight_secure|pyarrow --port 0 [--cert C --key K]
-[--client-ca CA] [--auth --bcrypt-cost N]``
+[--client-ca CA] [--auth basic|jwt --bcrypt-cost N --secret FILE]``
 
 Protocol on stdout: the first line is the bound port (an integer) or, when the
 server cannot start, a JSON object ``{"error": str, "skip": bool}`` (``skip``
@@ -86,8 +86,9 @@ def _options(flight: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
         options["verify_client"] = True
         options["root_certificates"] = common.read_bytes(args.client_ca)
     if args.auth:
+        secret = common.read_bytes(args.secret) or b""
         options["auth_handler"] = auth.server_handler(
-            args.impl, flight, common.BENCH_USER, common.BENCH_PASSWORD, args.bcrypt_cost
+            args.impl, flight, args.auth, args.bcrypt_cost, secret
         )
     return options
 
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", help="server certificate PEM (enables TLS)")
     parser.add_argument("--key", help="server private key PEM")
     parser.add_argument("--client-ca", help="CA PEM that client certificates must chain to (mTLS)")
-    parser.add_argument("--auth", action="store_true", help="require the impl's token auth")
-    parser.add_argument("--bcrypt-cost", type=int, default=12)
+    parser.add_argument("--auth", choices=auth.SCHEMES, help="require this auth scheme")
+    parser.add_argument("--bcrypt-cost", type=int, default=12, help="cost of the basic password")
+    parser.add_argument("--secret", help="file with the jwt identity provider's HMAC key")
     args = parser.parse_args(argv)
     out = common.protocol_stdout()
     scheme = "grpc+tls" if args.cert else "grpc+tcp"
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         options = _options(flight, args)
         server = make_server(flight, f"{scheme}://{common.HOST}:{args.port}", options)
     except Exception as exc:  # startup failure is reported on the protocol line
-        skip = args.auth and isinstance(exc, ImportError | AttributeError)
+        skip = bool(args.auth) and isinstance(exc, ImportError | AttributeError)
         out.write(json.dumps({"error": common.error_text(exc), "skip": skip}) + "\n")
         return 1
     serving = threading.Thread(target=server.serve, name="serve", daemon=True)

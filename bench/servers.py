@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.certs import CertPaths
+from bench.certs import CertPaths, make_certificates
 from bench.common import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +46,15 @@ class Variant:
     name: str
     tls: bool = False
     mtls: bool = False
-    auth: bool = False
+    auth: str | None = None
 
 
 VARIANTS = {
     "plain": Variant("plain"),
     "tls": Variant("tls", tls=True),
     "mtls": Variant("mtls", tls=True, mtls=True),
-    "auth": Variant("auth", tls=True, auth=True),
+    "basic": Variant("basic", tls=True, auth="basic"),
+    "jwt": Variant("jwt", tls=True, auth="jwt"),
 }
 
 
@@ -130,39 +132,71 @@ class LineProcess:
         self._log.close()
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What the TLS and auth variants need: certificates, the jwt HMAC key file, bcrypt cost."""
+
+    certs: CertPaths
+    secret: str
+    bcrypt_cost: int
+
+
+def make_credentials(out_dir: Path, bcrypt_cost: int) -> tuple[Credentials, str]:
+    """Certificates and a random 32-byte jwt key in ``out_dir``; plus how certs were made."""
+    certs, note = make_certificates(out_dir)
+    secret = out_dir / "jwt-secret.bin"
+    secret.write_bytes(secrets.token_bytes(32))
+    secret.chmod(0o600)
+    return Credentials(certs, str(secret), bcrypt_cost), note
+
+
 class Side:
-    """Server and client processes of ``impl`` for ``variant``; ``slot`` names the logs."""
+    """Server and client processes of ``impl`` for ``variant``; ``slot`` names the logs.
+
+    ``creds`` must be given for every variant but plain.
+    """
 
     def __init__(
-        self,
-        impl: str,
-        slot: str,
-        variant: Variant,
-        certs: CertPaths | None,
-        log_dir: Path,
-        bcrypt_cost: int,
+        self, impl: str, slot: str, variant: Variant, creds: Credentials | None, log_dir: Path
     ) -> None:
         self.impl, self.slot, self.variant = impl, slot, variant
-        self.certs, self.log_dir, self.bcrypt_cost = certs, log_dir, bcrypt_cost
+        self.creds, self.log_dir = creds, log_dir
         self.server: LineProcess | None = None
         self.client: LineProcess | None = None
 
-    def _server_argv(self) -> list[str]:
+    def _server_argv(self, creds: Credentials | None) -> list[str]:
         argv = ["-m", "bench.server", "--impl", self.impl, "--port", "0"]
+        if creds is None:
+            return argv
         if self.variant.tls:
-            assert self.certs is not None
-            argv += ["--cert", self.certs.server_cert, "--key", self.certs.server_key]
+            argv += ["--cert", creds.certs.server_cert, "--key", creds.certs.server_key]
         if self.variant.mtls:
-            assert self.certs is not None
-            argv += ["--client-ca", self.certs.ca]
+            argv += ["--client-ca", creds.certs.ca]
         if self.variant.auth:
-            argv += ["--auth", "--bcrypt-cost", str(self.bcrypt_cost)]
+            argv += ["--auth", self.variant.auth, "--bcrypt-cost", str(creds.bcrypt_cost)]
+            argv += ["--secret", creds.secret]
         return argv
+
+    def _connect_command(self, port: int, creds: Credentials | None) -> dict[str, Any]:
+        scheme = "grpc+tls" if self.variant.tls else "grpc+tcp"
+        connect: dict[str, Any] = {"op": "connect", "uri": f"{scheme}://{HOST}:{port}"}
+        if creds is None:
+            return connect
+        if self.variant.tls:
+            connect["ca"] = creds.certs.ca
+        if self.variant.mtls:
+            connect.update(cert=creds.certs.client_cert, key=creds.certs.client_key)
+        if self.variant.auth:
+            connect.update(auth=self.variant.auth, secret=creds.secret)
+        return connect
 
     def start(self) -> None:
         """Start both processes and connect; raises SkipVariant/ProcessError/SideError."""
+        if self.variant.name != "plain" and self.creds is None:
+            raise ProcessError(f"variant {self.variant.name} needs credentials")
         stem = f"{self.slot}-{self.impl}-{self.variant.name}"
-        self.server = LineProcess(self._server_argv(), self.log_dir / f"{stem}-server.log")
+        argv = self._server_argv(self.creds)
+        self.server = LineProcess(argv, self.log_dir / f"{stem}-server.log")
         first = self.server.readline(START_TIMEOUT_S).strip()
         if first.startswith("{"):
             failure = json.loads(first)
@@ -172,14 +206,7 @@ class Side:
         self.client = LineProcess(
             ["-m", "bench.client", "--impl", self.impl], self.log_dir / f"{stem}-client.log"
         )
-        scheme = "grpc+tls" if self.variant.tls else "grpc+tcp"
-        connect: dict[str, Any] = {"op": "connect", "uri": f"{scheme}://{HOST}:{port}"}
-        if self.variant.tls and self.certs is not None:
-            connect["ca"] = self.certs.ca
-        if self.variant.mtls and self.certs is not None:
-            connect.update(cert=self.certs.client_cert, key=self.certs.client_key)
-        connect["auth"] = self.variant.auth
-        self.client.call(connect, START_TIMEOUT_S)
+        self.client.call(self._connect_command(port, self.creds), START_TIMEOUT_S)
 
     def prepare(self, spec: dict[str, Any] | None) -> None:
         """Build the workload's table in both processes (or just reset peak memory)."""

@@ -19,20 +19,27 @@ from typing import Any
 
 import pyarrow as pa
 
-from bench import auth, common
 from bench.data import DataSpec, make_table
 
 Result = dict[str, Any]
 
 
+def _no_auth() -> Any:
+    raise RuntimeError("this variant has no authentication")
+
+
 @dataclass
 class Session:
-    """A connected client of one implementation, plus the prepared upload table."""
+    """A connected client of one implementation, plus the prepared upload table.
+
+    ``new_auth_handler`` makes a fresh client auth handler of the session's scheme.
+    """
 
     impl: str
     flight: ModuleType
     client: Any
     table: pa.Table | None = None
+    new_auth_handler: Callable[[], Any] = _no_auth
 
     def prepare(self, spec: DataSpec) -> None:
         """Build (and keep only) the table of ``spec`` for uploads."""
@@ -231,9 +238,7 @@ def handshake(session: Session, calls: int, max_s: float, **_: Any) -> Result:
     samples: list[float] = []
     deadline = time.perf_counter() + max_s
     for _ in range(calls):
-        handler = auth.client_handler(
-            session.impl, session.flight, common.BENCH_USER, common.BENCH_PASSWORD
-        )
+        handler = session.new_auth_handler()
         start = time.perf_counter()
         session.client.authenticate(handler)
         end = time.perf_counter()
