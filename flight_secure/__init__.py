@@ -5,6 +5,8 @@ runs code written for pyarrow.flight unchanged. Security features live in
 :mod:`flight_secure.auth` and :mod:`flight_secure.certs`.
 """
 
+import logging as _logging
+
 from flight_secure.auth.base import (
     ClientAuthHandler,
     ClientAuthReader,
@@ -73,6 +75,9 @@ from flight_secure.types import (
 )
 
 __version__ = "0.1.0"
+
+# A library logs; the application decides where logs go (no stray stderr output).
+_logging.getLogger("flight_secure").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Action",
