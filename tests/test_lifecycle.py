@@ -1,0 +1,200 @@
+"""Server lifecycle: start, serve, signals, shutdown, and port conflicts."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import PYTHON, ROOT, free_location, location_of
+
+import flight_secure as flight
+
+SEED_SCRIPT = """
+import signal
+
+import flight_secure as flight
+
+
+class MyServer(flight.FlightServerBase):
+    def list_actions(self, context):
+        return [("ping", "answers pong")]
+
+
+server = MyServer()
+server.init(flight.FlightServerOptions(flight.Location("grpc://localhost:0")))
+print(server.port, flush=True)
+server.set_shutdown_on_signals([signal.SIGTERM])
+server.serve()
+print("served", flush=True)
+"""
+
+DEADLINE = 15.0
+
+
+class PingServer(flight.FlightServerBase):
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return [("ping", "answers pong")]
+
+
+def _pings(location: str) -> bool:
+    with flight.connect(location) as client:
+        return [a.type for a in client.list_actions(flight.FlightCallOptions(timeout=5))] == [
+            "ping"
+        ]
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if not selector.select(timeout):
+            raise AssertionError(f"no line from the server within {timeout} s")
+    finally:
+        selector.close()
+    return proc.stdout.readline()
+
+
+@pytest.fixture
+def seed_process() -> Iterator[subprocess.Popen]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [PYTHON, "-c", SEED_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(DEADLINE)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_seed_flow_serves_then_exits_cleanly_on_sigterm(seed_process: subprocess.Popen) -> None:
+    port = int(_read_line(seed_process, DEADLINE))
+    assert _pings(f"grpc://localhost:{port}")
+    seed_process.send_signal(signal.SIGTERM)
+    assert seed_process.wait(DEADLINE) == 0, seed_process.stderr.read()
+    assert seed_process.stdout.read().strip() == "served"
+
+
+def test_constructor_keywords_start_serving_at_once() -> None:
+    location = free_location()
+    server = PingServer(location)
+    try:
+        assert _pings(location)
+    finally:
+        server.shutdown()
+
+
+def test_constructor_accepts_a_location_object() -> None:
+    location = free_location()
+    server = PingServer(location=flight.Location(location))
+    try:
+        assert _pings(location)
+    finally:
+        server.shutdown()
+
+
+def test_no_argument_constructor_binds_on_port() -> None:
+    server = PingServer()
+    try:
+        assert server.port > 0
+        assert _pings(location_of(server))
+    finally:
+        server.shutdown()
+
+
+def test_no_argument_constructor_binds_in_with_block() -> None:
+    with PingServer() as server:
+        assert _pings(location_of(server))
+
+
+def test_with_block_shuts_the_server_down() -> None:
+    with PingServer() as server:
+        location = location_of(server)
+    with pytest.raises(flight.FlightUnavailableError), flight.connect(location) as client:
+        client.list_actions(flight.FlightCallOptions(timeout=5))
+
+
+def test_init_starts_serving_with_options() -> None:
+    location = free_location()
+    server = PingServer()
+    server.init(flight.FlightServerOptions(flight.Location(location)))
+    try:
+        assert _pings(location)
+    finally:
+        server.shutdown()
+
+
+def test_wait_returns_after_shutdown() -> None:
+    server = PingServer(free_location())
+    waited = threading.Event()
+
+    def wait() -> None:
+        server.wait()
+        waited.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    server.shutdown()
+    assert waited.wait(DEADLINE)
+
+
+def test_serve_returns_after_shutdown_from_another_thread() -> None:
+    server = PingServer(free_location())
+    served = threading.Event()
+
+    def serve() -> None:
+        server.serve()
+        served.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert _pings(location_of(server))
+    server.shutdown()
+    assert served.wait(DEADLINE)
+
+
+def test_shutdown_stops_accepting_calls() -> None:
+    server = PingServer(free_location())
+    location = location_of(server)
+    server.shutdown()
+    with pytest.raises(flight.FlightUnavailableError), flight.connect(location) as client:
+        client.list_actions(flight.FlightCallOptions(timeout=5))
+
+
+def test_second_server_on_a_taken_port_is_an_error() -> None:
+    location = free_location()
+    first = PingServer(location)
+    try:
+        with pytest.raises(flight.FlightError, match="listen"):
+            PingServer(location)
+        assert _pings(location)
+    finally:
+        first.shutdown()
+
+
+def test_init_twice_is_an_error() -> None:
+    server = PingServer(free_location())
+    try:
+        with pytest.raises(flight.FlightError):
+            server.init(flight.FlightServerOptions(free_location()))
+    finally:
+        server.shutdown()
+
+
+def test_port_matches_the_requested_location() -> None:
+    location = free_location()
+    server = PingServer(location)
+    try:
+        assert f"grpc://localhost:{server.port}" == location
+    finally:
+        server.shutdown()
