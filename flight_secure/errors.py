@@ -15,6 +15,10 @@ import pyarrow as pa
 
 #: Trailer that carries :attr:`FlightError.extra_info`, as Arrow's implementations use it.
 EXTRA_INFO_TRAILER = "grpc-status-details-bin"
+#: Trailers in which Arrow's servers send the original Arrow status code and message;
+#: Arrow's clients rebuild the exact error (and its extra_info) from them.
+ARROW_STATUS_TRAILER = "x-arrow-status"
+ARROW_MESSAGE_TRAILER = "x-arrow-status-message-bin"
 
 
 class FlightError(pa.ArrowException):
@@ -140,6 +144,45 @@ _ERROR_FOR_CODE: dict[grpc.StatusCode, type[FlightError]] = {
 }
 
 
+#: Arrow's C++ StatusCode values, for the ``x-arrow-status`` trailer. Flight errors
+#: travel as IOError with the Flight detail carried by the gRPC code itself.
+_ARROW_CODE_FOR_ERROR: dict[type[BaseException], int] = {
+    FlightInvalidArgumentError: 4,
+    FlightNotFoundError: 2,
+    FlightAlreadyExistsError: 45,
+    FlightUnimplementedError: 10,
+    FlightError: 5,
+    pa.ArrowInvalid: 4,
+    pa.ArrowKeyError: 2,
+    pa.ArrowNotImplementedError: 10,
+    NotImplementedError: 10,
+    KeyError: 2,
+    LookupError: 2,
+    IndexError: 7,
+    TypeError: 3,
+    ValueError: 4,
+    MemoryError: 1,
+}
+
+
+def arrow_status_trailers(exc: BaseException, message: str) -> list[tuple[str, str | bytes]]:
+    """Trailers that let Arrow's own clients rebuild the error as their servers send it."""
+    for klass in type(exc).__mro__:
+        arrow_code = _ARROW_CODE_FOR_ERROR.get(klass)
+        if arrow_code is not None:
+            break
+    else:
+        arrow_code = 9  # UnknownError
+    trailers: list[tuple[str, str | bytes]] = [
+        (ARROW_STATUS_TRAILER, str(arrow_code)),
+        (ARROW_MESSAGE_TRAILER, message.encode()),
+    ]
+    extra = getattr(exc, "extra_info", b"")
+    if extra:
+        trailers.append((EXTRA_INFO_TRAILER, bytes(extra)))
+    return trailers
+
+
 def status_for_exception(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The gRPC status code and message a server sends for a handler's exception.
 
@@ -186,20 +229,45 @@ def error_from_rpc(err: grpc.RpcError) -> FlightError:
 
 
 def describe_unavailable(details: str) -> str:
-    """Turn gRPC's connection-failure detail into a sentence that says what failed."""
-    lowered = details.lower()
-    hints = (
-        ("certificate verify failed", "the server's TLS certificate was not trusted"),
-        ("certificate_verify_failed", "the server's TLS certificate was not trusted"),
-        ("wrong_version_number", "the server does not speak TLS (or the client does not)"),
-        ("ssl handshake failed", "the TLS handshake failed"),
-        ("handshake failed", "the TLS handshake failed"),
-        ("hostname", "the server's certificate does not match the host name"),
-        ("connection refused", "nothing is listening at that address"),
-        ("failed to connect", "could not connect to the server"),
-        ("socket closed", "the server closed the connection"),
-    )
-    for needle, hint in hints:
-        if needle in lowered:
+    """Turn gRPC's connection-failure detail into a sentence that says what failed.
+
+    The first row of :data:`_UNAVAILABLE_HINTS` whose substrings all occur in
+    ``details`` (ignoring case, with "_" read as " ") gives the sentence; gRPC's
+    text follows it.
+    """
+    lowered = details.lower().replace("_", " ")
+    for needles, hint in _UNAVAILABLE_HINTS:
+        if all(needle in lowered for needle in needles):
             return f"{hint}: {details}"
     return details
+
+
+_WRONG_HOST = (
+    "the server's TLS certificate is not valid for the host name dialled "
+    "(see the location's host and override_hostname)"
+)
+_SERVER_CLOSED_SETUP = (
+    "the server closed the connection while it was being set up: a TLS server does this "
+    "to a plaintext client (use grpc+tls://), and a mutual-TLS server to a client that "
+    "presented no client certificate or one from a CA the server does not trust"
+)
+
+#: (substrings that must all occur in gRPC's detail, what they mean), first match wins.
+_UNAVAILABLE_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("wrong version number",), "the server does not speak TLS: it is a plaintext "
+     "server (use grpc:// to reach it), or the client does not speak TLS to it"),
+    (("certificate has expired",), "the server's TLS certificate has expired"),
+    (("certificate is not yet valid",), "the server's TLS certificate is not yet valid"),
+    (("unable to get local issuer certificate",), "the server's TLS certificate is not "
+     "issued by a CA this client trusts (see tls_root_certs)"),
+    (("self signed certificate",), "the server's TLS certificate is self-signed and not "
+     "trusted by this client (see tls_root_certs)"),
+    (("certificate verify failed",), "the server's TLS certificate was not trusted"),
+    (("hostname",), _WRONG_HOST),
+    (("is not in peer certificate",), _WRONG_HOST),
+    (("failed to connect", "socket closed"), _SERVER_CLOSED_SETUP),
+    (("connection refused",), "nothing is listening at that address"),
+    (("handshake failed",), "the TLS handshake failed"),
+    (("failed to connect",), "could not connect to the server"),
+    (("socket closed",), "the server closed the connection"),
+)

@@ -23,12 +23,12 @@ from flight_secure.auth.base import ServerAuthHandler
 from flight_secure.auth.gate import AuthGate
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
-    EXTRA_INFO_TRAILER,
     FlightError,
     FlightInvalidArgumentError,
     FlightResourceExhaustedError,
     FlightTimedOutError,
     FlightUnimplementedError,
+    arrow_status_trailers,
     status_for_exception,
 )
 from flight_secure.framing import decode_flight_data, encode_bytes_message
@@ -410,11 +410,8 @@ class FlightServerBase:
             except Exception:  # headers could not be sent; the status still can
                 log.debug("could not send response headers", exc_info=True)
             self._close_call(state, exc)
-        extra = getattr(exc, "extra_info", b"")
-        if extra:
-            trailers.append((EXTRA_INFO_TRAILER, bytes(extra)))
-        if trailers:
-            grpc_context.set_trailing_metadata(tuple(trailers))
+        trailers.extend(arrow_status_trailers(exc, message))
+        grpc_context.set_trailing_metadata(tuple(trailers))
         grpc_context.abort(code, message)
 
     def _unary(self, method: FlightMethod, run):
