@@ -95,28 +95,33 @@ class PyarrowBasicClient(pf.ClientAuthHandler):
         return self.token
 
 
-class SessionServerAuth(flight.ServerAuthHandler):
-    """A server auth handler in pyarrow's style: BasicAuth in, random session token out."""
+def session_auth(library) -> object:
+    """A server auth handler written pyarrow's way, on ``library``'s ServerAuthHandler:
+    BasicAuth in, a random session token out, the token's user as identity."""
 
-    def __init__(self) -> None:
-        self.sessions: dict[bytes, bytes] = {}
+    class SessionAuth(library.ServerAuthHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sessions: dict[bytes, bytes] = {}
 
-    def authenticate(self, outgoing, incoming):
-        auth = flight.BasicAuth.deserialize(incoming.read())
-        if USERS.get(auth.username.decode()) != auth.password.decode():
-            raise flight.FlightUnauthenticatedError("invalid username or password")
-        token = secrets.token_hex(16).encode()
-        self.sessions[token] = auth.username
-        outgoing.write(token)
+        def authenticate(self, outgoing, incoming):
+            auth = library.BasicAuth.deserialize(incoming.read())
+            if USERS.get(auth.username.decode()) != auth.password.decode():
+                raise library.FlightUnauthenticatedError("invalid username or password")
+            token = secrets.token_bytes(16)
+            self.sessions[token] = auth.username
+            outgoing.write(token)
 
-    def is_valid(self, token):
-        if token not in self.sessions:
-            raise flight.FlightUnauthenticatedError("invalid session token")
-        return self.sessions[token]
+        def is_valid(self, token):
+            if token not in self.sessions:
+                raise library.FlightUnauthenticatedError("invalid session token")
+            return self.sessions[token]
+
+    return SessionAuth()
 
 
 def test_pyarrow_client_handler_against_our_server_with_a_pyarrow_style_handler():
-    with whoami_server(flight)(auth_handler=SessionServerAuth()) as server:
+    with whoami_server(flight)(auth_handler=session_auth(flight)) as server:
         client = pf.connect(f"grpc://localhost:{server.port}")
         try:
             client.authenticate(PyarrowBasicClient("quinn", USERS["quinn"]))
@@ -134,27 +139,6 @@ def test_pyarrow_client_handler_against_our_basic_handler(basic_server):
         assert identities(client) == (b"pat", b"pat")
     finally:
         client.close()
-
-
-class PyarrowBasicServerAuth(pf.ServerAuthHandler):
-    """pyarrow's server handler reading BasicAuth, as in Arrow's own tests."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sessions: dict[bytes, bytes] = {}
-
-    def authenticate(self, outgoing, incoming):
-        auth = pf.BasicAuth.deserialize(incoming.read())
-        if USERS.get(auth.username.decode()) != auth.password.decode():
-            raise pf.FlightUnauthenticatedError("invalid username or password")
-        token = secrets.token_bytes(16)
-        self.sessions[token] = auth.username
-        outgoing.write(token)
-
-    def is_valid(self, token):
-        if token not in self.sessions:
-            raise pf.FlightUnauthenticatedError("invalid session token")
-        return self.sessions[token]
 
 
 class PyarrowJWTServerAuth(pf.ServerAuthHandler):
@@ -180,7 +164,7 @@ def pyarrow_server(handler: pf.ServerAuthHandler):
 
 
 def test_our_basic_client_handler_against_a_pyarrow_server():
-    with pyarrow_server(PyarrowBasicServerAuth()) as server, \
+    with pyarrow_server(session_auth(pf)) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         client.authenticate(BasicClientAuthHandler("quinn", USERS["quinn"]))
         assert identities(client) == (b"quinn", b"quinn")
