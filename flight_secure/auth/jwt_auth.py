@@ -13,8 +13,8 @@ Every call's token is verified by a :class:`~flight_secure.auth.tokens.JWTVerifi
 the ``identity_claim``; its roles come from the ``roles_claim`` and from the OAuth
 scope claims (``scope``: space-separated, ``scp``: list or string).
 
-:func:`verify_call_token` and :func:`audit_event` are shared with
-:mod:`flight_secure.auth.basic`, whose session tokens are JWTs too.
+:class:`~flight_secure.auth.basic.BasicServerAuthHandler` builds on this handler
+(its session tokens are JWTs too) and shares :func:`audit_event` and :func:`claim_roles`.
 """
 
 from __future__ import annotations
@@ -37,13 +37,7 @@ from flight_secure.auth.base import (
 from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired
 from flight_secure.errors import FlightUnauthenticatedError
 
-__all__ = [
-    "JWTClientAuthHandler",
-    "JWTServerAuthHandler",
-    "audit_event",
-    "claim_roles",
-    "verify_call_token",
-]
+__all__ = ["JWTClientAuthHandler", "JWTServerAuthHandler", "audit_event", "claim_roles"]
 
 audit = logging.getLogger("flight_secure.audit")
 
@@ -68,7 +62,7 @@ def audit_event(level: int, event: str, *, who: str, method: str, peer: str,
               reason, extra={"audit": fields})
 
 
-def presented_token(call: CallCredentials) -> str | None:
+def _presented_token(call: CallCredentials) -> str | None:
     """The call's token: ``auth-token-bin`` first, else ``authorization: Bearer``."""
     raw = call.auth_token
     if raw:
@@ -76,8 +70,7 @@ def presented_token(call: CallCredentials) -> str | None:
     return call.bearer_token or None
 
 
-def verify_call_token(verifier: JWTVerifier, token: str | None, peer: str,
-                      method: str) -> Claims:
+def _verify(verifier: JWTVerifier, token: str | None, peer: str, method: str) -> Claims:
     """The verified claims of ``token``, or raise UNAUTHENTICATED.
 
     The client learns only "expired" or "invalid"; which check failed goes to the
@@ -128,7 +121,7 @@ class JWTServerAuthHandler(ServerAuthHandler):
 
     def login(self, token: str | None, peer: str) -> Principal:
         """The Principal of a valid ``token`` from ``peer``, else UNAUTHENTICATED."""
-        claims = verify_call_token(self.verifier, token, peer, self.method)
+        claims = _verify(self.verifier, token, peer, self.method)
         name = claims.get(self.identity_claim)
         if not isinstance(name, str) or not name:
             audit_event(logging.WARNING, "token refused", who="-", method=self.method,
@@ -143,7 +136,7 @@ class JWTServerAuthHandler(ServerAuthHandler):
 
     def authenticate_call(self, call: CallCredentials) -> Principal:
         """The caller of a non-Handshake RPC, from ``auth-token-bin`` or a Bearer header."""
-        return self.login(presented_token(call), call.peer)
+        return self.login(_presented_token(call), call.peer)
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """Answer a Handshake carrying ``authorization: Bearer``; None without one."""
