@@ -121,8 +121,8 @@ def wide_types_table(rows: int = 4) -> pa.Table:
 def plain_table() -> pa.Table:
     """Two batches (3 and 2 rows) without dictionary columns.
 
-    pyarrow.flight's GeneratorStream drops the dictionary batches when it yields
-    ``(batch, metadata)`` pairs, so streams with metadata use this table.
+    pyarrow.flight's GeneratorStream sends no dictionary batches, so streams that a
+    GeneratorStream produces on either implementation use this table.
     """
     first = pa.table({"n": pa.array([1, 2, 3]), "s": pa.array(["a", "b", None])})
     second = pa.table({"n": pa.array([4, 5]), "s": pa.array(["d", "e"])})

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, free_location
 
 import flight_secure
 
@@ -329,3 +329,13 @@ def test_value_attributes_match_pyarrow(name: str) -> None:
     for attribute in attributes:
         assert hasattr(theirs, attribute)
         assert hasattr(ours, attribute), attribute
+
+
+@pytest.mark.parametrize("flight", [pa_flight, flight_secure], ids=["pyarrow", "flight_secure"])
+def test_wait_for_available_without_server_raises_unavailable(flight: Any) -> None:
+    client = flight.connect(free_location())
+    try:
+        with pytest.raises(flight.FlightUnavailableError):
+            client.wait_for_available(timeout=1)
+    finally:
+        client.close()

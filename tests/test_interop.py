@@ -4,6 +4,7 @@ client calling a pyarrow.flight server. Both servers run the same DataServer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -409,3 +410,33 @@ def test_handshake_with_wrong_password_is_refused(auth_peer: Peer) -> None:
 def test_call_without_handshake_is_unauthenticated(auth_peer: Peer) -> None:
     with pytest.raises(auth_peer.flight.FlightUnauthenticatedError):
         list(auth_peer.client.do_action(auth_peer.flight.Action("whoami", b"")))
+
+
+@pytest.mark.parametrize("flight", [pa_flight, flight_secure], ids=["pyarrow", "flight_secure"])
+def test_handshake_with_server_without_auth_is_unimplemented(
+    fs_data_server: Any, flight: Any
+) -> None:
+    client = flight.connect(location_of(fs_data_server))
+    started = time.monotonic()
+    try:
+        with pytest.raises(pa.ArrowNotImplementedError):
+            client.authenticate(
+                token_auth(flight)[1](b"open sesame"), flight.FlightCallOptions(timeout=3)
+            )
+    finally:
+        client.close()
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("flight", [pa_flight, flight_secure], ids=["pyarrow", "flight_secure"])
+def test_basic_token_with_server_without_auth_is_unimplemented(
+    fs_data_server: Any, flight: Any
+) -> None:
+    client = flight.connect(location_of(fs_data_server))
+    started = time.monotonic()
+    try:
+        with pytest.raises(pa.ArrowNotImplementedError):
+            client.authenticate_basic_token("alice", "pw", flight.FlightCallOptions(timeout=3))
+    finally:
+        client.close()
+    assert time.monotonic() - started < 5

@@ -14,11 +14,11 @@ from typing import Any
 
 import pyarrow.flight as pa_flight
 import pytest
-from conftest import DataServer, location_of, running_server, sample_table
+from conftest import DataServer, location_of, plain_table, running_server, sample_table
 
 import flight_secure
 
-WAIT = 10.0
+WAIT = 5.0
 
 
 def middleware_for(flight: ModuleType) -> tuple[type, type]:
@@ -89,8 +89,18 @@ class MiddlewareServer(DataServer):
             yield self.flight.Result(repr(context.get_middleware("no-such-key")).encode())
         elif action.type == "fail":
             raise RuntimeError("boom in handler")
+        elif action.type == "add-headers":
+            context.add_header("x-added-header", "added")
+            context.add_trailer("x-added-trailer", "trailed")
+            yield self.flight.Result(b"ok")
         else:
             yield from super().do_action(context, action)
+
+    def do_get(self, context: Any, ticket: Any) -> Any:
+        if ticket.ticket == b"endless":
+            batch = plain_table().to_batches()[0]
+            return self.flight.GeneratorStream(batch.schema, (batch for _ in range(1_000_000)))
+        return super().do_get(context, ticket)
 
 
 @dataclass
@@ -163,6 +173,15 @@ def test_server_middleware_headers_reach_client_on_streams(pair: Pair) -> None:
     assert pair.last_client_call().received.get("x-server-header") == ["from-server"]
 
 
+def test_context_add_header_and_add_trailer_reach_client_middleware(pair: Pair) -> None:
+    pair.action("add-headers")
+    received = pair.last_client_call().received
+    assert (received.get("x-added-header"), received.get("x-added-trailer")) == (
+        ["added"],
+        ["trailed"],
+    )
+
+
 def test_client_middleware_is_told_the_method(pair: Pair) -> None:
     pair.client.get_flight_info(pair.flight.FlightDescriptor.for_path("sample"))
     assert pair.last_client_call().method == "GET_FLIGHT_INFO"
@@ -195,6 +214,13 @@ def test_server_call_completed_with_the_handlers_exception(pair: Pair) -> None:
     assert method == "DO_ACTION"
     assert exception is not None
     assert "boom in handler" in str(exception)
+
+
+def test_server_call_completed_when_client_cancels_stream(pair: Pair) -> None:
+    reader = pair.client.do_get(pair.flight.Ticket(b"endless"))
+    reader.read_chunk()
+    reader.cancel()
+    assert pair.server_completion()[0] == "DO_GET"
 
 
 def test_client_call_completed_without_exception(pair: Pair) -> None:
