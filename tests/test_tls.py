@@ -1,0 +1,323 @@
+"""Specification of TLS between Flight peers: pyarrow.flight on one side, ours on the other.
+
+Certificates are made by :mod:`flight_secure.certs` in temporary directories; every
+refusal must reach the client as a Flight error that says what failed, quickly, and
+leave the server serving good clients. The helpers here (:class:`Pki`, :class:`Who`,
+:func:`who_is`) are shared with ``test_mtls`` and ``test_rotation``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as pa_flight
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import flight_secure
+from flight_secure.certs import CertificateAuthority, IssuedCertificate, generate_dev_certificates
+
+#: Every call in these tests gives up after this long, so a refusal can never hang.
+TIMEOUT = 5.0
+IMPLEMENTATIONS: dict[str, ModuleType] = {"flight_secure": flight_secure, "pyarrow": pa_flight}
+
+
+@dataclass
+class Pki:
+    """A development CA with a server certificate (localhost) and client certificates."""
+
+    dir: Path
+    ca: CertificateAuthority
+
+    @classmethod
+    def create(cls, directory: Path, clients: tuple[str, ...] = ("alice", "bob")) -> Pki:
+        generate_dev_certificates(directory, clients=clients)
+        return cls(directory, CertificateAuthority.load(directory / "ca.pem",
+                                                        directory / "ca.key"))
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca.cert_pem
+
+    def server_pair(self, flight: ModuleType = flight_secure) -> Any:
+        cert = (self.dir / "server.pem").read_bytes()
+        return flight.CertKeyPair(cert=cert, key=(self.dir / "server.key").read_bytes())
+
+    def client(self, name: str) -> dict[str, bytes]:
+        """``cert_chain=``/``private_key=`` keyword arguments presenting client ``name``."""
+        return {"cert_chain": (self.dir / f"{name}.pem").read_bytes(),
+                "private_key": (self.dir / f"{name}.key").read_bytes()}
+
+    def connect(self, flight: ModuleType, server: Any, name: str | None = None) -> Any:
+        """A new ``flight`` client of TLS ``server`` trusting this CA, presenting ``name``."""
+        extra = self.client(name) if name else {}
+        return flight.connect(tls_location(server), tls_root_certs=self.ca_pem, **extra)
+
+    def tls_server(self, flight: ModuleType = flight_secure, **kwargs: Any) -> Any:
+        """Keyword arguments for a TLS server of ``flight`` (plus ``kwargs``)."""
+        return {"location": "grpc+tls://localhost:0",
+                "tls_certificates": [self.server_pair(flight)], **kwargs}
+
+    def mtls_server(self, flight: ModuleType = flight_secure, **kwargs: Any) -> Any:
+        """Keyword arguments for a server that requires client certificates from this CA."""
+        return self.tls_server(flight, verify_client=True, root_certificates=self.ca_pem,
+                               **kwargs)
+
+
+def as_client(issued: IssuedCertificate) -> dict[str, bytes]:
+    return {"cert_chain": issued.cert_pem, "private_key": issued.key_pem}
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki.create(tmp_path / "pki")
+
+
+@pytest.fixture
+def other_pki(tmp_path: Path) -> Pki:
+    """An unrelated CA issuing the same names (localhost, alice, bob)."""
+    return Pki.create(tmp_path / "other")
+
+
+class Who:
+    """DoGet answers with one row: the caller's identity as the server saw it."""
+
+    flight: ModuleType
+
+    def do_get(self, context: Any, ticket: Any) -> Any:
+        who = context.peer_identity().decode()
+        return self.flight.RecordBatchStream(pa.table({"who": [who]}))
+
+
+@contextlib.contextmanager
+def running_server(flight: ModuleType, behaviour: type, **kwargs: Any) -> Iterator[Any]:
+    """``behaviour`` served by ``flight``'s FlightServerBase for the block; shut down after."""
+    cls = type(behaviour.__name__, (behaviour, flight.FlightServerBase), {"flight": flight})
+    server = cls(**kwargs)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+def tls_location(server: Any) -> str:
+    return f"grpc+tls://localhost:{server.port}"
+
+
+def who_is(client: Any, headers: list[tuple[bytes, bytes]] | None = None) -> str:
+    """The identity the server saw for ``client`` (either implementation), sending ``headers``."""
+    flight = pa_flight if isinstance(client, pa_flight.FlightClient) else flight_secure
+    options = flight.FlightCallOptions(timeout=TIMEOUT, headers=headers)
+    return client.do_get(flight.Ticket(b"who"), options).read_all().column("who")[0].as_py()
+
+
+def refusal(flight: ModuleType, location: str, **kwargs: Any) -> tuple[BaseException, float]:
+    """The error a DoGet from a new ``flight`` client raises, and how long it took."""
+    started = time.monotonic()
+    with pytest.raises(flight.FlightError) as caught:
+        client = flight.connect(location, **kwargs)
+        try:
+            who_is(client)
+        finally:
+            client.close()
+    return caught.value, time.monotonic() - started
+
+
+def expired_server_certificate(ca: CertificateAuthority) -> IssuedCertificate:
+    """A localhost server certificate from ``ca`` that expired yesterday."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca.certificate.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30))
+            .not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca.private_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+
+
+# ------------------------------------------------------------------- data over TLS
+
+
+def test_pyarrow_client_reads_from_our_tls_server(pki: Pki) -> None:
+    with running_server(flight_secure, Who, **pki.tls_server()) as server, \
+            pki.connect(pa_flight, server) as client:
+        assert who_is(client) == ""
+
+
+def test_our_client_reads_from_pyarrow_tls_server(pki: Pki) -> None:
+    with running_server(pa_flight, Who, **pki.tls_server(pa_flight)) as server, \
+            pki.connect(flight_secure, server) as client:
+        assert who_is(client) == ""
+
+
+def test_our_client_presents_its_certificate_to_a_pyarrow_mtls_server(pki: Pki) -> None:
+    with running_server(pa_flight, Who, **pki.mtls_server(pa_flight)) as server:
+        with pki.connect(flight_secure, server, "alice") as client:
+            assert who_is(client) == "alice"  # pyarrow names the caller by its certificate
+        error, _ = refusal(flight_secure, tls_location(server), tls_root_certs=pki.ca_pem)
+        assert isinstance(error, flight_secure.FlightUnavailableError)
+
+
+def test_cert_chain_without_private_key_is_refused(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="together"):
+        flight_secure.connect("grpc+tls://localhost:1",
+                              cert_chain=pki.client("alice")["cert_chain"])
+
+
+def test_override_hostname_checks_the_certificate_against_that_name(pki: Pki) -> None:
+    issued = pki.ca.issue_server(["flight.internal"])
+    pair = flight_secure.CertKeyPair(cert=issued.cert_pem, key=issued.key_pem)
+    with running_server(flight_secure, Who, location="grpc+tls://localhost:0",
+                        tls_certificates=[pair]) as server:
+        location = tls_location(server)
+        with flight_secure.connect(location, tls_root_certs=pki.ca_pem,
+                                   override_hostname="flight.internal") as client:
+            assert who_is(client) == ""
+        error, _ = refusal(flight_secure, location, tls_root_certs=pki.ca_pem)
+        assert "not valid for the host name" in str(error)
+
+
+# ------------------------------------------------------ disable_server_verification
+
+
+@pytest.mark.parametrize("implementation", ["flight_secure", "pyarrow"])
+def test_disabled_verification_trusts_a_ca_issued_server_and_warns(
+    pki: Pki, implementation: str
+) -> None:
+    server_flight = IMPLEMENTATIONS[implementation]
+    with running_server(server_flight, Who, **pki.tls_server(server_flight)) as server:
+        with pytest.warns(UserWarning, match="NOT verified"):
+            client = flight_secure.connect(tls_location(server), disable_server_verification=True)
+        with client:
+            assert who_is(client) == ""
+
+
+def test_disabled_verification_still_presents_the_client_certificate(pki: Pki) -> None:
+    with running_server(flight_secure, Who, **pki.mtls_server()) as server:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            client = flight_secure.connect(tls_location(server), disable_server_verification=True,
+                                           **pki.client("alice"))
+        with client:
+            assert who_is(client) == "alice"
+
+
+def test_disabled_verification_refuses_an_expired_server_certificate_at_once(pki: Pki) -> None:
+    issued = expired_server_certificate(pki.ca)
+    pair = flight_secure.CertKeyPair(cert=issued.cert_pem, key=issued.key_pem)
+    with running_server(flight_secure, Who, location="grpc+tls://localhost:0",
+                        tls_certificates=[pair]) as server, pytest.warns(UserWarning), \
+            pytest.raises(flight_secure.FlightUnavailableError, match="cannot accept it"):
+        flight_secure.connect(tls_location(server), disable_server_verification=True)
+
+
+def test_disabled_verification_against_nothing_listening_is_unavailable() -> None:
+    with running_server(flight_secure, Who) as server:
+        port = server.port  # a port that is closed once the server is gone
+    with pytest.warns(UserWarning), pytest.raises(
+        flight_secure.FlightUnavailableError, match="could not fetch the TLS certificate"
+    ):
+        flight_secure.connect(f"grpc+tls://localhost:{port}", disable_server_verification=True)
+
+
+# --------------------------------------------------------- refusals, clearly stated
+
+#: case -> (server kind, what the client says about it).
+REFUSALS = {
+    "plaintext client, TLS server": ("tls", "closed the connection while it was being set up"),
+    "TLS client, plaintext server": ("plain", "does not speak TLS"),
+    "server certificate from an unknown CA": ("tls", "not issued by a CA this client trusts"),
+    "server certificate for another host": ("tls", "not valid for the host name"),
+    "expired server certificate": ("expired", "has expired"),
+    "no client certificate": ("mtls", "no client certificate"),
+    "same-named client certificate from another CA": (
+        "mtls", "one from a CA the server does not trust"),
+}
+
+
+def _server_options(kind: str, pki: Pki) -> dict[str, Any]:
+    if kind == "plain":
+        return {"location": "grpc://localhost:0"}
+    if kind == "expired":
+        issued = expired_server_certificate(pki.ca)
+        pair = flight_secure.CertKeyPair(cert=issued.cert_pem, key=issued.key_pem)
+        return {"location": "grpc+tls://localhost:0", "tls_certificates": [pair]}
+    return pki.mtls_server() if kind == "mtls" else pki.tls_server()
+
+
+def _bad_client(case: str, server: Any, pki: Pki, other: Pki) -> tuple[str, dict[str, Any]]:
+    tls = tls_location(server)
+    trusted = {"tls_root_certs": pki.ca_pem}
+    return {
+        "plaintext client, TLS server": (f"grpc://localhost:{server.port}", {}),
+        "TLS client, plaintext server": (tls, trusted),
+        "server certificate from an unknown CA": (tls, {"tls_root_certs": other.ca_pem}),
+        "server certificate for another host": (
+            tls, {**trusted, "override_hostname": "elsewhere.example"}),
+        "expired server certificate": (tls, trusted),
+        "no client certificate": (tls, trusted),
+        "same-named client certificate from another CA": (
+            tls, {**trusted, **other.client("alice")}),
+    }[case]
+
+
+def _good_client(kind: str, server: Any, pki: Pki) -> tuple[str, dict[str, Any]]:
+    if kind == "plain":
+        return f"grpc://localhost:{server.port}", {}
+    extra = pki.client("alice") if kind == "mtls" else {}
+    return tls_location(server), {"tls_root_certs": pki.ca_pem, **extra}
+
+
+@pytest.mark.parametrize("implementation", ["flight_secure", "pyarrow"])
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal_is_quick_and_clear_and_the_server_keeps_serving(
+    pki: Pki, other_pki: Pki, case: str, implementation: str
+) -> None:
+    flight = IMPLEMENTATIONS[implementation]
+    kind, explanation = REFUSALS[case]
+    with running_server(flight_secure, Who, **_server_options(kind, pki)) as server:
+        location, options = _bad_client(case, server, pki, other_pki)
+        error, seconds = refusal(flight, location, **options)
+        assert isinstance(error, flight.FlightUnavailableError)
+        assert seconds < TIMEOUT
+        if flight is flight_secure:  # pyarrow's wording is its own
+            assert explanation in str(error)
+        if kind == "expired":  # no client of ours can trust it; pyarrow's can skip the check
+            client = pa_flight.connect(tls_location(server), disable_server_verification=True)
+        else:
+            location, options = _good_client(kind, server, pki)
+            client = flight_secure.connect(location, **options)
+        with client:
+            assert who_is(client) == ("alice" if kind == "mtls" else "")
+
+
+@pytest.mark.parametrize("implementation", ["flight_secure", "pyarrow"])
+def test_client_refuses_a_pyarrow_server_from_another_ca(
+    pki: Pki, other_pki: Pki, implementation: str
+) -> None:
+    flight = IMPLEMENTATIONS[implementation]
+    with running_server(pa_flight, Who, **other_pki.tls_server(pa_flight)) as server:
+        error, seconds = refusal(flight, tls_location(server), tls_root_certs=pki.ca_pem)
+        assert isinstance(error, flight.FlightUnavailableError)
+        assert seconds < TIMEOUT
+        with flight.connect(tls_location(server), tls_root_certs=other_pki.ca_pem) as client:
+            assert who_is(client) == ""
