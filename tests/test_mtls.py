@@ -306,6 +306,43 @@ def _has_issue_claims_hook(handler_class: type) -> bool:
     return "issue_claims" in parameters or hasattr(handler_class, "issue_claims")
 
 
+class StaticSession(flight_secure.ServerAuthHandler):
+    """A pyarrow-style handler: the handshake trades b"let-me-in" for b"session"."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        if incoming.read() != b"let-me-in":
+            raise flight_secure.FlightUnauthenticatedError("wrong handshake")
+        outgoing.write(b"session")
+
+    def is_valid(self, token: bytes) -> bytes:
+        if token != b"session":
+            raise flight_secure.FlightUnauthenticatedError("no session")
+        return b"svc"
+
+
+class LetMeIn(pa_flight.ClientAuthHandler):
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        outgoing.write(b"let-me-in")
+        self.token = incoming.read()
+
+    def get_token(self) -> bytes:
+        return self.token
+
+
+def test_a_pyarrow_style_inner_handler_needs_the_certificate_too(pki: Pki) -> None:
+    auth = MutualTLSServerAuthHandler(StaticSession())
+    with running_server(flight_secure, Inspect, **pki.mtls_server(auth_handler=auth)) as server, \
+            pki.connect(pa_flight, server, "alice") as client:
+        with pytest.raises(pa_flight.FlightUnauthenticatedError, match="no session"):
+            who_is(client)
+        client.authenticate(LetMeIn(), pa_flight.FlightCallOptions(timeout=TIMEOUT))
+        assert who_is(client) == "svc"
+    with running_server(flight_secure, Who, **pki.tls_server(auth_handler=auth)) as server, \
+            pki.connect(pa_flight, server) as client, \
+            pytest.raises(pa_flight.FlightUnauthenticatedError, match="certificate required"):
+        client.authenticate(LetMeIn(), pa_flight.FlightCallOptions(timeout=TIMEOUT))
+
+
 class PasswordTokens(JWTServerAuthHandler):
     """A minimal token-issuing handler with the ``issue_claims`` hook.
 
