@@ -24,7 +24,6 @@ from flight_secure.auth.base import (
 )
 from flight_secure.errors import (
     FlightError,
-    FlightTimedOutError,
     FlightUnauthenticatedError,
     FlightUnavailableError,
     FlightWriteSizeExceededError,
@@ -320,11 +319,11 @@ class FlightClient:
     # ---------------------------------------------------------------- the RPCs
 
     def wait_for_available(self, timeout: float = 5.0) -> None:
-        """Block until the server accepts connections (FlightTimedOutError otherwise)."""
+        """Block until the server accepts connections (FlightUnavailableError otherwise)."""
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise FlightTimedOutError(
+            raise FlightUnavailableError(
                 f"server at {self.location} was not available within {timeout:g} s"
             ) from None
 
