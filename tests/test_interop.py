@@ -4,6 +4,7 @@ client calling a pyarrow.flight server. Both servers run the same DataServer."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -440,3 +441,18 @@ def test_basic_token_with_server_without_auth_is_unimplemented(
     finally:
         client.close()
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("way", sorted(DIRECTIONS))
+def test_do_get_over_unix_socket(way: str) -> None:
+    client_flight = DIRECTIONS[way][0]
+    server_flight = flight_secure if client_flight is pa_flight else pa_flight
+    with tempfile.TemporaryDirectory() as folder:
+        location = f"grpc+unix://{folder}/flight.sock"
+        with running_server(server_flight, DataServer, location=location):
+            client = client_flight.connect(location)
+            try:
+                table = client.do_get(client_flight.Ticket(b"sample")).read_all()
+            finally:
+                client.close()
+    assert table.equals(sample_table())

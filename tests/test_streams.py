@@ -7,17 +7,20 @@ RecordBatchStream, the DoPut reader, the DoExchange writer) against clients of b
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+import grpc
 import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
 from conftest import DataServer, connected, plain_table, running_server
 
 import flight_secure
+from flight_secure._generated import flight_pb2 as pb
 
 PLAIN = plain_table()
 BATCHES = PLAIN.to_batches()
@@ -351,3 +354,56 @@ def test_server_exchange_writer_sends_metadata_then_chunked_table(any_client: tu
         (1, None),
         (2, None),
     ]
+
+
+class UploadWatcher:
+    """DoPut reports how its reader ended: ("ended", chunks) or ("raised", error)."""
+
+    flight: ModuleType
+    first_chunk = threading.Event()
+    outcome: queue.Queue = queue.Queue()
+
+    def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        chunks = 0
+        try:
+            for _ in reader:
+                chunks += 1
+                self.first_chunk.set()
+        except Exception as exc:
+            self.outcome.put(("raised", exc))
+            raise
+        self.outcome.put(("ended", chunks))
+
+
+def _upload_frames() -> list[bytes]:
+    """A DoPut request (descriptor + schema, one batch) as raw FlightData bytes."""
+    messages = []
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, PLAIN.schema) as ipc:
+        ipc.write_batch(BATCHES[0])
+    for message in pa.ipc.MessageReader.open_stream(sink.getvalue()):
+        body = message.body.to_pybytes() if message.body is not None else b""
+        messages.append(pb.FlightData(data_header=message.metadata.to_pybytes(), data_body=body))
+    messages[0].flight_descriptor.CopyFrom(
+        pb.FlightDescriptor(type=pb.FlightDescriptor.PATH, path=["cancelled-upload"])
+    )
+    return [m.SerializeToString() for m in messages]
+
+
+def test_server_put_reader_raises_cancelled_when_client_cancels_upload() -> None:
+    release = threading.Event()
+
+    def requests() -> Iterator[bytes]:
+        yield from _upload_frames()
+        release.wait(10)
+
+    with running_server(flight_secure, UploadWatcher) as server, grpc.insecure_channel(
+        f"localhost:{server.port}"
+    ) as channel:
+        call = channel.stream_stream("/arrow.flight.protocol.FlightService/DoPut")(requests())
+        assert UploadWatcher.first_chunk.wait(10)
+        call.cancel()
+        kind, detail = UploadWatcher.outcome.get(timeout=10)
+        release.set()
+    assert kind == "raised"
+    assert isinstance(detail, flight_secure.FlightCancelledError)
