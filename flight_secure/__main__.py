@@ -1,0 +1,5 @@
+"""``python -m flight_secure``: the ``flight-secure`` command."""
+
+from flight_secure.cli import main
+
+raise SystemExit(main())
