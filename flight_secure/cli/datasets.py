@@ -1,0 +1,230 @@
+"""A folder of data files seen as named datasets: describe, stream, and write atomically.
+
+One dataset per file directly in the folder: Parquet (``.parquet``), Arrow IPC file /
+Feather v2 (``.arrow``, ``.feather``, ``.ipc``) and CSV (``.csv``); its name is the
+file stem. When two files share a stem, the first suffix in :data:`FORMATS` wins.
+Hidden files (a leading ``.``) are never datasets, so uploads in progress, which are
+written to hidden temporary files, are invisible until they are complete.
+
+Reads go through ``pyarrow.dataset`` scanners, so a large file is streamed batch by
+batch, never loaded whole. :meth:`DatasetFolder.write` writes a new Parquet file to a
+temporary file in the folder, fsyncs it and moves it into place in one step; when the
+upload fails or the client goes away, the temporary file is removed and nothing appears.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flight_secure.errors import (
+    FlightAlreadyExistsError,
+    FlightCancelledError,
+    FlightInvalidArgumentError,
+    FlightNotFoundError,
+)
+
+#: suffix -> pyarrow.dataset format, in precedence order.
+FORMATS: dict[str, str] = {
+    ".parquet": "parquet",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+    ".csv": "csv",
+}
+MAX_NAME_LENGTH = 200
+UPLOAD_SUFFIX = ".upload"
+_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(name: str | bytes) -> str:
+    """``name`` as a safe dataset name, or FlightInvalidArgumentError.
+
+    A name is 1-200 characters of UTF-8 with no path separator, control character or
+    ``..``, and does not start with ``.`` (hidden files are not datasets).
+    """
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FlightInvalidArgumentError("a dataset name must be UTF-8 text") from None
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise FlightInvalidArgumentError(
+            f"a dataset name must have 1 to {MAX_NAME_LENGTH} characters")
+    if _FORBIDDEN.search(name) or ".." in name or name.startswith(".") or name != name.strip():
+        raise FlightInvalidArgumentError(
+            f"invalid dataset name {name[:60]!r}: no path separators, control characters, "
+            "'..', leading dot or surrounding spaces")
+    return name
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a client learns about a dataset before reading it."""
+
+    schema: pa.Schema
+    rows: int
+    bytes: int
+
+
+class DatasetFolder:
+    """The datasets in ``root`` (a directory that must exist). Thread-safe."""
+
+    def __init__(self, root: str | os.PathLike[str], batch_size: int = 64 * 1024) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(2, "not a directory", str(self.root))
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._uploading: set[str] = set()
+        self._described: dict[Path, tuple[tuple[int, int, int], Description]] = {}
+
+    # ----------------------------------------------------------------- reading
+
+    def names(self) -> list[str]:
+        """The dataset names, sorted."""
+        found: set[str] = set()
+        for entry in os.scandir(self.root):
+            stem, suffix = os.path.splitext(entry.name)
+            if suffix in FORMATS and _valid(stem) and entry.is_file():
+                found.add(stem)
+        return sorted(found)
+
+    def path_of(self, name: str) -> Path | None:
+        """The file behind dataset ``name`` (a checked name), or None."""
+        return next(_files_of(self.root, name), None)
+
+    def _open(self, name: str) -> tuple[Path, Any]:
+        """The file of ``name`` and a ``pyarrow.dataset.Dataset`` over it."""
+        path = self.path_of(name)
+        if path is None:
+            raise FlightNotFoundError(f"no dataset named {name!r}")
+        import pyarrow.dataset as ds  # on first use: it imports pandas, slowing every command
+
+        return path, ds.dataset(path, format=FORMATS[path.suffix])
+
+    def describe(self, name: str) -> Description:
+        """Schema, row count and size of dataset ``name`` (cached until the file changes).
+
+        Raises FlightNotFoundError when there is no such dataset.
+        """
+        path, dataset = self._open(name)
+        info = path.stat()
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        with self._lock:
+            cached = self._described.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        description = Description(dataset.schema, dataset.count_rows(), info.st_size)
+        with self._lock:
+            self._described[path] = (stamp, description)
+        return description
+
+    def reader(self, name: str) -> pa.RecordBatchReader:
+        """A reader that streams dataset ``name`` in batches of at most ``batch_size`` rows."""
+        _, dataset = self._open(name)
+        return dataset.scanner(batch_size=self.batch_size).to_reader()
+
+    # ----------------------------------------------------------------- writing
+
+    def exists(self, name: str) -> bool:
+        return self.path_of(name) is not None
+
+    def write(
+        self,
+        name: str,
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        overwrite: bool = False,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Store ``batches`` as ``<name>.parquet``, atomically; returns the rows written.
+
+        Without ``overwrite`` an existing dataset is never replaced
+        (FlightAlreadyExistsError, checked before and again at the final, no-clobber
+        link); with it, the new file replaces the dataset and the dataset's files in
+        other formats are removed. A second upload of the same name while one runs is
+        refused (FlightAlreadyExistsError). When ``batches`` raises or ``cancelled()``
+        is true at the end, the temporary file is removed and nothing changes.
+        """
+        with self._lock:
+            if name in self._uploading:
+                raise FlightAlreadyExistsError(f"dataset {name!r} is being uploaded right now")
+            self._uploading.add(name)
+        try:
+            if not overwrite and self.exists(name):
+                raise FlightAlreadyExistsError(f"dataset {name!r} exists already")
+            tmp = self.root / f".{name}.{secrets.token_hex(6)}{UPLOAD_SUFFIX}"
+            try:
+                rows = _write_parquet(tmp, schema, batches)
+                if cancelled():
+                    raise FlightCancelledError("the upload was cancelled before it finished")
+                self._commit(tmp, name, overwrite)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return rows
+        finally:
+            with self._lock:
+                self._uploading.discard(name)
+
+    def _commit(self, tmp: Path, name: str, overwrite: bool) -> None:
+        target = self.root / f"{name}.parquet"
+        others = [p for p in _files_of(self.root, name) if p != target]
+        if overwrite:
+            os.replace(tmp, target)
+            for other in others:
+                other.unlink(missing_ok=True)
+        else:
+            if others:
+                raise FlightAlreadyExistsError(f"dataset {name!r} exists already")
+            try:
+                os.link(tmp, target)  # fails instead of replacing a file that appeared
+            except FileExistsError:
+                raise FlightAlreadyExistsError(f"dataset {name!r} exists already") from None
+        _fsync_directory(self.root)
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except FlightInvalidArgumentError:
+        return False
+    return True
+
+
+def _files_of(root: Path, name: str) -> Iterator[Path]:
+    """The files of dataset ``name`` in precedence order."""
+    for suffix in FORMATS:
+        path = root / (name + suffix)
+        if path.is_file():
+            yield path
+
+
+def _write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    rows = 0
+    with open(path, "xb") as handle:
+        with pq.ParquetWriter(handle, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        handle.flush()
+        os.fsync(handle.fileno())
+    return rows
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,159 @@
+"""First-run defaults of ``flight-secure serve`` and what a client needs to connect.
+
+* :func:`ensure_dev_certificates` makes the development CA, server (and, for mTLS,
+  an ``admin`` client) certificate in a folder when they are missing;
+* :func:`password_store` loads the password file, or on first run creates it with an
+  ``admin`` user whose random password it prints once;
+* :func:`jwt_verifier` and :func:`auth_handler` build the server's handler for ``--auth``;
+* :class:`Connection` renders the "how to connect" text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flight_secure.auth.basic import BasicServerAuthHandler
+from flight_secure.auth.jwt_auth import JWTServerAuthHandler
+from flight_secure.auth.mtls import MutualTLSServerAuthHandler
+from flight_secure.auth.passwords import PasswordStore
+from flight_secure.auth.tokens import SUPPORTED_ALGORITHMS, JWTVerifier
+from flight_secure.certs import DEFAULT_HOSTS, DevCertificates, generate_dev_certificates
+from flight_secure.cli._common import CommandError
+
+ADMIN = "admin"
+USERS_FILE = "users.htpasswd"
+_WILDCARDS = ("0.0.0.0", "::", "[::]", "")  # noqa: S104 (recognised, not bound)
+
+
+def ensure_dev_certificates(directory: Path, host: str, client: str | None) -> DevCertificates:
+    """The development set in ``directory``, made or completed as needed.
+
+    The server certificate covers localhost, 127.0.0.1, ::1 and ``host`` (unless it
+    is a wildcard address). ``client`` names a client certificate to have too.
+    """
+    hosts = list(DEFAULT_HOSTS)
+    if host not in _WILDCARDS and host not in hosts:
+        hosts.append(host)
+    paths = {name: (directory / f"{name}.pem", directory / f"{name}.key")
+             for name in ("ca", "server", *([client] if client else []))}
+    missing = [name for name, pair in paths.items() if not all(p.exists() for p in pair)]
+    if missing:
+        new_clients = [client] if client in missing else []
+        generate_dev_certificates(directory, hosts, clients=new_clients)
+        print(f"made development certificates in {directory}/ (not for production)")
+    clients = {client: paths[client]} if client else {}
+    return DevCertificates(*paths["ca"], *paths["server"], clients=clients)
+
+
+def password_store(args: argparse.Namespace, connection: Connection) -> PasswordStore:
+    """The ``--users`` store; on first run (default path, no file) a new one with admin.
+
+    A new file holds ``admin`` with a random password, which is printed right here,
+    this once, to the terminal (never logged). A missing file given with ``--users``
+    is a CommandError.
+    """
+    path = args.users or Path(USERS_FILE)
+    connection.user = ADMIN
+    if path.exists():
+        return PasswordStore.load(path)
+    if args.users is not None:
+        raise CommandError(f"{path}: no such password file (make one with: flight-secure "
+                           f"users add --file {path} --user NAME)")
+    password = secrets.token_urlsafe(15)
+    store = PasswordStore()
+    store.add(ADMIN, password)
+    store.save(path)
+    print(f"created {path} with the user {ADMIN!r}; its password, shown only this once:\n\n"
+          f"    {password}\n\nchange it with: flight-secure users add --file {path} "
+          f"--user {ADMIN}\n", flush=True)
+    return store
+
+
+def jwt_verifier(args: argparse.Namespace) -> JWTVerifier:
+    """The verifier of ``--jwt-key`` (public key, certificate or HS secret) or ``--jwks``."""
+    if args.jwks is not None:
+        if not args.jwks.is_file():
+            raise FileNotFoundError(2, "No such file or directory", str(args.jwks))
+        keys: Any = args.jwks
+    else:
+        keys = args.jwt_key.read_bytes()
+        if b"PRIVATE KEY" in keys:
+            raise CommandError(f"--jwt-key {args.jwt_key} is a private key; give the server "
+                               "only the public half (openssl pkey -in KEY -pubout)")
+        if not keys.lstrip().startswith(b"-----BEGIN"):
+            keys = keys.rstrip(b"\r\n")  # an HS256 secret file
+    # Every key is bound to its own algorithm family by JWTVerifier, so the allow-list
+    # can name them all without opening the door to HS/RS key confusion.
+    return JWTVerifier(keys, sorted(SUPPORTED_ALGORITHMS), issuer=args.jwt_issuer,
+                       audience=args.jwt_audience)
+
+
+def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
+                 mtls: bool) -> Any:
+    """The server's handler: passwords (``store``), tokens (``verifier``), or neither.
+
+    With ``mtls`` (client certificates verified) it is a MutualTLSServerAuthHandler
+    requiring the certificate and wrapping the password or token handler, if any: the
+    caller is then the password/token user, with the certificate attached. Without
+    mTLS and with neither, there is no handler (None).
+    """
+    handler: Any = None
+    if store is not None:
+        handler = BasicServerAuthHandler(store)
+    elif verifier is not None:
+        handler = JWTServerAuthHandler(verifier)
+    return MutualTLSServerAuthHandler(inner=handler) if mtls else handler
+
+
+def close_handler(handler: Any) -> None:
+    """Release what ``handler`` (and a handler it wraps) holds, e.g. a LoginGuard's threads."""
+    for item in (handler, getattr(handler, "inner", None)):
+        if hasattr(item, "close"):
+            item.close()
+
+
+@dataclass
+class Connection:
+    """Where the server listens and what a client presents to it."""
+
+    auth: str = "basic"
+    host: str = "127.0.0.1"
+    port: int = 0
+    ca: Path | None = None
+    mtls: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    user: str | None = None
+
+    @property
+    def location(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"grpc+tls://{host}:{self.port}"
+
+    def instructions(self) -> str:
+        """Text for the terminal: a pyarrow snippet that connects and lists the datasets."""
+        host = "localhost" if self.host in _WILDCARDS else self.host
+        host = f"[{host}]" if ":" in host else host
+        args = [f'"grpc+tls://{host}:{self.port}"']
+        if self.ca is not None:
+            args.append(f'tls_root_certs=open("{self.ca}", "rb").read()')
+        if self.mtls:
+            args.append(f'cert_chain=open("{self.client_cert or "CLIENT.pem"}", "rb").read()')
+            args.append(f'private_key=open("{self.client_key or "CLIENT.key"}", "rb").read()')
+        lines = ["connect from Python:", "", "    import pyarrow.flight as flight",
+                 f"    client = flight.connect({', '.join(args)})"]
+        if self.auth == "basic":
+            lines += [f'    token = client.authenticate_basic_token("{self.user}", PASSWORD)',
+                      "    options = flight.FlightCallOptions(headers=[token])"]
+        elif self.auth == "jwt":
+            lines += ['    options = flight.FlightCallOptions(headers=[(b"authorization", '
+                      'b"Bearer " + TOKEN)])']
+        else:
+            lines += ["    options = flight.FlightCallOptions()"]
+        lines += ["    for info in client.list_flights(options=options):",
+                  "        print(info.descriptor.path, info.total_records)", ""]
+        return "\n".join(lines)
