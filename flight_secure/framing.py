@@ -422,6 +422,9 @@ class FrameDecoder:
             if kind == DICTIONARY_BATCH:
                 return None
             batch = self._reader.read_next_batch()
+            # Full validation: offsets and lengths of a hostile peer are checked before
+            # any handler reads a value (cheap for fixed-width columns, O(n) for strings).
+            batch.validate(full=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError,
                 StopIteration) as exc:
             feed.clear()

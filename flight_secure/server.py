@@ -23,6 +23,7 @@ from flight_secure.auth.base import ServerAuthHandler
 from flight_secure.auth.gate import AuthGate
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
+    FlightCancelledError,
     FlightError,
     FlightInvalidArgumentError,
     FlightResourceExhaustedError,
@@ -428,35 +429,45 @@ class FlightServerBase:
 
         return grpc.unary_unary_rpc_method_handler(behavior)
 
+    def _stream_responses(
+        self, grpc_context: Any, method: FlightMethod, produce: Any
+    ) -> Iterator[bytes]:
+        """Run a streaming RPC: open the call, yield what ``produce(state)`` yields, close.
+
+        A client that cancels (or disconnects) closes this generator at its ``yield``;
+        middleware then hears ``call_completed`` with a FlightCancelledError.
+        """
+        state = None
+        finished = False
+        try:
+            state = self._open_call(grpc_context, method)
+            for message in produce(state):
+                if not state.headers_sent:
+                    self._send_headers(state)
+                yield message
+            self._send_headers(state)
+            finished = True
+            self._close_call(state, None)
+        except Exception as exc:
+            finished = True
+            self._abort(grpc_context, state, exc)
+        finally:
+            if not finished and state is not None:
+                self._close_call(state, FlightCancelledError("the client cancelled the call"))
+
     def _server_stream(self, method: FlightMethod, run):
         def behavior(request: bytes, grpc_context: Any) -> Iterator[bytes]:
-            state = None
-            try:
-                state = self._open_call(grpc_context, method)
-                for message in run(state.context, request):
-                    if not state.headers_sent:
-                        self._send_headers(state)
-                    yield message
-                self._send_headers(state)
-            except Exception as exc:
-                self._abort(grpc_context, state, exc)
-            self._close_call(state, None)
+            return self._stream_responses(
+                grpc_context, method, lambda state: run(state.context, request)
+            )
 
         return grpc.unary_stream_rpc_method_handler(behavior)
 
     def _bidi_stream(self, method: FlightMethod, run, deserializer=None):
         def behavior(requests: Iterator[Any], grpc_context: Any) -> Iterator[bytes]:
-            state = None
-            try:
-                state = self._open_call(grpc_context, method)
-                for message in run(state, requests):
-                    if not state.headers_sent:
-                        self._send_headers(state)
-                    yield message
-                self._send_headers(state)
-            except Exception as exc:
-                self._abort(grpc_context, state, exc)
-            self._close_call(state, None)
+            return self._stream_responses(
+                grpc_context, method, lambda state: run(state, _client_messages(requests))
+            )
 
         return grpc.stream_stream_rpc_method_handler(behavior, request_deserializer=deserializer)
 
@@ -541,6 +552,10 @@ class FlightServerBase:
 
     def _handshake_exchange(self, state: _CallState, requests: Iterator[bytes]):
         context = state.context
+        if self._gate.handler is None:
+            raise FlightUnimplementedError(
+                "this server has no auth handler, so there is no handshake to run"
+            )
         outbox = Outbox(capacity=16)
         payloads = (_parse(pb.HandshakeRequest, r).payload for r in requests)
 
@@ -603,6 +618,14 @@ class FlightServerBase:
         future = self._helpers.submit(run)
         yield from _drain_until(outbox, future, None, context)
         future.result()
+
+
+def _client_messages(requests: Iterator[Any]) -> Iterator[Any]:
+    """The client's messages; a cancelled or broken call raises FlightCancelledError."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        raise FlightCancelledError("the client cancelled the call or disconnected") from None
 
 
 def _descriptor_of(decoder: Any) -> FlightDescriptor:
