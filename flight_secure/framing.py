@@ -425,8 +425,7 @@ class FrameDecoder:
             # Full validation: offsets and lengths of a hostile peer are checked before
             # any handler reads a value (cheap for fixed-width columns, O(n) for strings).
             batch.validate(full=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError,
-                StopIteration) as exc:
+        except (pa.ArrowException, OSError, StopIteration) as exc:
             feed.clear()
             raise FlightInvalidArgumentError(
                 f"FlightData does not hold a valid Arrow IPC message: {exc}"
