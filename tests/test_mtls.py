@@ -11,7 +11,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import inspect
 import ipaddress
 import json
 from collections.abc import Iterator, Mapping
@@ -301,9 +300,6 @@ def test_a_valid_login_without_a_certificate_is_refused(
         bearer(client, "alice", "alice-pw")
 
 
-def _has_issue_claims_hook(handler_class: type) -> bool:
-    parameters = inspect.signature(handler_class).parameters
-    return "issue_claims" in parameters or hasattr(handler_class, "issue_claims")
 
 
 class StaticSession(flight_secure.ServerAuthHandler):
@@ -423,11 +419,6 @@ def test_identity_provider_tokens_must_carry_the_binding(
             who_is(bob, bound)
 
 
-@pytest.mark.skipif(
-    not _has_issue_claims_hook(BasicServerAuthHandler),
-    reason="BasicServerAuthHandler has no issue_claims(call) hook yet, so the session "
-    "tokens it issues cannot carry the certificate binding (cnf)",
-)
 def test_basic_session_tokens_are_bound_to_the_login_certificate(
     pki: Pki, basic: BasicServerAuthHandler
 ) -> None:

@@ -22,7 +22,7 @@ wrong password alike; every login is audited (``flight_secure.audit``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -74,6 +74,9 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
     to tokens already issued); a ``roles`` claim in the token adds to them.
     ``guard`` limits and throttles password checks; by default the handler makes
     its own :class:`LoginGuard` (default limits), which :meth:`close` stops.
+    ``issue_claims(call) -> Mapping`` (optional) adds claims to each session token
+    it issues; :class:`~flight_secure.auth.mtls.MutualTLSServerAuthHandler` sets it
+    to bind tokens to the client certificate of the login.
     The Principal of a call has ``method="basic"``, ``name`` the user name and the
     token's claims.
     """
@@ -83,7 +86,9 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
     def __init__(self, store: PasswordStore, issuer: JWTIssuer | None = None,
                  verifier: JWTVerifier | None = None, *,
                  roles: Mapping[str, Iterable[str]] | None = None,
-                 guard: LoginGuard | None = None, token_ttl: float = 900.0) -> None:
+                 guard: LoginGuard | None = None, token_ttl: float = 900.0,
+                 issue_claims: Callable[[CallCredentials], Mapping[str, Any]] | None = None,
+                 ) -> None:
         if (issuer is None) != (verifier is None):
             raise ValueError("give both issuer and verifier (the verifier must accept the "
                              "issuer's tokens), or neither for an ephemeral signing key")
@@ -98,6 +103,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         self._roles = roles
         self._owns_guard = guard is None
         self.guard = LoginGuard() if guard is None else guard
+        self.issue_claims = issue_claims
 
     def __repr__(self) -> str:
         return f"BasicServerAuthHandler(store={self.store!r}, issuer={self.issuer!r})"
@@ -112,7 +118,9 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         granted = self._roles.get(name, ()) if self._roles else ()
         return claim_roles(claims, "roles").union(granted)
 
-    def issue_token(self, user: str, password: str | bytes, peer: str) -> str:
+    def issue_token(
+        self, user: str, password: str | bytes, peer: str, call: CallCredentials | None = None
+    ) -> str:
         """A session token for ``user`` if ``password`` is right, else UNAUTHENTICATED.
 
         The check runs in the guard (which may also refuse: locked out, busy); the
@@ -126,7 +134,8 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             raise FlightUnauthenticatedError(REFUSALS[decision.reason])
         audit_event(logging.INFO, "login ok", who=user, method=self.method, peer=peer,
                     reason="password verified")
-        return self.issuer.issue(user)
+        extra = self.issue_claims(call) if self.issue_claims and call is not None else {}
+        return self.issuer.issue(user, **extra)
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """Log in from ``authorization: Basic``; a Bearer header is checked as a token.
@@ -140,7 +149,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         if credentials is None:
             return super().authenticate_headers(call)
         user, password = credentials
-        token = self.issue_token(user, password, call.peer)
+        token = self.issue_token(user, password, call.peer, call)
         principal = self.login(token, call.peer)
         return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
 
@@ -165,7 +174,8 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
                 "handshake payload is not a serialized BasicAuth message"
             ) from None
         peer = context.peer() if context is not None else "-"
-        token = self.issue_token(auth.username.decode("utf-8"), auth.password, peer)
+        call = getattr(context, "credentials", None)
+        token = self.issue_token(auth.username.decode("utf-8"), auth.password, peer, call)
         outgoing.write(token.encode("ascii"))
 
 
