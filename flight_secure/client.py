@@ -56,12 +56,16 @@ _PREFIX = "/arrow.flight.protocol.FlightService/"
 _M = FlightMethod
 #: Re-run the handshake when the session token has less than this many seconds left.
 TOKEN_REFRESH_MARGIN = 30.0
+#: After a failed automatic re-handshake, try again this many seconds later.
+REFRESH_RETRY = 5.0
 
 
 class FlightCallOptions:
     """Per-call options: timeout (seconds), IPC write/read options, extra headers."""
 
-    __slots__ = ("_metadata", "headers", "read_options", "timeout", "write_options")
+    __slots__ = (
+        "_metadata", "_sets_token", "headers", "read_options", "timeout", "write_options"
+    )
 
     def __init__(
         self,
@@ -75,6 +79,8 @@ class FlightCallOptions:
         self.headers = headers
         self.read_options = read_options
         self._metadata = tuple(headers_to_metadata(headers)) if headers else ()
+        # A call that brings its own token overrides the session token.
+        self._sets_token = any(key == AUTH_TOKEN_HEADER for key, _ in self._metadata)
 
 
 _DEFAULT_OPTIONS = FlightCallOptions()
@@ -161,6 +167,7 @@ class FlightClient:
         self._write_size_limit = write_size_limit_bytes
         self._token_metadata: tuple = ()
         self._auth_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._reauth: tuple[ClientAuthHandler, FlightCallOptions | None] | None = None
         self._token_refresh_at: float | None = None
         self._closed = False
@@ -183,9 +190,13 @@ class FlightClient:
     # ------------------------------------------------------------------ plumbing
 
     def _metadata(self, options: FlightCallOptions, method: FlightMethod) -> tuple[tuple, list]:
-        if self._token_refresh_at is not None and time.time() >= self._token_refresh_at:
-            self._refresh_token()
-        metadata = self._token_metadata + options._metadata
+        refresh_at = self._token_refresh_at
+        if refresh_at is not None and time.time() >= refresh_at:
+            self._refresh_token(refresh_at)
+        if options._sets_token:
+            metadata = options._metadata
+        else:
+            metadata = self._token_metadata + options._metadata
         instances: list = []
         if self._middleware:
             info = CallInfo(method)
@@ -283,13 +294,19 @@ class FlightClient:
                 max(time.time(), expiry - TOKEN_REFRESH_MARGIN) if expiry else None
             )
 
-    def _refresh_token(self) -> None:
-        handler, options = self._reauth or (None, None)
-        if handler is None:
-            self._token_refresh_at = None
-            return
-        self._token_refresh_at = None
-        self.authenticate(handler, options)
+    def _refresh_token(self, due: float) -> None:
+        """Re-run the handshake once for the refresh that was due at ``due``.
+
+        Concurrent callers wait for the one that refreshes. A failed refresh is
+        retried on a later call (after REFRESH_RETRY seconds) while the old token
+        still works; the error reaches the call that triggered the attempt.
+        """
+        with self._refresh_lock:
+            if self._token_refresh_at != due or self._reauth is None:
+                return  # another thread refreshed already
+            handler, options = self._reauth
+            self._token_refresh_at = time.time() + REFRESH_RETRY
+            self.authenticate(handler, options)
 
     def authenticate_basic_token(
         self, username: str | bytes, password: str | bytes, options: FlightCallOptions | None = None

@@ -263,3 +263,14 @@ def test_client_handshakes_again_before_the_token_expires(monkeypatch):
     assert len(issued) >= 2
     assert jti != first["jti"]
     assert jti == jwt.decode(issued[-1], options={"verify_signature": False})["jti"]
+
+
+def test_token_in_call_options_overrides_the_session_token(provider):
+    """A call that brings its own auth-token-bin is judged by that token, not the session's."""
+    with connect(provider.server) as client:
+        client.authenticate(JWTClientAuthHandler(provider.issuer.issue("alice")))
+        own = flight.FlightCallOptions(
+            headers=[(b"auth-token-bin", provider.issuer.issue("bob").encode())]
+        )
+        assert whoami(client)[0] == b"alice"
+        assert whoami(client, own)[0] == b"bob"
