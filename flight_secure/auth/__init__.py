@@ -8,6 +8,7 @@ to every call in :mod:`flight_secure.auth.gate`; each scheme in its own module:
 * :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier``, ``RevocationList``;
 * :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
 * :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
+* :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding;
 * :mod:`~flight_secure.auth.policy` — ``AccessPolicy`` and ``require_roles``.
 
 The scheme modules load on first use (they pull in bcrypt, PyJWT and
@@ -38,6 +39,9 @@ _LAZY: dict[str, str] = {
     "BasicServerAuthHandler": "basic",
     "JWTClientAuthHandler": "jwt_auth",
     "JWTServerAuthHandler": "jwt_auth",
+    "MutualTLSServerAuthHandler": "mtls",
+    "certificate_thumbprint": "mtls",
+    "principal_from_certificate": "mtls",
     "AccessPolicy": "policy",
     "RoleRequirement": "policy",
     "require_roles": "policy",
