@@ -1,0 +1,421 @@
+"""``flight-secure serve`` as users run it: a subprocess on a free port, real TLS, real clients.
+
+The shared server (module fixture) serves a folder with a Parquet, a Feather and a CSV
+file to two users: alice may read and write, bob may only read (and not ``people``).
+Other tests start their own server for first-run defaults, mTLS, JWT and signals.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.feather as feather
+import pyarrow.flight as pa_flight
+import pyarrow.parquet as pq
+import pytest
+from conftest import wait_until
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+import flight_secure
+from flight_secure.auth.passwords import PasswordStore
+from flight_secure.auth.tokens import JWTIssuer
+from flight_secure.certs import generate_dev_certificates
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPLS = {"pyarrow": pa_flight, "flight_secure": flight_secure}
+PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
+START_TIMEOUT = 30.0
+TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["ann", "ben", "cy"]})
+PERMISSIONS = """\
+[users]
+alice = read, write
+bob = read
+
+[dataset people]
+alice = read
+bob = none
+
+[dataset scratch]
+alice = read, overwrite
+"""
+
+
+class Lines:
+    """The lines of a text stream, collected by a thread; wait for one with a deadline."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait_for(self, needle: str, timeout: float = START_TIMEOUT) -> str:
+        """The first line containing ``needle``; AssertionError if none comes in time."""
+        def found() -> str | None:
+            return next((line for line in self.lines if needle in line), None)
+
+        with self._cond:
+            self._cond.wait_for(lambda: found() is not None or self.closed, timeout)
+            line = found()
+        assert line is not None, f"no line with {needle!r} in:\n" + "\n".join(self.lines)
+        return line
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+
+class Served:
+    """A ``python -m flight_secure serve`` subprocess that has printed its listening line."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flight_secure", "serve", "--port", "0", *args], cwd=cwd,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out, self.err = Lines(self.process.stdout), Lines(self.process.stderr)
+        try:
+            listening = self.out.wait_for("listening on ")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"server did not start: {self.err.text}") from None
+        self.location = listening.split("listening on ", 1)[1].strip()
+        self.port = int(self.location.rsplit(":", 1)[1])
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Send ``signum`` and return the exit status (SIGKILL after the deadline)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@dataclass
+class Site:
+    """A served folder and what clients need to reach it."""
+
+    server: Served
+    data: Path
+    ca: bytes
+
+    def connect(self, flight: ModuleType, **kwargs: Any) -> Any:
+        return flight.connect(f"grpc+tls://127.0.0.1:{self.server.port}", tls_root_certs=self.ca,
+                              **kwargs)
+
+    def login(self, flight: ModuleType, user: str) -> tuple[Any, Any]:
+        """A client logged in as ``user`` and the call options carrying its token."""
+        client = self.connect(flight)
+        header = client.authenticate_basic_token(user, PASSWORDS[user])
+        return client, flight.FlightCallOptions(headers=[header])
+
+
+def write_data(data: Path) -> None:
+    data.mkdir()
+    pq.write_table(TABLE, data / "sales.parquet")
+    feather.write_feather(TABLE, data / "items.feather")
+    pa_csv.write_csv(TABLE, data / "people.csv")
+    pq.write_table(TABLE, data / ".hidden.parquet")
+    (data / "notes.txt").write_text("not a dataset")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    base = tmp_path_factory.mktemp("serve")
+    write_data(base / "data")
+    certs = generate_dev_certificates(base / "certs")
+    store = PasswordStore(rounds=4)
+    for user, password in PASSWORDS.items():
+        store.add(user, password)
+    store.save(base / "users.htpasswd")
+    (base / "rights.ini").write_text(PERMISSIONS)
+    server = Served(["--data", "data", "--users", "users.htpasswd", "--permissions",
+                     "rights.ini", "--certs-dir", "certs"], cwd=base)
+    yield Site(server, base / "data", certs.ca_cert_pem())
+    assert server.stop() == 0
+
+
+def upload(client: Any, flight: ModuleType, name: str, options: Any,
+           table: pa.Table = TABLE) -> bytes:
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path(name), table.schema, options)
+    writer.write_table(table)
+    writer.done_writing()
+    reply = reader.read()
+    writer.close()
+    return reply.to_pybytes() if reply is not None else b""
+
+
+def leftovers(data: Path) -> list[str]:
+    return sorted(p.name for p in data.iterdir() if p.name.endswith(".upload"))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_list_flights_shows_one_dataset_per_data_file(site: Site, impl: str) -> None:
+    client, options = site.login(IMPLS[impl], "alice")
+    infos = {i.descriptor.path[0].decode(): i for i in client.list_flights(options=options)}
+    assert set(infos) >= {"sales", "items", "people"}
+    assert "hidden" not in " ".join(infos) and "notes" not in infos
+    assert infos["sales"].total_records == 3
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["sales", "items", "people"])
+def test_flight_info_and_schema_describe_the_file(site: Site, impl: str, name: str) -> None:
+    flight = IMPLS[impl]
+    client, options = site.login(flight, "alice")
+    descriptor = flight.FlightDescriptor.for_path(name)
+    info = client.get_flight_info(descriptor, options)
+    assert info.schema == TABLE.schema
+    assert info.total_records == 3
+    assert info.total_bytes == next(site.data.glob(f"{name}.*")).stat().st_size
+    assert [e.ticket.ticket for e in info.endpoints] == [name.encode()]
+    assert client.get_schema(descriptor, options).schema == TABLE.schema
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", ["sales", "items", "people"])
+def test_do_get_streams_each_format(site: Site, impl: str, name: str) -> None:
+    flight = IMPLS[impl]
+    client, options = site.login(flight, "alice")
+    assert client.do_get(flight.Ticket(name.encode()), options).read_all().equals(TABLE)
+
+
+def test_a_big_file_is_streamed_in_batches(site: Site) -> None:
+    big = pa.table({"v": pa.array(range(300_000), pa.int64())})
+    pq.write_table(big, site.data / "big.parquet", row_group_size=50_000)
+    client, options = site.login(flight_secure, "bob")
+    reader = client.do_get(flight_secure.Ticket(b"big"), options)
+    sizes = [chunk.data.num_rows for chunk in reader]
+    assert sum(sizes) == 300_000 and len(sizes) > 1 and max(sizes) <= 64 * 1024
+
+
+def test_every_call_is_logged_with_who_did_what(site: Site) -> None:
+    client, options = site.login(flight_secure, "bob")
+    client.do_get(flight_secure.Ticket(b"items"), options).read_all()
+    site.server.err.wait_for("bob DoGet items")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_do_put_creates_a_new_parquet_file(site: Site, impl: str) -> None:
+    flight = IMPLS[impl]
+    client, options = site.login(flight, "alice")
+    reply = json.loads(upload(client, flight, f"upload_{impl}", options))
+    assert reply == {"dataset": f"upload_{impl}", "rows": 3}
+    assert pq.read_table(site.data / f"upload_{impl}.parquet").equals(TABLE)
+    assert client.do_get(flight.Ticket(f"upload_{impl}".encode()), options).read_all() == TABLE
+    assert leftovers(site.data) == []
+
+
+def test_an_existing_dataset_is_not_overwritten_without_the_right(site: Site) -> None:
+    client, options = site.login(flight_secure, "alice")
+    before = (site.data / "sales.parquet").read_bytes()
+    with pytest.raises(flight_secure.FlightUnauthorizedError, match="overwrite"):
+        upload(client, flight_secure, "sales", options, TABLE.slice(0, 1))
+    assert (site.data / "sales.parquet").read_bytes() == before
+
+
+def test_the_overwrite_right_replaces_a_dataset(site: Site) -> None:
+    client, options = site.login(flight_secure, "alice")
+    upload(client, flight_secure, "scratch", options)
+    upload(client, flight_secure, "scratch", options, TABLE.slice(0, 1))
+    assert pq.read_table(site.data / "scratch.parquet").num_rows == 1
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_read_only_user_cannot_do_put(site: Site, impl: str) -> None:
+    flight = IMPLS[impl]
+    client, options = site.login(flight, "bob")
+    with pytest.raises(flight.FlightUnauthorizedError):
+        upload(client, flight, f"bob_{impl}", options)
+    assert not (site.data / f"bob_{impl}.parquet").exists()
+
+
+def test_rights_are_per_dataset(site: Site) -> None:
+    client, options = site.login(flight_secure, "bob")
+    assert "people" not in {i.descriptor.path[0] for i in client.list_flights(options=options)}
+    with pytest.raises(flight_secure.FlightUnauthorizedError):
+        client.do_get(flight_secure.Ticket(b"people"), options).read_all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_unknown_user_and_wrong_password_are_refused(site: Site, impl: str) -> None:
+    flight = IMPLS[impl]
+    client = site.connect(flight)
+    for user, password in (("mallory", "guess"), ("alice", "not-her-password")):
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            client.authenticate_basic_token(user, password)
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(client.list_flights())
+
+
+@pytest.mark.parametrize("name", ["../sales", "a/b", "a\\b", ".hidden", "..", "", "x\x00y"])
+def test_bad_dataset_names_are_invalid_arguments(site: Site, name: str) -> None:
+    client, options = site.login(flight_secure, "alice")
+    descriptor = flight_secure.FlightDescriptor.for_path(name)
+    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+        client.get_flight_info(descriptor, options)
+    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+        client.do_get(flight_secure.Ticket(name.encode()), options).read_all()
+    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+        upload(client, flight_secure, name, options)
+    assert leftovers(site.data) == [] and not (site.data.parent / "sales.parquet").exists()
+
+
+@pytest.mark.parametrize("descriptor", [
+    flight_secure.FlightDescriptor.for_path("a", "b"),
+    flight_secure.FlightDescriptor.for_command(b"sales"),
+], ids=["two-element-path", "command"])
+def test_only_one_element_paths_name_datasets(site: Site, descriptor: Any) -> None:
+    client, options = site.login(flight_secure, "alice")
+    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+        client.get_flight_info(descriptor, options)
+
+
+CHILD_UPLOADER = """
+import sys, pyarrow as pa, flight_secure as flight
+location, ca, password = sys.argv[1], open(sys.argv[2], "rb").read(), sys.stdin.readline().strip()
+client = flight.connect(location, tls_root_certs=ca)
+options = flight.FlightCallOptions(headers=[client.authenticate_basic_token("alice", password)])
+batch = pa.record_batch({"v": pa.array(range(50_000), pa.int64())})
+writer, _ = client.do_put(flight.FlightDescriptor.for_path("partial"), batch.schema, options)
+for i in range(1_000_000):
+    writer.write_batch(batch)
+    if i == 0:
+        print("streaming", flush=True)
+"""
+
+
+def test_a_client_killed_mid_upload_leaves_no_file(site: Site, tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(site.ca)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_UPLOADER, f"grpc+tls://127.0.0.1:{site.server.port}",
+         str(tmp_path / "ca.pem")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        child.stdin.write(PASSWORDS["alice"] + "\n")
+        child.stdin.close()
+        Lines(child.stdout).wait_for("streaming")
+        wait_until(lambda: any(n.startswith(".partial.") for n in leftovers(site.data)), 30)
+    finally:
+        child.kill()
+        child.wait()
+    wait_until(lambda: leftovers(site.data) == [], 30)
+    assert not (site.data / "partial.parquet").exists()
+    client, options = site.login(flight_secure, "alice")
+    assert "partial" not in {i.descriptor.path[0] for i in client.list_flights(options=options)}
+
+
+# ------------------------------------------------------------------ servers of their own
+
+
+def test_first_run_makes_certificates_and_shows_the_admin_password_once(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    server = Served(["--data", "data"], cwd=tmp_path)
+    try:
+        text = server.out.text
+        password = text.split("shown only this once:", 1)[1].split()[0]
+        assert text.count(password) == 1 and password not in server.err.text
+        assert "authenticate_basic_token" in text and "certs/ca.pem" in text
+        assert (tmp_path / "users.htpasswd").exists() and (tmp_path / "certs/ca.pem").exists()
+        client = pa_flight.connect(server.location.replace("127.0.0.1", "localhost"),
+                                   tls_root_certs=(tmp_path / "certs/ca.pem").read_bytes())
+        options = pa_flight.FlightCallOptions(
+            headers=[client.authenticate_basic_token("admin", password)])
+        assert json.loads(upload(client, pa_flight, "by_admin", options))["rows"] == 3
+    finally:
+        assert server.stop() == 0
+    again = Served(["--data", "data"], cwd=tmp_path)
+    try:
+        assert "shown only this once" not in again.out.text
+    finally:
+        assert again.stop() == 0
+
+
+def test_mtls_mode_names_callers_by_certificate(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    certs = generate_dev_certificates(tmp_path / "certs", clients=["alice"])
+    server = Served(["--data", "data", "--auth", "mtls"], cwd=tmp_path)
+    try:
+        cert, key = certs.client_pems("alice")
+        client = pa_flight.connect(server.location, tls_root_certs=certs.ca_cert_pem(),
+                                   cert_chain=cert, private_key=key)
+        assert client.do_get(pa_flight.Ticket(b"sales")).read_all().equals(TABLE)
+        with pytest.raises(pa_flight.FlightUnauthorizedError):
+            upload(client, pa_flight, "by_alice", pa_flight.FlightCallOptions())
+        server.err.wait_for("alice DoGet sales")
+        with pytest.raises(flight_secure.FlightError):
+            no_cert = flight_secure.connect(server.location, tls_root_certs=certs.ca_cert_pem())
+            list(no_cert.list_flights(options=flight_secure.FlightCallOptions(timeout=10)))
+    finally:
+        assert server.stop() == 0
+
+
+def test_jwt_mode_accepts_tokens_signed_by_the_configured_key(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "jwt.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    certs = generate_dev_certificates(tmp_path / "certs")
+    server = Served(["--data", "data", "--auth", "jwt", "--jwt-key", "jwt.pub",
+                     "--jwt-audience", "data"], cwd=tmp_path)
+    try:
+        client = pa_flight.connect(server.location, tls_root_certs=certs.ca_cert_pem())
+        good = JWTIssuer(key, "EdDSA", audience="data").issue("carol").encode()
+        options = pa_flight.FlightCallOptions(headers=[(b"authorization", b"Bearer " + good)])
+        assert client.get_flight_info(pa_flight.FlightDescriptor.for_path("items"),
+                                      options).total_records == 3
+        other = JWTIssuer(ed25519.Ed25519PrivateKey.generate(), "EdDSA", audience="data")
+        forged = pa_flight.FlightCallOptions(
+            headers=[(b"authorization", b"Bearer " + other.issue("carol").encode())])
+        with pytest.raises(pa_flight.FlightUnauthenticatedError):
+            list(client.list_flights(options=forged))
+        server.err.wait_for("carol GetFlightInfo items")
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_server_cleanly(tmp_path: Path, signum: int) -> None:
+    write_data(tmp_path / "data")
+    server = Served(["--data", "data", "--auth", "none"], cwd=tmp_path)
+    assert server.stop(signum) == 0
+    assert "stopping" in server.out.text and "Traceback" not in server.err.text
+
+
+def test_a_port_in_use_is_a_one_line_error(site: Site, tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_secure", "serve", "--data", "data", "--auth", "none",
+         "--port", str(site.server.port)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=START_TIMEOUT, check=False)
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr
+    assert "could not listen" in errors[0]
