@@ -1,0 +1,165 @@
+"""Resource bounds: oversized messages and headers, stuck handshakes, handshake slots.
+
+Each limit of FlightServerOptions refuses what exceeds it with a clear status
+(RESOURCE_EXHAUSTED, or DEADLINE_EXCEEDED for a handshake that never finishes) and
+leaves the server serving everyone else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+import flight_secure as flight
+from flight_secure._generated import flight_pb2 as pb
+from flight_secure.auth import BasicClientAuthHandler, BasicServerAuthHandler, PasswordStore
+
+from .conftest import CALL_TIMEOUT, SERVICE, EchoServer, echo_call, raw_call, raw_channel, upload
+
+USER, PASSWORD = "dave", "dave's password"
+OPTIONS = flight.FlightCallOptions(timeout=CALL_TIMEOUT)
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def store() -> PasswordStore:
+    made = PasswordStore(rounds=4)
+    made.add(USER, PASSWORD)
+    return made
+
+
+def test_oversized_messages_are_refused_with_resource_exhausted() -> None:
+    with EchoServer(max_message_size=LIMIT) as server, \
+            flight.connect(f"grpc://localhost:{server.port}") as client:
+        with pytest.raises(flight.FlightResourceExhaustedError, match="larger than max"):
+            client.get_flight_info(flight.FlightDescriptor.for_command(b"c" * 4 * LIMIT),
+                                   OPTIONS)
+        big = upload(4 * LIMIT // 8)  # about four times the limit in one batch
+        writer, _ = client.do_put(flight.FlightDescriptor.for_command(b"big"), big.schema,
+                                  OPTIONS)
+        with pytest.raises(flight.FlightResourceExhaustedError, match="larger than max"):
+            writer.write_table(big)
+            writer.close()
+        small = upload(LIMIT // 16)
+        assert echo_call(client, "DoPut", b"ok", OPTIONS, rows=small.num_rows) == \
+            f"|none|ok|{small.num_rows}".encode()
+
+
+def test_oversized_handshake_payload_is_refused_with_resource_exhausted(
+        store: PasswordStore) -> None:
+    handler = BasicServerAuthHandler(store)
+    try:
+        with EchoServer(auth_handler=handler, max_message_size=LIMIT) as server, \
+                raw_channel(server.port) as channel:
+            payload = pb.HandshakeRequest(payload=b"p" * 4 * LIMIT).SerializeToString()
+            outcome = raw_call(channel, "Handshake", [payload])
+            assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
+            with flight.connect(f"grpc://localhost:{server.port}") as client:
+                client.authenticate(BasicClientAuthHandler(USER, PASSWORD), OPTIONS)
+                assert echo_call(client, "DoAction", b"n", OPTIONS) == b"dave|basic|n"
+    finally:
+        handler.close()
+
+
+@pytest.mark.parametrize(("limit", "header"), [
+    (4096, "x-padding"), (4096, "authorization"), (4096, "auth-token-bin"),
+    (None, "authorization"),
+])
+def test_oversized_headers_are_refused_with_resource_exhausted(limit: int | None,
+                                                               header: str) -> None:
+    options = {"max_metadata_size": limit} if limit else {"location": "grpc://localhost:0"}
+    value: Any = b"v" * (4 * (limit or 16384)) if header.endswith("-bin") \
+        else "v" * (4 * (limit or 16384))
+    with EchoServer(**options) as server, raw_channel(server.port) as channel:
+        for rpc, request in (("GetFlightInfo", b""), ("DoAction", b""), ("Handshake", [])):
+            outcome = raw_call(channel, rpc, request, [(header, value)])
+            assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, (rpc, outcome)
+            assert "metadata size exceeds" in outcome.details
+        with flight.connect(f"grpc://localhost:{server.port}") as client:
+            fits = flight.FlightCallOptions(timeout=CALL_TIMEOUT, headers=[("x-padding",
+                                                                            "v" * 1024)])
+            assert echo_call(client, "DoAction", b"n", fits) == b"|none|n"
+
+
+class StuckRequests:
+    """A request stream that sends nothing until released, then ends."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.release.wait(CALL_TIMEOUT)
+        yield from ()
+
+
+def test_stuck_handshake_is_ended_after_handshake_timeout(store: PasswordStore) -> None:
+    handler = BasicServerAuthHandler(store)
+    stuck = StuckRequests()
+    try:
+        with EchoServer(auth_handler=handler, handshake_timeout=1.0,
+                        max_concurrent_handshakes=1) as server, \
+                raw_channel(server.port) as channel:
+            began = time.monotonic()
+            call = channel.stream_stream(SERVICE + "Handshake")(iter(stuck),
+                                                                timeout=CALL_TIMEOUT)
+            with pytest.raises(grpc.RpcError) as ended:
+                list(call)
+            elapsed = time.monotonic() - began
+            assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "handshake did not finish within 1 s" in ended.value.details()
+            assert 0.9 < elapsed < 5, elapsed
+            # Its one handshake slot is free again: a real login goes through.
+            with flight.connect(f"grpc://localhost:{server.port}") as client:
+                client.authenticate(BasicClientAuthHandler(USER, PASSWORD), OPTIONS)
+                assert echo_call(client, "DoAction", b"n", OPTIONS) == b"dave|basic|n"
+    finally:
+        stuck.release.set()
+        handler.close()
+
+
+class CountingLogins(BasicServerAuthHandler):
+    """Basic logins that count the message handshakes in progress."""
+
+    def __init__(self, store: PasswordStore) -> None:
+        super().__init__(store)
+        self.entered = threading.Semaphore(0)
+
+    def authenticate(self, outgoing: Any, incoming: Any, context: Any = None) -> None:
+        self.entered.release()
+        super().authenticate(outgoing, incoming, context)
+
+
+def test_concurrent_handshakes_are_bounded(store: PasswordStore) -> None:
+    slots = 4
+    handler = CountingLogins(store)
+    stuck = [StuckRequests() for _ in range(slots + 1)]
+    try:
+        with EchoServer(auth_handler=handler, handshake_timeout=CALL_TIMEOUT,
+                        max_concurrent_handshakes=slots) as server, \
+                raw_channel(server.port) as channel:
+            handshake = channel.stream_stream(SERVICE + "Handshake")
+            holding = [handshake(iter(s), timeout=CALL_TIMEOUT) for s in stuck[:slots]]
+            for _ in range(slots):
+                assert handler.entered.acquire(timeout=CALL_TIMEOUT), "handshakes not started"
+            began = time.monotonic()
+            with pytest.raises(grpc.RpcError) as extra:
+                list(handshake(iter(stuck[slots]), timeout=CALL_TIMEOUT))
+            assert extra.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "too many handshakes in progress" in extra.value.details()
+            assert time.monotonic() - began < 5
+            for requests in stuck:
+                requests.release.set()
+            for call in holding:
+                assert call.code() == grpc.StatusCode.UNAUTHENTICATED
+            with flight.connect(f"grpc://localhost:{server.port}") as client:
+                client.authenticate(BasicClientAuthHandler(USER, PASSWORD), OPTIONS)
+                assert echo_call(client, "DoAction", b"n", OPTIONS) == b"dave|basic|n"
+    finally:
+        for requests in stuck:
+            requests.release.set()
+        handler.close()
