@@ -215,6 +215,17 @@ def test_a_big_file_is_streamed_in_batches(site: Site) -> None:
     assert sum(sizes) == 300_000 and len(sizes) > 1 and max(sizes) <= 64 * 1024
 
 
+def test_an_unreadable_file_is_an_error_that_names_no_server_path(site: Site) -> None:
+    (site.data / "broken.parquet").write_bytes(b"this is not parquet")
+    client, options = site.login(flight_secure, "bob")
+    with pytest.raises(flight_secure.FlightInternalError) as refused:
+        client.get_flight_info(flight_secure.FlightDescriptor.for_path("broken"), options)
+    assert "broken" in str(refused.value) and str(site.data) not in str(refused.value)
+    listed = {i.descriptor.path[0] for i in client.list_flights(options=options)}
+    assert b"broken" not in listed and b"sales" in listed
+    (site.data / "broken.parquet").unlink()
+
+
 def test_every_call_is_logged_with_who_did_what(site: Site) -> None:
     client, options = site.login(flight_secure, "bob")
     client.do_get(flight_secure.Ticket(b"items"), options).read_all()
@@ -248,6 +259,22 @@ def test_the_overwrite_right_replaces_a_dataset(site: Site) -> None:
     upload(client, flight_secure, "scratch", options)
     upload(client, flight_secure, "scratch", options, TABLE.slice(0, 1))
     assert pq.read_table(site.data / "scratch.parquet").num_rows == 1
+
+
+def test_a_second_upload_of_the_same_new_name_is_refused_while_the_first_runs(
+        site: Site) -> None:
+    first_client, options = site.login(flight_secure, "alice")
+    descriptor = flight_secure.FlightDescriptor.for_path("contested")
+    first, _ = first_client.do_put(descriptor, TABLE.schema, options)
+    first.write_table(TABLE)
+    wait_until(lambda: any(n.startswith(".contested.") for n in leftovers(site.data)), 30)
+    second_client, options = site.login(flight_secure, "alice")
+    with pytest.raises(flight_secure.FlightAlreadyExistsError):
+        upload(second_client, flight_secure, "contested", options, TABLE.slice(0, 1))
+    first.close()
+    assert pq.read_table(site.data / "contested.parquet").equals(TABLE)
+    with pytest.raises(flight_secure.FlightUnauthorizedError):  # now it exists: no overwrite
+        upload(second_client, flight_secure, "contested", options)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -107,7 +107,7 @@ class DatasetServer(FlightServerBase):
                 continue
             try:
                 yield self._info(name)
-            except (OSError, FlightError, ValueError) as exc:  # one bad file hides only itself
+            except FlightError as exc:  # an unreadable file hides only itself
                 log.warning("skipping dataset %s: %s", name, exc)
 
     def get_flight_info(self, context: ServerCallContext,

@@ -14,11 +14,13 @@ upload fails or the client goes away, the temporary file is removed and nothing 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,13 @@ import pyarrow.parquet as pq
 from flight_secure.errors import (
     FlightAlreadyExistsError,
     FlightCancelledError,
+    FlightError,
+    FlightInternalError,
     FlightInvalidArgumentError,
     FlightNotFoundError,
 )
+
+log = logging.getLogger("flight_secure.serve")
 
 #: suffix -> pyarrow.dataset format, in precedence order.
 FORMATS: dict[str, str] = {
@@ -103,36 +109,52 @@ class DatasetFolder:
         """The file behind dataset ``name`` (a checked name), or None."""
         return next(_files_of(self.root, name), None)
 
-    def _open(self, name: str) -> tuple[Path, Any]:
-        """The file of ``name`` and a ``pyarrow.dataset.Dataset`` over it."""
+    def _open(self, path: Path) -> Any:
+        """A ``pyarrow.dataset.Dataset`` over one file."""
+        import pyarrow.dataset as ds  # on first use: it imports pandas, slowing every command
+
+        return ds.dataset(path, format=FORMATS[path.suffix])
+
+    def _find(self, name: str) -> Path:
         path = self.path_of(name)
         if path is None:
             raise FlightNotFoundError(f"no dataset named {name!r}")
-        import pyarrow.dataset as ds  # on first use: it imports pandas, slowing every command
-
-        return path, ds.dataset(path, format=FORMATS[path.suffix])
+        return path
 
     def describe(self, name: str) -> Description:
         """Schema, row count and size of dataset ``name`` (cached until the file changes).
 
-        Raises FlightNotFoundError when there is no such dataset.
+        Raises FlightNotFoundError when there is no such dataset and
+        FlightInternalError when its file cannot be read (details go to the log only).
         """
-        path, dataset = self._open(name)
-        info = path.stat()
-        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        with self._lock:
-            cached = self._described.get(path)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        description = Description(dataset.schema, dataset.count_rows(), info.st_size)
+        path = self._find(name)
+        with _reading(name):
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            with self._lock:
+                cached = self._described.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            dataset = self._open(path)
+            description = Description(dataset.schema, dataset.count_rows(), info.st_size)
         with self._lock:
             self._described[path] = (stamp, description)
         return description
 
     def reader(self, name: str) -> pa.RecordBatchReader:
-        """A reader that streams dataset ``name`` in batches of at most ``batch_size`` rows."""
-        _, dataset = self._open(name)
-        return dataset.scanner(batch_size=self.batch_size).to_reader()
+        """A reader that streams dataset ``name`` in batches of at most ``batch_size`` rows.
+
+        Raises as :meth:`describe` does, also while the batches are being read.
+        """
+        path = self._find(name)
+        with _reading(name):
+            scanned = self._open(path).scanner(batch_size=self.batch_size).to_reader()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            with _reading(name):
+                yield from scanned
+
+        return pa.RecordBatchReader.from_batches(scanned.schema, batches())
 
     # ----------------------------------------------------------------- writing
 
@@ -192,6 +214,21 @@ class DatasetFolder:
             except FileExistsError:
                 raise FlightAlreadyExistsError(f"dataset {name!r} exists already") from None
         _fsync_directory(self.root)
+
+
+@contextmanager
+def _reading(name: str) -> Iterator[None]:
+    """Turn a failure to read dataset ``name`` into FlightInternalError, logged in full.
+
+    The client is told only which dataset failed: pyarrow's messages name server paths.
+    """
+    try:
+        yield
+    except FlightError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        log.warning("dataset %s could not be read: %s", name, exc)
+        raise FlightInternalError(f"dataset {name!r} could not be read") from None
 
 
 def _valid(name: str) -> bool:
