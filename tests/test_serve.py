@@ -32,6 +32,7 @@ import flight_secure
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import JWTIssuer
 from flight_secure.certs import generate_dev_certificates
+from flight_secure.cli.permissions import default_permissions, load_permissions
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = {"pyarrow": pa_flight, "flight_secure": flight_secure}
@@ -446,3 +447,39 @@ def test_a_port_in_use_is_a_one_line_error(site: Site, tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr
     assert "could not listen" in errors[0]
+
+
+# ------------------------------------------------------------------- the permissions file
+
+
+def test_dataset_rules_come_before_user_rules_and_names_keep_case(tmp_path: Path) -> None:
+    rules = tmp_path / "rights.ini"
+    rules.write_text(PERMISSIONS.replace(
+        "bob = read\n", "bob = read\nBob = write\nspiffe://example.org/svc = read # a URI\n"))
+    rights = load_permissions(rules)
+    assert rights.rights("alice", "people") == {"read"}
+    assert rights.rights("bob", "people") == frozenset()
+    assert rights.rights("bob", "sales") == {"read"} and rights.rights("Bob", "sales") == {"write"}
+    assert rights.rights("spiffe://example.org/svc", "sales") == {"read"}
+    assert rights.rights("alice", "scratch") == {"read", "write", "overwrite"}
+    assert rights.rights("nobody", "sales") == frozenset()
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[users]\nalice = read, delete\n", "delete"),
+    ("[groups]\nalice = read\n", "[groups]"),
+    ("alice = read\n", "section"),
+], ids=["unknown-right", "unknown-section", "no-section"])
+def test_a_malformed_permissions_file_is_refused_naming_it(tmp_path: Path, text: str,
+                                                           needle: str) -> None:
+    rules = tmp_path / "rights.ini"
+    rules.write_text(text)
+    with pytest.raises(ValueError, match=r"rights\.ini") as refused:
+        load_permissions(rules)
+    assert needle in str(refused.value)
+
+
+def test_without_a_permissions_file_admin_writes_and_everyone_reads() -> None:
+    rights = default_permissions("admin")
+    assert rights.rights("admin", "x") == {"read", "write"}
+    assert rights.rights("anyone", "x") == {"read"}

@@ -109,12 +109,6 @@ class DatasetFolder:
         """The file behind dataset ``name`` (a checked name), or None."""
         return next(_files_of(self.root, name), None)
 
-    def _open(self, path: Path) -> Any:
-        """A ``pyarrow.dataset.Dataset`` over one file."""
-        import pyarrow.dataset as ds  # on first use: it imports pandas, slowing every command
-
-        return ds.dataset(path, format=FORMATS[path.suffix])
-
     def _find(self, name: str) -> Path:
         path = self.path_of(name)
         if path is None:
@@ -135,7 +129,7 @@ class DatasetFolder:
                 cached = self._described.get(path)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            dataset = self._open(path)
+            dataset = _dataset(path)
             description = Description(dataset.schema, dataset.count_rows(), info.st_size)
         with self._lock:
             self._described[path] = (stamp, description)
@@ -148,7 +142,7 @@ class DatasetFolder:
         """
         path = self._find(name)
         with _reading(name):
-            scanned = self._open(path).scanner(batch_size=self.batch_size).to_reader()
+            scanned = _dataset(path).scanner(batch_size=self.batch_size).to_reader()
 
         def batches() -> Iterator[pa.RecordBatch]:
             with _reading(name):
@@ -192,6 +186,9 @@ class DatasetFolder:
                 if cancelled():
                     raise FlightCancelledError("the upload was cancelled before it finished")
                 self._commit(tmp, name, overwrite)
+            except OSError as exc:
+                log.warning("dataset %s could not be stored: %s", name, exc)
+                raise FlightInternalError(f"dataset {name!r} could not be stored") from None
             finally:
                 tmp.unlink(missing_ok=True)
             return rows
@@ -229,6 +226,13 @@ def _reading(name: str) -> Iterator[None]:
     except (pa.ArrowException, OSError) as exc:
         log.warning("dataset %s could not be read: %s", name, exc)
         raise FlightInternalError(f"dataset {name!r} could not be read") from None
+
+
+def _dataset(path: Path) -> Any:
+    """A ``pyarrow.dataset.Dataset`` over one file."""
+    import pyarrow.dataset as ds  # on first use: it imports pandas, slowing every command
+
+    return ds.dataset(path, format=FORMATS[path.suffix])
 
 
 def _valid(name: str) -> bool:
