@@ -23,14 +23,16 @@ def demo() -> tuple[subprocess.CompletedProcess[str], float]:
     return result, time.monotonic() - started
 
 
-def test_demo_shows_alice_on_each_call_and_a_refused_password(demo) -> None:
+def test_demo_shows_alice_on_each_call_and_the_refusals(demo) -> None:
     result, elapsed = demo
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for rpc in ("DoPut", "ListFlights", "DoGet"):
         assert f"server saw alice (basic+mtls) on {rpc}" in out
     assert "read 3 rows back, identical" in out
-    assert "login refused for alice" in out and "refused, as it should be" in out
+    assert "login refused for alice" in out
+    assert "refused, as it should be: invalid username or password" in out
+    assert "refused, as it should be: the token was issued to another client certificate" in out
     assert out.rstrip().endswith("done.")
     assert "Traceback" not in result.stderr
     assert elapsed < DEMO_BUDGET

@@ -98,14 +98,15 @@ def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
 
     With ``mtls`` (client certificates verified) it is a MutualTLSServerAuthHandler
     requiring the certificate and wrapping the password or token handler, if any: the
-    caller is then the password/token user, with the certificate attached. Without
-    mTLS and with neither, there is no handler (None).
+    caller is then the password/token user, with the certificate attached. The session
+    tokens of password logins are then bound to the certificate they were issued over
+    (RFC 8705), so a stolen token is useless without the client's key. Without mTLS
+    and with neither, there is no handler (None).
     """
-    handler: Any = None
     if store is not None:
-        handler = BasicServerAuthHandler(store)
-    elif verifier is not None:
-        handler = JWTServerAuthHandler(verifier)
+        handler: Any = BasicServerAuthHandler(store)
+        return MutualTLSServerAuthHandler(inner=handler, bind_tokens=True) if mtls else handler
+    handler = JWTServerAuthHandler(verifier) if verifier is not None else None
     return MutualTLSServerAuthHandler(inner=handler) if mtls else handler
 
 
