@@ -406,6 +406,31 @@ def test_mtls_mode_names_callers_by_certificate(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
+def test_passwords_plus_client_certificates_with_ca(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    certs = generate_dev_certificates(tmp_path / "certs", clients=["alice", "bob"])
+    store = PasswordStore(rounds=4)
+    store.add("alice", PASSWORDS["alice"])
+    store.save(tmp_path / "users.htpasswd")
+    server = Served(["--data", "data", "--users", "users.htpasswd", "--ca", "certs/ca.pem"],
+                    cwd=tmp_path)
+    try:
+        def client_of(name: str) -> Any:
+            cert, key = certs.client_pems(name)
+            return flight_secure.connect(server.location, tls_root_certs=certs.ca_cert_pem(),
+                                         cert_chain=cert, private_key=key)
+
+        alice = client_of("alice")
+        options = flight_secure.FlightCallOptions(
+            headers=[alice.authenticate_basic_token("alice", PASSWORDS["alice"])])
+        assert alice.do_get(flight_secure.Ticket(b"sales"), options).read_all().equals(TABLE)
+        server.err.wait_for("alice DoGet sales")
+        with pytest.raises(flight_secure.FlightUnauthenticatedError, match="another client"):
+            list(client_of("bob").list_flights(options=options))  # alice's token, bob's cert
+    finally:
+        assert server.stop() == 0
+
+
 def test_jwt_mode_accepts_tokens_signed_by_the_configured_key(tmp_path: Path) -> None:
     write_data(tmp_path / "data")
     key = ed25519.Ed25519PrivateKey.generate()
