@@ -18,7 +18,13 @@ from bench.servers import ROOT, make_credentials
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 QUICK = plan.Settings(
-    size_mb=32, transfer_min_s=0.2, max_repeats=3, calls=100, calls_per_thread=25, handshakes=3
+    size_mb=32,
+    transfer_min_s=0.2,
+    max_repeats=3,
+    calls=100,
+    calls_per_thread=25,
+    handshakes=50,
+    handshake_s=0.3,
 )
 
 

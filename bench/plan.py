@@ -21,7 +21,8 @@ class Settings:
     calls: int = 1000
     threads: int = 8
     calls_per_thread: int = 500
-    handshakes: int = 10
+    handshakes: int = 200
+    handshake_s: float = 1.0
     round_max_s: float = 60.0
 
 
@@ -49,8 +50,15 @@ class Workload:
 
     @property
     def spec(self) -> dict[str, Any] | None:
-        """The data spec (as a dict) that server and client must prepare, if any."""
+        """The data spec (as a dict) of the table the workload moves, if any."""
         return self.params.get("spec")
+
+    @property
+    def data_holder(self) -> str | None:
+        """Which process must hold the table before timing: "server" (DoGet) or "client"."""
+        if self.spec is None:
+            return None
+        return "server" if self.params["kind"] == "doget" else "client"
 
     def timeout(self) -> float:
         """Seconds one round may take before its processes are declared hung."""
@@ -100,7 +108,7 @@ def catalogue(s: Settings) -> dict[str, dict[str, Any]]:
         "op": "handshake",
         "unit": "ms",
         "higher": False,
-        "params": {"calls": s.handshakes, "max_s": s.round_max_s},
+        "params": {"calls": s.handshakes, "max_s": s.handshake_s},
     }
     return entries
 

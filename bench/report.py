@@ -36,15 +36,24 @@ def _aligned(header: list[str], lines: list[list[str]]) -> str:
     return "\n".join(fmt.format(*r).rstrip() for r in [header, *lines])
 
 
+def _problem(row: Row, notes: list[str]) -> list[str]:
+    """Cells for a failed or skipped row; its message goes to ``notes`` (printed below)."""
+    notes.append(f"{row['label']}: {row['error']}")
+    return [row["status"].upper(), f"see [{len(notes)}]"]
+
+
+def _with_notes(table: str, notes: list[str]) -> str:
+    return table + "".join(f"\n  [{i}] {note}" for i, note in enumerate(notes, 1))
+
+
 def comparison_table(rows: list[Row], impls: tuple[str, str]) -> str:
     """Per workload: medians of A and B, A/B ratio median [min-max], and which way is better."""
     a, b = impls
     header = ["workload", "unit", "A wins if", f"A={a}", f"B={b}", "A/B median [min-max]", "pairs"]
-    lines = []
+    lines, notes = [], []
     for row in rows:
         if row["status"] != "ok":
-            status = row["status"].upper()
-            lines.append([row["label"], row["unit"], "", status, row["error"], "", ""])
+            lines.append([row["label"], row["unit"], "", *_problem(row, notes)])
             continue
         lines.append(
             [
@@ -61,7 +70,7 @@ def comparison_table(rows: list[Row], impls: tuple[str, str]) -> str:
         f"ratio = A/B pair by pair (A={a}, B={b}); throughput (GB/s, calls/s): >1 means A "
         "faster; latency (us, ms): <1 means A faster. Compare with the calibration band."
     )
-    return legend + "\n" + _aligned(header, lines)
+    return legend + "\n" + _with_notes(_aligned(header, lines), notes)
 
 
 def _mb(kib: int) -> str:
@@ -99,14 +108,14 @@ def overhead_table(groups: list[dict[str, Any]]) -> str:
         "overhead us median [min-max]",
         "ratio",
     ]
-    lines = []
+    lines, notes = [], []
     for group in groups:
         if group["kind"] != "auth_overhead":
             continue
         for row in group["rows"]:
             who = [group["impls"][0], row["name"], row["variant"]]
             if row["status"] != "ok":
-                lines.append([*who, row["status"].upper(), row["error"]])
+                lines.append([*who, *_problem(row, notes)])
                 continue
             d = row["difference"]
             lines.append(
@@ -118,7 +127,7 @@ def overhead_table(groups: list[dict[str, Any]]) -> str:
                     _band(row["ratio"]),
                 ]
             )
-    return _aligned(header, lines) if lines else ""
+    return _with_notes(_aligned(header, lines), notes) if lines else ""
 
 
 def calibration_band(rows: list[Row]) -> dict[str, float] | None:

@@ -38,7 +38,7 @@ def measure(
     """Run ``rounds`` ABBA pairs of ``workload``; raises SideError/ProcessError on failure."""
     baselines = []
     for side in sides:
-        side.prepare(workload.spec)
+        side.prepare(workload.spec, workload.data_holder)
         baselines.append({role: m["rss_kb"] for role, m in side.memory().items()})
     pairs: list[dict[str, Any]] = []
     started = time.monotonic()

@@ -208,10 +208,14 @@ class Side:
         )
         self.client.call(self._connect_command(port, self.creds), START_TIMEOUT_S)
 
-    def prepare(self, spec: dict[str, Any] | None) -> None:
-        """Build the workload's table in both processes (or just reset peak memory)."""
-        for proc in self._procs():
-            command = {"op": "prepare", "spec": spec} if spec else {"op": "reset"}
+    def prepare(self, spec: dict[str, Any] | None, holder: str | None) -> None:
+        """Build the table of ``spec`` in the ``holder`` process ("server" or "client").
+
+        Both processes then reset their peak memory to the current RSS.
+        """
+        server, client = self._procs()
+        for role, proc in (("server", server), ("client", client)):
+            command = {"op": "prepare", "spec": spec} if role == holder else {"op": "reset"}
             proc.call(command, CONTROL_TIMEOUT_S)
 
     def memory(self) -> dict[str, dict[str, int]]:
