@@ -289,10 +289,7 @@ class FlightClient:
             token = to_bytes(auth_handler.get_token())
             self._token_metadata = ((AUTH_TOKEN_HEADER, token),) if token else ()
             self._reauth = (auth_handler, options)
-            expiry = _jwt_expiry(token)
-            self._token_refresh_at = (
-                max(time.time(), expiry - TOKEN_REFRESH_MARGIN) if expiry else None
-            )
+            self._token_refresh_at = _refresh_time(token, time.time())
 
     def _refresh_token(self, due: float) -> None:
         """Re-run the handshake once for the refresh that was due at ``due``.
@@ -467,17 +464,26 @@ def _client_error(exc: BaseException) -> FlightError:
     return FlightError(str(exc))
 
 
-def _jwt_expiry(token: bytes) -> float | None:
-    """The ``exp`` of a JWT-shaped token (unverified: only used to schedule refresh)."""
+def _refresh_time(token: bytes, now: float) -> float | None:
+    """When to re-run the handshake for a JWT-shaped token; None for other tokens.
+
+    The token is read unverified (it only schedules the refresh): the client renews
+    TOKEN_REFRESH_MARGIN seconds before ``exp``, or after four fifths of the
+    token's lifetime when that is shorter.
+    """
     parts = token.split(b".")
     if len(parts) != 3:
         return None
     try:
         padded = parts[1] + b"=" * (-len(parts[1]) % 4)
-        exp = json.loads(base64.urlsafe_b64decode(padded)).get("exp")
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+        exp, iat = claims.get("exp"), claims.get("iat", now)
     except (ValueError, AttributeError):
         return None
-    return float(exp) if isinstance(exp, int | float) else None
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        return None
+    margin = min(TOKEN_REFRESH_MARGIN, max(exp - iat, 0) / 5)
+    return max(now, exp - margin)
 
 
 class FlightMetadataReader:

@@ -1,0 +1,422 @@
+"""The dispatch of every Flight RPC: from gRPC's call to the user's handler and back.
+
+:class:`RpcDispatcher` builds the gRPC service for one :class:`FlightServerBase`.
+Each call goes through :meth:`RpcDispatcher._open_call` (the auth gate, then
+middleware), the server's handler, and :meth:`RpcDispatcher._close_call` (response
+headers, trailers, middleware ``call_completed``). An exception from the handler
+is sent to the client as the matching gRPC status with its message, and the
+server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from flight_secure._generated import flight_pb2 as pb
+from flight_secure.auth.gate import AuthGate
+from flight_secure.context import ServerCallContext
+from flight_secure.errors import (
+    FlightCancelledError,
+    FlightError,
+    FlightInvalidArgumentError,
+    FlightResourceExhaustedError,
+    FlightTimedOutError,
+    FlightUnimplementedError,
+    arrow_status_trailers,
+    status_for_exception,
+)
+from flight_secure.framing import FrameDecoder, decode_flight_data, encode_bytes_message
+from flight_secure.middleware import headers_to_metadata
+from flight_secure.streams import (
+    FlightMetadataWriter,
+    MetadataRecordBatchReader,
+    MetadataRecordBatchWriter,
+    Outbox,
+    as_flight_data_stream,
+)
+from flight_secure.types import (
+    Action,
+    ActionType,
+    CallInfo,
+    FlightDescriptor,
+    FlightInfo,
+    FlightMethod,
+    PollInfo,
+    Result,
+    SchemaResult,
+    Ticket,
+    to_bytes,
+)
+
+if TYPE_CHECKING:
+    from flight_secure.server import FlightServerBase, FlightServerOptions
+
+log = logging.getLogger("flight_secure.server")
+
+SERVICE = "arrow.flight.protocol.FlightService"
+_M = FlightMethod
+
+
+class _CallState:
+    """What :meth:`RpcDispatcher._open_call` hands to the call's closing step."""
+
+    __slots__ = ("context", "headers_sent", "middleware")
+
+    def __init__(self, context: ServerCallContext) -> None:
+        self.context = context
+        self.middleware: list = []
+        self.headers_sent = False
+
+
+class RpcDispatcher:
+    """Serves the Flight service of ``server`` under ``options``."""
+
+    def __init__(self, server: FlightServerBase, options: FlightServerOptions) -> None:
+        self.server = server
+        self.options = options
+        self.gate = AuthGate(
+            options.auth_handler,
+            tls_identity=options.verify_client,
+            authorizer=options.authorizer,
+        )
+        self.middleware_factories = options.middleware
+        self.handshake_slots = threading.BoundedSemaphore(options.max_concurrent_handshakes)
+        self.helpers = ThreadPoolExecutor(
+            max_workers=options.max_workers, thread_name_prefix="flight-stream"
+        )
+
+    def close(self) -> None:
+        """Stop the helper threads (calls in flight are ended by gRPC)."""
+        self.helpers.shutdown(wait=False, cancel_futures=True)
+
+    def _open_call(self, grpc_context: Any, method: FlightMethod) -> _CallState:
+        """Authenticate, authorize and start middleware for a call (raises to refuse)."""
+        context = ServerCallContext(grpc_context, method)
+        state = _CallState(context)
+        gate = self.gate
+        if gate.needed and method is not _M.HANDSHAKE:
+            context.principal = gate.admit(context.credentials)
+        if gate.authorizer is not None and method not in (_M.HANDSHAKE, _M.DO_ACTION):
+            gate.authorize(context.principal, method, None, context.credentials)
+        factories = self.middleware_factories
+        if factories:
+            info = CallInfo(method)
+            headers = context.headers
+            instances = {}
+            for key, factory in factories.items():
+                instance = factory.start_call(info, headers)
+                if instance is not None:
+                    instances[key] = instance
+            context._middleware = instances
+            state.middleware = list(instances.values())
+        return state
+
+    def _send_headers(self, state: _CallState) -> None:
+        if state.headers_sent:
+            return
+        state.headers_sent = True
+        extra = []
+        for instance in state.middleware:
+            sent = instance.sending_headers()
+            if sent:
+                extra.extend(headers_to_metadata(sent))
+        if state.context._response_headers:
+            extra.extend(headers_to_metadata(state.context._response_headers))
+        if extra:
+            state.context._grpc_context.send_initial_metadata(tuple(extra))
+
+    def _close_call(self, state: _CallState, error: BaseException | None) -> None:
+        context = state.context
+        if context._trailers:
+            context._grpc_context.set_trailing_metadata(
+                tuple(headers_to_metadata(context._trailers))
+            )
+        for instance in state.middleware:
+            try:
+                instance.call_completed(error)
+            except Exception:
+                log.exception("server middleware call_completed failed")
+
+    def _abort(self, grpc_context: Any, state: _CallState | None, exc: BaseException) -> None:
+        """End the call with the status for ``exc``; never returns."""
+        code, message = status_for_exception(exc)
+        if code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and not isinstance(
+            exc, FlightError
+        ):
+            log.error("handler raised %s", type(exc).__name__, exc_info=exc)
+        trailers = []
+        if state is not None:
+            if state.context._trailers:
+                trailers.extend(headers_to_metadata(state.context._trailers))
+                state.context._trailers = None
+            try:
+                self._send_headers(state)
+            except Exception:  # headers could not be sent; the status still can
+                log.debug("could not send response headers", exc_info=True)
+            self._close_call(state, exc)
+        trailers.extend(arrow_status_trailers(exc, message))
+        grpc_context.set_trailing_metadata(tuple(trailers))
+        grpc_context.abort(code, message)
+
+    def _unary(self, method: FlightMethod, run):
+        def behavior(request: bytes, grpc_context: Any) -> bytes:
+            state = None
+            try:
+                state = self._open_call(grpc_context, method)
+                response = run(state.context, request)
+                self._send_headers(state)
+            except Exception as exc:
+                self._abort(grpc_context, state, exc)
+            self._close_call(state, None)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(behavior)
+
+    def _stream_responses(
+        self, grpc_context: Any, method: FlightMethod, produce: Any
+    ) -> Iterator[bytes]:
+        """Run a streaming RPC: open the call, yield what ``produce(state)`` yields, close.
+
+        A client that cancels (or disconnects) closes this generator at its ``yield``;
+        middleware then hears ``call_completed`` with a FlightCancelledError.
+        """
+        state = None
+        finished = False
+        try:
+            state = self._open_call(grpc_context, method)
+            for message in produce(state):
+                if not state.headers_sent:
+                    self._send_headers(state)
+                yield message
+            self._send_headers(state)
+            finished = True
+            self._close_call(state, None)
+        except Exception as exc:
+            finished = True
+            self._abort(grpc_context, state, exc)
+        finally:
+            if not finished and state is not None:
+                self._close_call(state, FlightCancelledError("the client cancelled the call"))
+
+    def _server_stream(self, method: FlightMethod, run):
+        def behavior(request: bytes, grpc_context: Any) -> Iterator[bytes]:
+            return self._stream_responses(
+                grpc_context, method, lambda state: run(state.context, request)
+            )
+
+        return grpc.unary_stream_rpc_method_handler(behavior)
+
+    def _bidi_stream(self, method: FlightMethod, run, deserializer=None):
+        def behavior(requests: Iterator[Any], grpc_context: Any) -> Iterator[bytes]:
+            return self._stream_responses(
+                grpc_context, method, lambda state: run(state, _client_messages(requests))
+            )
+
+        return grpc.stream_stream_rpc_method_handler(behavior, request_deserializer=deserializer)
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        handlers = {
+            "Handshake": self._bidi_stream(_M.HANDSHAKE, self._run_handshake),
+            "ListFlights": self._server_stream(_M.LIST_FLIGHTS, self._run_list_flights),
+            "GetFlightInfo": self._unary(_M.GET_FLIGHT_INFO, self._run_get_flight_info),
+            "PollFlightInfo": self._unary(_M.POLL_FLIGHT_INFO, self._run_poll_flight_info),
+            "GetSchema": self._unary(_M.GET_SCHEMA, self._run_get_schema),
+            "DoGet": self._server_stream(_M.DO_GET, self._run_do_get),
+            "DoPut": self._bidi_stream(_M.DO_PUT, self._run_do_put, decode_flight_data),
+            "DoExchange": self._bidi_stream(
+                _M.DO_EXCHANGE, self._run_do_exchange, decode_flight_data
+            ),
+            "DoAction": self._server_stream(_M.DO_ACTION, self._run_do_action),
+            "ListActions": self._server_stream(_M.LIST_ACTIONS, self._run_list_actions),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+    def _run_list_flights(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
+        criteria = _parse(pb.Criteria, request).expression
+        for info in self.server.list_flights(context, criteria) or ():
+            yield info.serialize()
+
+    def _run_get_flight_info(self, context: ServerCallContext, request: bytes) -> bytes:
+        descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
+        info = self.server.get_flight_info(context, descriptor)
+        if not isinstance(info, FlightInfo):
+            raise TypeError(f"get_flight_info must return a FlightInfo, not {type(info).__name__}")
+        return info.serialize()
+
+    def _run_poll_flight_info(self, context: ServerCallContext, request: bytes) -> bytes:
+        descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
+        poll = self.server.poll_flight_info(context, descriptor)
+        if not isinstance(poll, PollInfo):
+            raise TypeError(f"poll_flight_info must return a PollInfo, not {type(poll).__name__}")
+        return poll.serialize()
+
+    def _run_get_schema(self, context: ServerCallContext, request: bytes) -> bytes:
+        descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
+        result = self.server.get_schema(context, descriptor)
+        if isinstance(result, SchemaResult):
+            return result.serialize()
+        return SchemaResult(result).serialize()
+
+    def _run_do_get(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
+        ticket = Ticket(_parse(pb.Ticket, request).ticket)
+        stream = as_flight_data_stream(self.server.do_get(context, ticket))
+        return stream._frames()
+
+    def _run_do_action(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
+        message = _parse(pb.Action, request)
+        action = Action(message.type, message.body)
+        gate = self.gate
+        if gate.authorizer is not None:
+            gate.authorize(context.principal, _M.DO_ACTION, action.type, context.credentials)
+        results = self.server.do_action(context, action)
+        for result in results or ():
+            body = result._body if isinstance(result, Result) else to_bytes(result)
+            yield encode_bytes_message(body)
+
+    def _run_list_actions(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
+        for item in self.server.list_actions(context) or ():
+            if isinstance(item, ActionType):
+                kind, description = item.type, item.description
+            else:
+                kind, description = item
+            yield pb.ActionType(type=kind, description=description).SerializeToString()
+
+    def _run_handshake(self, state: _CallState, requests: Iterator[bytes]) -> Iterator[bytes]:
+        if not self.handshake_slots.acquire(blocking=False):
+            raise FlightResourceExhaustedError(
+                "too many handshakes in progress; retry shortly"
+            )
+        try:
+            yield from self._handshake_exchange(state, requests)
+        finally:
+            self.handshake_slots.release()
+
+    def _handshake_exchange(self, state: _CallState, requests: Iterator[bytes]):
+        context = state.context
+        if self.gate.handler is None:
+            raise FlightUnimplementedError(
+                "this server has no auth handler, so there is no handshake to run"
+            )
+        outbox = Outbox(capacity=16)
+        payloads = (_parse(pb.HandshakeRequest, r).payload for r in requests)
+
+        def send(payload: bytes) -> None:
+            outbox.put(pb.HandshakeResponse(payload=payload).SerializeToString())
+
+        def run() -> Any:
+            try:
+                return self.gate.handshake(context.credentials, payloads, send, context)
+            finally:
+                outbox.close()
+
+        future = self.helpers.submit(run)
+        timeout = self.options.handshake_timeout
+        yield from _drain_until(outbox, future, timeout, context)
+        login = future.result()
+        if login is not None:
+            for key, value in login.response_headers.items():
+                context.add_header(key, value)
+
+    def _run_do_put(self, state: _CallState, requests: Iterator[Any]) -> Iterator[bytes]:
+        def handle(context, descriptor, reader, outbox):
+            self.server.do_put(context, descriptor, reader, FlightMetadataWriter(outbox))
+            # Drain what the handler left unread so the client's writes complete.
+            for _ in reader:
+                pass
+
+        return self._run_data_stream(state, requests, handle, capacity=64)
+
+    def _run_do_exchange(self, state: _CallState, requests: Iterator[Any]) -> Iterator[bytes]:
+        def handle(context, descriptor, reader, outbox):
+            writer = MetadataRecordBatchWriter(outbox, None)
+            self.server.do_exchange(context, descriptor, reader, writer)
+
+        return self._run_data_stream(state, requests, handle, capacity=8)
+
+    def _run_data_stream(
+        self, state: _CallState, requests: Iterator[Any], handle: Any, capacity: int
+    ) -> Iterator[bytes]:
+        """DoPut and DoExchange: the handler runs in a helper thread, reading the
+        client's stream, while this generator sends what it writes (backpressured)."""
+        context = state.context
+        decoder = FrameDecoder(requests)
+        descriptor = _descriptor_of(decoder)
+        reader = MetadataRecordBatchReader(decoder)
+        outbox = Outbox(capacity=capacity)
+
+        def run() -> None:
+            try:
+                handle(context, descriptor, reader, outbox)
+            finally:
+                outbox.close()
+
+        future = self.helpers.submit(run)
+        try:
+            yield from _drain_until(outbox, future, None, context)
+        finally:
+            # When the client goes away this generator is closed mid-stream: a handler
+            # blocked writing must wake up (with FlightCancelledError) and return.
+            outbox.fail(FlightCancelledError("the client cancelled the call or disconnected"))
+        future.result()
+
+
+
+def _client_messages(requests: Iterator[Any]) -> Iterator[Any]:
+    """The client's messages; a cancelled or broken call raises FlightCancelledError."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        raise FlightCancelledError("the client cancelled the call or disconnected") from None
+
+
+def _descriptor_of(decoder: Any) -> FlightDescriptor:
+    raw = decoder.descriptor
+    if raw is None:
+        raise FlightInvalidArgumentError(
+            "the first FlightData message must carry the FlightDescriptor"
+        )
+    return FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, bytes(raw)))
+
+
+def _drain_until(outbox: Outbox, future: Any, timeout: float | None, context) -> Iterator[bytes]:
+    """Yield the outbox's frames while a helper thread fills it.
+
+    With ``timeout``, give up (DEADLINE_EXCEEDED) when the helper has not finished
+    in time; the helper is unblocked when gRPC ends the call.
+    """
+    if timeout is None:
+        yield from outbox
+        return
+    deadline = time.monotonic() + timeout
+    frames = iter(outbox)
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not _wait_ready(outbox, remaining):
+            raise FlightTimedOutError(f"handshake did not finish within {timeout:g} s")
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+
+
+def _wait_ready(outbox: Outbox, timeout: float) -> bool:
+    with outbox._cond:
+        return outbox._cond.wait_for(lambda: bool(outbox._items), timeout)
+
+
+def _parse(message_type: Any, data: bytes) -> Any:
+    try:
+        return message_type.FromString(data)
+    except Exception:
+        raise FlightInvalidArgumentError(
+            f"request is not a valid {message_type.DESCRIPTOR.name} message"
+        ) from None
+
+
