@@ -233,6 +233,13 @@ def test_every_call_is_logged_with_who_did_what(site: Site) -> None:
     site.server.err.wait_for("bob DoGet items")
 
 
+def test_a_caller_cannot_forge_log_lines(site: Site) -> None:
+    client, options = site.login(flight_secure, "bob")
+    list(client.list_flights(b"x\nalice DoPut forged", options))
+    site.server.err.wait_for("bob ListFlights 'x\\nalice DoPut forged'")
+    assert not any(line.startswith("alice DoPut forged") for line in site.server.err.lines)
+
+
 # ----------------------------------------------------------------------------- writing
 
 

@@ -55,6 +55,22 @@ def caller(context: ServerCallContext) -> tuple[str, str]:
     return principal.name, scheme
 
 
+def _shown(text: str) -> str:
+    """``text`` for a log line: as is when printable, else its repr (no forged lines)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _log_call(who: str, scheme: str, rpc: str, dataset: str, missing: str | None = None) -> None:
+    """Log ``"<who> <rpc> <dataset>"`` (+ " refused: no <missing> right") with the fields."""
+    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset,
+              "outcome": "refused" if missing else "ok"}
+    if missing:
+        log.warning("%s %s %s refused: no %s right", _shown(who), rpc, _shown(dataset),
+                    missing, extra=fields)
+    else:
+        log.info("%s %s %s", _shown(who), rpc, _shown(dataset), extra=fields)
+
+
 def dataset_of(descriptor: FlightDescriptor) -> str:
     """The dataset a descriptor names: a PATH of exactly one checked name."""
     if descriptor.descriptor_type != DescriptorType.PATH or len(descriptor.path or ()) != 1:
@@ -78,16 +94,14 @@ class DatasetServer(FlightServerBase):
 
     # ------------------------------------------------------------------ helpers
 
-    def _allow(self, context: ServerCallContext, rpc: str, name: str, right: str) -> None:
-        """Log the call; raise PERMISSION_DENIED unless the caller has ``right`` on ``name``."""
+    def _allow(self, context: ServerCallContext, rpc: str, name: str, right: str) -> str:
+        """Log the call and return the caller's name; PERMISSION_DENIED without ``right``."""
         who, scheme = caller(context)
         allowed = self.permissions.allows(who, name, right)
-        fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": name,
-                  "outcome": "ok" if allowed else "refused"}
+        _log_call(who, scheme, rpc, name, None if allowed else right)
         if not allowed:
-            log.warning("%s %s %s refused: no %s right", who, rpc, name, right, extra=fields)
             raise FlightUnauthorizedError(f"{who} may not {right} dataset {name!r}")
-        log.info("%s %s %s", who, rpc, name, extra=fields)
+        return who
 
     def _info(self, name: str, descriptor: FlightDescriptor | None = None) -> FlightInfo:
         described = self.folder.describe(name)
@@ -99,9 +113,7 @@ class DatasetServer(FlightServerBase):
     def list_flights(self, context: ServerCallContext, criteria: bytes) -> Iterator[FlightInfo]:
         prefix = bytes(criteria or b"").decode("utf-8", "replace")
         who, scheme = caller(context)
-        log.info("%s ListFlights %s", who, prefix or "*",
-                 extra={"who": who, "scheme": scheme, "rpc": "ListFlights",
-                        "dataset": prefix or "*", "outcome": "ok"})
+        _log_call(who, scheme, "ListFlights", prefix or "*")
         for name in self.folder.names():
             if not name.startswith(prefix) or not self.permissions.allows(who, name, "read"):
                 continue
@@ -131,10 +143,9 @@ class DatasetServer(FlightServerBase):
                reader: MetadataRecordBatchReader, writer: Any) -> None:
         name = dataset_of(descriptor)
         exists = self.folder.exists(name)
-        self._allow(context, "DoPut", name, "overwrite" if exists else "write")
+        who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
         batches = (chunk.data for chunk in reader if chunk.data is not None)
         rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
                                  cancelled=context.is_cancelled)
-        who, _ = caller(context)
-        log.info("%s stored %s (%d rows)", who, name, rows)
+        log.info("%s stored %s (%d rows)", _shown(who), name, rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
