@@ -168,7 +168,7 @@ class IssuedCertificate:
     """A leaf certificate and its private key as PEM bytes (key: unencrypted PKCS#8)."""
 
     cert_pem: bytes
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)
 
     @property
     def certificate(self) -> x509.Certificate:

@@ -69,7 +69,7 @@ class HeaderLogin:
     """The result of a header-based Handshake: who logged in and the headers to send."""
 
     principal: Principal
-    response_headers: Mapping[str, str]
+    response_headers: Mapping[str, str] = field(repr=False)  # carries the session token
 
 
 class CallCredentials:

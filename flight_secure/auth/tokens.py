@@ -546,6 +546,8 @@ def _normalise(token: Any) -> str:
             raise TokenMalformed("token is not ASCII") from None
     if not isinstance(token, str):
         raise TokenMalformed(f"token must be str or bytes, not {type(token).__name__}")
+    if not token.isascii():
+        raise TokenMalformed("token is not ASCII")
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenMalformed(f"token is longer than {MAX_TOKEN_LENGTH} characters")
     if token.count(".") != 2:
