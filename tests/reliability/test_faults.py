@@ -7,6 +7,7 @@ client that authenticates again carries on.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -147,16 +148,26 @@ def test_stream_in_flight_when_the_server_stops_fails_with_unavailable() -> None
 # ------------------------------------------------------------------- expiry
 
 
-def short_lived_handler(store: PasswordStore, ttl: float) -> BasicServerAuthHandler:
-    key = Ed25519PrivateKey.generate()
-    return BasicServerAuthHandler(
-        store, JWTIssuer(key, "EdDSA", issuer="short", ttl=ttl),
-        JWTVerifier(key.public_key(), ["EdDSA"], issuer="short", leeway=0))
+@pytest.fixture
+def short_lived(store: PasswordStore) -> Iterator[Callable[[float], BasicServerAuthHandler]]:
+    """Makes Basic handlers whose session tokens live ``ttl`` seconds (closed afterwards)."""
+    made: list[BasicServerAuthHandler] = []
+
+    def make(ttl: float) -> BasicServerAuthHandler:
+        key = Ed25519PrivateKey.generate()
+        made.append(BasicServerAuthHandler(
+            store, JWTIssuer(key, "EdDSA", issuer="short", ttl=ttl),
+            JWTVerifier(key.public_key(), ["EdDSA"], issuer="short", leeway=0)))
+        return made[-1]
+
+    yield make
+    for handler in made:
+        handler.close()
 
 
 def test_expired_session_token_is_refused_cleanly_and_a_new_login_works(
-        store: PasswordStore) -> None:
-    with EchoServer(auth_handler=short_lived_handler(store, ttl=1)) as server, \
+        short_lived: Callable[[float], BasicServerAuthHandler]) -> None:
+    with EchoServer(auth_handler=short_lived(1)) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         pair = client.authenticate_basic_token(USER, PASSWORD, OPTIONS)
         options = flight.FlightCallOptions(timeout=CALL_TIMEOUT, headers=[pair])
@@ -182,23 +193,25 @@ def keep_calling_past(client: flight.FlightClient, moment: float, expected: byte
     return calls
 
 
-def test_client_renews_an_expiring_session_by_itself(store: PasswordStore) -> None:
+def test_client_renews_an_expiring_session_by_itself(
+        short_lived: Callable[[float], BasicServerAuthHandler]) -> None:
     """FlightClient.authenticate re-runs the Basic handshake before the token expires."""
-    with EchoServer(auth_handler=short_lived_handler(store, ttl=2)) as server, \
+    with EchoServer(auth_handler=short_lived(2)) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         login = BasicClientAuthHandler(USER, PASSWORD)
         client.authenticate(login, OPTIONS)
-        first_expiry = json.loads(_claims(login.get_token()))["exp"]
+        first_expiry = expiry_of(login.get_token())
         assert keep_calling_past(client, first_expiry, b"carol|basic|who") > 0
-        assert login.get_token() and json.loads(_claims(login.get_token()))["exp"] > first_expiry
+        assert expiry_of(login.get_token()) > first_expiry
 
 
 def test_client_renews_a_short_session_only_as_it_nears_expiry(
-        store: PasswordStore, caplog: pytest.LogCaptureFixture) -> None:
+        short_lived: Callable[[float], BasicServerAuthHandler],
+        caplog: pytest.LogCaptureFixture) -> None:
     """A 10 s session used for 20 quick calls needs one login, not one per call (each
     login is a bcrypt check through the LoginGuard)."""
     caplog.set_level(logging.INFO, logger="flight_secure.audit")
-    with EchoServer(auth_handler=short_lived_handler(store, ttl=10)) as server, \
+    with EchoServer(auth_handler=short_lived(10)) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         client.authenticate(BasicClientAuthHandler(USER, PASSWORD), OPTIONS)
         for _ in range(20):
@@ -222,16 +235,15 @@ def test_client_renews_an_expiring_identity_provider_token_by_itself() -> None:
     with EchoServer(auth_handler=handler) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         client.authenticate(JWTClientAuthHandler(mint), OPTIONS)
-        first_expiry = json.loads(_claims(minted[0].encode()))["exp"]
+        first_expiry = expiry_of(minted[0].encode())
         keep_calling_past(client, first_expiry, b"svc|jwt|who")
     assert len(minted) > 1
 
 
-def _claims(token: bytes) -> bytes:
-    import base64
-
+def expiry_of(token: bytes) -> int:
+    """The ``exp`` claim of a JWT, read without verifying it."""
     payload = token.split(b".")[1]
-    return base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))
+    return json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))["exp"]
 
 
 # ---------------------------------------------------------- vanishing clients

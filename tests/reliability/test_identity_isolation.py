@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import pytest
@@ -39,6 +39,7 @@ from .conftest import (
     LOAD_CLIENTS,
     EchoServer,
     TokenOrCertificate,
+    bounded,
     client_cert_name,
     echo_call,
     expected_answer,
@@ -82,6 +83,7 @@ class Tally:
     calls: Counter[str] = field(default_factory=Counter)
     wrong: list[tuple[str, str, bytes, bytes]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    login_retries: int = 0
 
 
 @dataclass
@@ -115,19 +117,31 @@ def deployment(pki: DevCertificates) -> Iterator[Deployment]:
         guard.close()
 
 
-def log_in(caller: Caller, client: flight.FlightClient, issuer: JWTIssuer) -> list:
+def log_in_once(caller: Caller, client: flight.FlightClient, issuer: JWTIssuer) -> list:
     """Authenticate ``client`` the way ``caller`` does; the headers its calls carry."""
+    options = flight.FlightCallOptions(timeout=CALL_TIMEOUT)
     if caller.kind == "basic-handshake":
-        client.authenticate(BasicClientAuthHandler(caller.name, caller.password),
-                            flight.FlightCallOptions(timeout=CALL_TIMEOUT))
+        client.authenticate(BasicClientAuthHandler(caller.name, caller.password), options)
         return []
     if caller.kind == "basic-header":
-        return [client.authenticate_basic_token(caller.name, caller.password,
-                                                flight.FlightCallOptions(timeout=CALL_TIMEOUT))]
+        return [client.authenticate_basic_token(caller.name, caller.password, options)]
     if caller.kind == "jwt-bearer":
         return [(b"authorization", f"Bearer {issuer.issue(caller.name)}".encode())]
     if caller.kind == "jwt-token-bin":
         return [(b"auth-token-bin", issuer.issue(caller.name).encode())]
+    return []
+
+
+def log_in(caller: Caller, client: flight.FlightClient, issuer: JWTIssuer,
+           tally: Tally) -> list:
+    """:func:`log_in_once`, retried while the server has no handshake slot free (it
+    allows ``max_concurrent_handshakes`` at once and asks the others to retry)."""
+    for _ in bounded(f"a handshake slot for {caller.name}", seconds=CALL_TIMEOUT,
+                     attempts=1000, pause=0.01):
+        try:
+            return log_in_once(caller, client, issuer)
+        except flight.FlightResourceExhaustedError:
+            tally.login_retries += 1
     return []
 
 
@@ -137,8 +151,12 @@ def session(deployment: Deployment, caller: Caller, calls: int, start: threading
     order = random.Random(caller.index)
     scheme = KINDS[caller.kind]
     with mtls_client(deployment.pki, deployment.server.port, caller.cert) as client:
-        options = flight.FlightCallOptions(timeout=CALL_TIMEOUT,
-                                           headers=log_in(caller, client, deployment.issuer))
+        try:
+            headers = log_in(caller, client, deployment.issuer, tally)
+        except BaseException:
+            start.abort()  # the others stop waiting; this error is the one to see
+            raise
+        options = flight.FlightCallOptions(timeout=CALL_TIMEOUT, headers=headers)
         start.wait(timeout=CALL_TIMEOUT)
         for number in range(calls):
             rpc = order.choice(ECHO_RPCS)
@@ -164,8 +182,12 @@ def run_load(deployment: Deployment, clients: int, calls: int) -> tuple[dict, fl
     with ThreadPoolExecutor(max_workers=clients) as pool:
         futures = [pool.submit(session, deployment, c, calls, start, tallies[c])
                    for c in callers]
-        for future in futures:
-            future.result(timeout=calls * CALL_TIMEOUT)
+        wait(futures, timeout=calls * CALL_TIMEOUT)
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    first = next((e for e in failed if not isinstance(e, threading.BrokenBarrierError)),
+                 failed[0] if failed else None)
+    if first is not None:
+        raise first
     return tallies, time.monotonic() - began
 
 
@@ -176,9 +198,10 @@ def check_isolation(deployment: Deployment, clients: int, calls: int,
     errors = [e for t in tallies.values() for e in t.errors]
     wrong = [w for t in tallies.values() for w in t.wrong]
     made = sum(sum(t.calls.values()) for t in tallies.values())
+    retries = sum(t.login_retries for t in tallies.values())
     report(capsys, f"identity isolation: {clients} clients, {made} calls in {elapsed:.1f} s "
                    f"({made / elapsed:.0f} calls/s), {len(wrong)} cross-talk, "
-                   f"{len(errors)} failed")
+                   f"{len(errors)} failed; {retries} logins retried for a handshake slot")
     assert errors == []
     assert wrong == []
     assert made == clients * calls
