@@ -438,6 +438,39 @@ def test_passwords_plus_client_certificates_with_ca(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
+def test_edits_of_the_users_and_rights_files_apply_without_a_restart(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    generate_dev_certificates(tmp_path / "certs")
+    store = PasswordStore(rounds=4)
+    store.add("alice", "old-password")
+    store.save(tmp_path / "users.htpasswd")
+    (tmp_path / "rights.ini").write_text("[users]\nalice = read\n")
+    server = Served(["--data", "data", "--users", "users.htpasswd", "--permissions",
+                     "rights.ini"], cwd=tmp_path)
+    try:
+        client = flight_secure.connect(server.location,
+                                       tls_root_certs=(tmp_path / "certs/ca.pem").read_bytes())
+        options = flight_secure.FlightCallOptions(
+            headers=[client.authenticate_basic_token("alice", "old-password")])
+        with pytest.raises(flight_secure.FlightUnauthorizedError):
+            upload(client, flight_secure, "by_alice", options)
+
+        store.add("alice", "new-password")
+        store.save(tmp_path / "users.htpasswd")
+        (tmp_path / "rights.new").write_text("[users]\nalice = read, write\n")
+        (tmp_path / "rights.new").replace(tmp_path / "rights.ini")
+        server.err.wait_for("reloaded users.htpasswd")
+        server.err.wait_for("reloaded rights.ini")
+
+        with pytest.raises(flight_secure.FlightUnauthenticatedError):
+            client.authenticate_basic_token("alice", "old-password")
+        options = flight_secure.FlightCallOptions(
+            headers=[client.authenticate_basic_token("alice", "new-password")])
+        assert json.loads(upload(client, flight_secure, "by_alice", options))["rows"] == 3
+    finally:
+        assert server.stop() == 0
+
+
 def test_jwt_mode_accepts_tokens_signed_by_the_configured_key(tmp_path: Path) -> None:
     write_data(tmp_path / "data")
     key = ed25519.Ed25519PrivateKey.generate()

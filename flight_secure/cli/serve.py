@@ -4,7 +4,8 @@ It runs with no configuration at all: missing development certificates are made 
 ``--certs-dir`` and, for ``--auth basic``, a missing password file is created with
 one ``admin`` user whose random password is printed once (never logged). It then
 prints how to connect and ``listening on grpc+tls://HOST:PORT`` (the real port when
-``--port 0``), serves until SIGINT or SIGTERM, and exits 0.
+``--port 0``), serves until SIGINT or SIGTERM, and exits 0. Edits of the password and
+permissions files apply within a few seconds, without a restart.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flight_secure.auth.passwords import PasswordStore
 from flight_secure.cli import setup
-from flight_secure.cli._common import CommandError
+from flight_secure.cli._common import CommandError, one_line
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import default_permissions, load_permissions
 from flight_secure.types import CertKeyPair, Location
 
 AUTH_MODES = ("basic", "jwt", "mtls", "none")
+RELOAD_INTERVAL = 2.0
+"""Seconds between checks for edits of the password and permissions files."""
+
+log = logging.getLogger("flight_secure.serve")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,19 +88,65 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--port {args.port}: not a TCP port")
 
 
-def build_server(args: argparse.Namespace) -> tuple[DatasetServer, setup.Connection, Any]:
+@dataclass
+class Running:
+    """A started server and what came with it; :meth:`close` stops it."""
+
+    server: DatasetServer
+    connection: setup.Connection
+    handler: Any
+    store: PasswordStore | None
+    permissions_file: Path | None
+    _permissions_stamp: tuple[int, int, int] | None = None
+    _problems: set[str] = field(default_factory=set)
+
+    def reload_changed_files(self) -> None:
+        """Pick up edits of the password and permissions files, so that a changed
+        password or a revoked right applies without a restart. A file that cannot be
+        read is logged (once per problem) and the rules in force are kept."""
+        problems = set()
+        if self.store is not None:
+            try:
+                if self.store.reload():
+                    log.info("reloaded %s", self.store.path)
+            except (OSError, ValueError) as exc:
+                problems.add(f"kept the users in force: {one_line(exc)}")
+        if self.permissions_file is not None:
+            try:
+                stamp = _stamp(self.permissions_file)
+                if stamp != self._permissions_stamp:
+                    self.server.permissions = load_permissions(self.permissions_file)
+                    self._permissions_stamp = stamp
+                    log.info("reloaded %s", self.permissions_file)
+            except (OSError, ValueError) as exc:
+                problems.add(f"kept the rights in force: {one_line(exc)}")
+        for problem in problems - self._problems:
+            log.warning("%s", problem)
+        self._problems = problems
+
+    def close(self) -> None:
+        self.server.shutdown()
+        setup.close_handler(self.handler)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
+def build_server(args: argparse.Namespace) -> Running:
     """Prepare certificates, users and rights as ``args`` say, and start the server.
 
     Every given file is read before anything is created; first-run files come last
     (certificates, then the password file, whose new admin password is printed at
-    once, so it is shown even if the server then fails to start). Returns the running
-    server, what a client needs to connect, and the auth handler (for
-    :func:`setup.close_handler`). Raises CommandError, OSError or ValueError.
+    once, so it is shown even if the server then fails to start). Raises
+    CommandError, FlightError, OSError or ValueError.
     """
     _check(args)
     folder = DatasetFolder(args.data)
     permissions = (load_permissions(args.permissions) if args.permissions
                    else default_permissions(setup.ADMIN))
+    permissions_stamp = _stamp(args.permissions) if args.permissions else None
     connection = setup.Connection(auth=args.auth, host=args.host,
                                   mtls=args.auth == "mtls" or args.ca is not None)
     verifier = setup.jwt_verifier(args) if args.auth == "jwt" else None
@@ -121,10 +174,9 @@ def build_server(args: argparse.Namespace) -> tuple[DatasetServer, setup.Connect
         setup.close_handler(handler)
         raise
     connection.port = server.port
-    logging.getLogger("flight_secure.serve").info(
-        "serving %s with --auth %s%s; rights from %s", folder.root, args.auth,
-        " and client certificates" if connection.mtls else "", permissions.summary())
-    return server, connection, handler
+    log.info("serving %s with --auth %s%s; rights from %s", folder.root, args.auth,
+             " and client certificates" if connection.mtls else "", permissions.summary())
+    return Running(server, connection, handler, store, args.permissions, permissions_stamp)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,18 +184,18 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server, connection, handler = build_server(args)
+    running = build_server(args)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(connection.instructions(), flush=True)
-        print(f"listening on {connection.location}", flush=True)
-        stop.wait()
+        print(running.connection.instructions(), flush=True)
+        print(f"listening on {running.connection.location}", flush=True)
+        while not stop.wait(RELOAD_INTERVAL):
+            running.reload_changed_files()
         print("stopping", flush=True)
     finally:
-        server.shutdown()
-        setup.close_handler(handler)
+        running.close()
         for sig, old in previous.items():
             signal.signal(sig, old)
     return 0

@@ -67,6 +67,7 @@ def password_store(args: argparse.Namespace, connection: Connection) -> Password
     store = PasswordStore()
     store.add(ADMIN, password)
     store.save(path)
+    store = PasswordStore.load(path)  # a loaded store can pick up later edits (reload)
     print(f"created {path} with the user {ADMIN!r}; its password, shown only this once:\n\n"
           f"    {password}\n\nchange it with: flight-secure users add --file {path} "
           f"--user {ADMIN}\n", flush=True)
