@@ -33,6 +33,7 @@ from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import JWTIssuer
 from flight_secure.certs import generate_dev_certificates
 from flight_secure.cli.permissions import default_permissions, load_permissions
+from flight_secure.cli.serve import EPILOG
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = {"pyarrow": pa_flight, "flight_secure": flight_secure}
@@ -542,6 +543,14 @@ def test_a_malformed_permissions_file_is_refused_naming_it(tmp_path: Path, text:
     with pytest.raises(ValueError, match=r"rights\.ini") as refused:
         load_permissions(rules)
     assert needle in str(refused.value)
+
+
+def test_the_example_in_serve_help_is_a_valid_permissions_file(tmp_path: Path) -> None:
+    example = "\n".join(line for line in EPILOG.splitlines() if line.startswith("  "))
+    (tmp_path / "rights.ini").write_text(example)
+    rights = load_permissions(tmp_path / "rights.ini")
+    assert rights.rights("alice", "payroll") == {"read", "write", "overwrite"}
+    assert rights.rights("bob", "payroll") == frozenset()
 
 
 def test_without_a_permissions_file_admin_writes_and_everyone_reads() -> None:

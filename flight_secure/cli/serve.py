@@ -34,8 +34,22 @@ RELOAD_INTERVAL = 2.0
 log = logging.getLogger("flight_secure.serve")
 
 
+EPILOG = """\
+a permissions file (--permissions), rights per user and per dataset:
+  [users]
+  alice = read, write     # write: create new datasets
+  bob   = read
+  *     = read            # everyone else who logged in
+  [dataset payroll]       # overrides [users] for this dataset
+  alice = read, overwrite # overwrite: also replace it
+  *     = none
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``serve``'s options to ``parser``."""
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--data", required=True, type=Path, metavar="DIR",
                         help="folder of .parquet, .arrow/.feather and .csv files to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
