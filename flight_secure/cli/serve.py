@@ -176,7 +176,9 @@ def build_server(args: argparse.Namespace) -> Running:
         client_ca = client_ca or dev.ca_cert_pem()
         if client is not None:
             connection.client_cert, connection.client_key = dev.clients[client]
-    store = setup.password_store(args, connection) if args.auth == "basic" else None
+    store = setup.password_store(args) if args.auth == "basic" else None
+    if store is not None and setup.ADMIN in store:
+        connection.user = setup.ADMIN
     handler = setup.auth_handler(store, verifier, mtls=connection.mtls)
     options: dict[str, Any] = {"location": Location.for_grpc_tls(args.host, args.port),
                                "tls_certificates": [pair], "auth_handler": handler}

@@ -49,7 +49,7 @@ def ensure_dev_certificates(directory: Path, host: str, client: str | None) -> D
     return DevCertificates(*paths["ca"], *paths["server"], clients=clients)
 
 
-def password_store(args: argparse.Namespace, connection: Connection) -> PasswordStore:
+def password_store(args: argparse.Namespace) -> PasswordStore:
     """The ``--users`` store; on first run (default path, no file) a new one with admin.
 
     A new file holds ``admin`` with a random password, which is printed right here,
@@ -57,7 +57,6 @@ def password_store(args: argparse.Namespace, connection: Connection) -> Password
     is a CommandError.
     """
     path = args.users or Path(USERS_FILE)
-    connection.user = ADMIN
     if path.exists():
         return PasswordStore.load(path)
     if args.users is not None:
@@ -129,7 +128,7 @@ class Connection:
     mtls: bool = False
     client_cert: Path | None = None
     client_key: Path | None = None
-    user: str | None = None
+    user: str | None = None  # a user known to exist, for the example
 
     @property
     def location(self) -> str:
@@ -149,7 +148,8 @@ class Connection:
         lines = ["connect from Python:", "", "    import pyarrow.flight as flight",
                  f"    client = flight.connect({', '.join(args)})"]
         if self.auth == "basic":
-            lines += [f'    token = client.authenticate_basic_token("{self.user}", PASSWORD)',
+            lines += [f'    token = client.authenticate_basic_token("{self.user or "USER"}", '
+                      'PASSWORD)',
                       "    options = flight.FlightCallOptions(headers=[token])"]
         elif self.auth == "jwt":
             lines += ['    options = flight.FlightCallOptions(headers=[(b"authorization", '
