@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             server.shutdown()
             setup.close_handler(handler)
-        print("server stopped and the temporary folder removed.")
+    print("server stopped and the temporary folder removed.")
     print("done." if ok else "something did not go as described (see above).")
     return 0 if ok else 1
 
