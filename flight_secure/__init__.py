@@ -6,6 +6,11 @@ runs code written for pyarrow.flight unchanged. Security features live in
 """
 
 import logging as _logging
+import os as _os
+
+# gRPC's C core prints an INFO line to stderr for every failed TLS handshake; keep
+# only its errors unless the application chose a verbosity (must precede `import grpc`).
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from flight_secure.auth.base import (
     ClientAuthHandler,
