@@ -573,6 +573,7 @@ REASON_OF_MESSAGE = {
     "invalid username or password": "bad_credentials",
     "too many failed logins": "throttled",
     "too many logins in progress": "busy",
+    "the login took too long": "timeout",
 }
 
 
