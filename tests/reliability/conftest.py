@@ -31,7 +31,7 @@ import grpc
 import jwt
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import flight_secure as flight
@@ -310,6 +310,21 @@ def raw_channel(port: int) -> Iterator[grpc.Channel]:
 #: Hypothesis settings: modest in the default suite, thousands of examples in ``slow``.
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def quick_and_long(check: Callable[..., None], examples: Sequence[Mapping[str, Any]] = (),
+                   **strategies: st.SearchStrategy) -> tuple[Callable[..., None],
+                                                             Callable[..., None]]:
+    """The property ``check`` as two tests: QUICK for the default suite, LONG marked slow.
+
+    ``examples`` are inputs always tried (known past failures); ``strategies`` draw
+    ``check``'s other arguments, its fixtures come from pytest. Assign the pair to two
+    ``test_...`` names in the test module.
+    """
+    for known in examples:
+        check = example(**known)(check)
+    return (QUICK(given(**strategies)(check)),
+            pytest.mark.slow(LONG(given(**strategies)(check))))
 
 
 def ipc_messages(table: pa.Table) -> list[tuple[bytes, bytes]]:

@@ -8,6 +8,7 @@ client that authenticates again carries on.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -540,6 +541,17 @@ def cli_client(port: int, ca: Path) -> tuple[flight.FlightClient, flight.FlightC
     return client, flight.FlightCallOptions(timeout=CALL_TIMEOUT, headers=[pair])
 
 
+@contextlib.contextmanager
+def cli_raw_channel(port: int, ca: Path) -> Iterator[tuple[grpc.Channel, str]]:
+    """A raw TLS channel to the CLI server, and an admin ``authorization`` header value."""
+    client, options = cli_client(port, ca)
+    with client:
+        token = dict(options.headers)[b"authorization"].decode()
+    credentials = grpc.ssl_channel_credentials(ca.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        yield channel, token
+
+
 def datasets(client: flight.FlightClient, options: flight.FlightCallOptions) -> set[str]:
     return {info.descriptor.path[0].decode() for info in client.list_flights(options=options)}
 
@@ -579,11 +591,7 @@ def test_cli_many_uploads_cut_off_midway_leave_no_dataset(
     """300 uploads cancelled while ``flight-secure serve`` writes them: none may appear."""
     uploads = 300
     server, port, data, ca = cli_server
-    client, options = cli_client(port, ca)
-    with client:
-        token = dict(options.headers)[b"authorization"].decode()
-    credentials = grpc.ssl_channel_credentials(ca.read_bytes())
-    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+    with cli_raw_channel(port, ca) as (channel, token):
         do_put = channel.stream_stream(SERVICE + "DoPut")
         for number in range(uploads):
             release = threading.Event()
@@ -608,11 +616,7 @@ def test_cli_many_uploads_cut_off_midway_leave_no_dataset(
 def test_cli_server_survives_an_upload_with_lying_offsets(
         cli_server: tuple[Child, int, Path, Path]) -> None:
     server, port, data, ca = cli_server
-    client, options = cli_client(port, ca)
-    with client:
-        token = dict(options.headers)[b"authorization"].decode()
-    credentials = grpc.ssl_channel_credentials(ca.read_bytes())
-    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+    with cli_raw_channel(port, ca) as (channel, token):
         outcome = raw_call(channel, "DoPut", crafted_string_offsets(100_000_000),
                            [("authorization", token)])
         if outcome.code == grpc.StatusCode.UNAVAILABLE:  # the connection dropped: why?

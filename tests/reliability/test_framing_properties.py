@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from flight_secure.errors import FlightInvalidArgumentError
 from flight_secure.framing import Frame, FrameDecoder, decode_flight_data, encode_flight_data
 
 from .conftest import (
-    LONG,
     QUICK,
     crafted_string_offsets,
     dictionary_id_mismatch,
     mutated_streams,
+    quick_and_long,
 )
 
 #: Chunks a decoder may hand out before the test stops reading (a bound, not a limit).
@@ -47,6 +47,7 @@ def decode_all(frames: list[bytes]) -> list[pa.RecordBatch]:
 
 
 def check_decode_never_raises(raw: bytes) -> None:
+    """decode_flight_data returns a Frame for any bytes; a bad one carries only ``error``."""
     frame = decode_flight_data(raw)
     assert isinstance(frame, Frame)
     if frame.error is not None:
@@ -54,6 +55,7 @@ def check_decode_never_raises(raw: bytes) -> None:
 
 
 def check_decoder_raises_only_flight_errors(frames: list[bytes]) -> None:
+    """FrameDecoder raises nothing but FlightInvalidArgumentError (StopIteration at the end)."""
     try:
         decode_all(frames)
     except FlightInvalidArgumentError:
@@ -61,6 +63,7 @@ def check_decoder_raises_only_flight_errors(frames: list[bytes]) -> None:
 
 
 def check_decoder_hands_out_only_valid_batches(frames: list[bytes]) -> None:
+    """Every batch FrameDecoder hands out passes ``validate(full=True)``."""
     try:
         batches = decode_all(frames)
     except FlightInvalidArgumentError:
@@ -72,17 +75,20 @@ def check_decoder_hands_out_only_valid_batches(frames: list[bytes]) -> None:
             pytest.fail(f"FrameDecoder handed out an invalid batch: {exc}")
 
 
-@QUICK
-@given(raw=st.binary(max_size=2048))
-def test_decode_flight_data_never_raises(raw: bytes) -> None:
-    check_decode_never_raises(raw)
-
-
-@pytest.mark.slow
-@LONG
-@given(raw=st.binary(max_size=2048))
-def test_decode_flight_data_never_raises_long(raw: bytes) -> None:
-    check_decode_never_raises(raw)
+test_decode_flight_data_never_raises, test_decode_flight_data_never_raises_long = \
+    quick_and_long(check_decode_never_raises, raw=st.binary(max_size=2048))
+test_decoder_on_random_frames_raises_only_flight_errors, \
+    test_decoder_on_random_frames_raises_only_flight_errors_long = quick_and_long(
+        check_decoder_raises_only_flight_errors, frames=random_frames)
+test_decoder_on_damaged_streams_raises_only_flight_errors, \
+    test_decoder_on_damaged_streams_raises_only_flight_errors_long = quick_and_long(
+        check_decoder_raises_only_flight_errors, examples=[{"frames": dictionary_id_mismatch()}],
+        frames=mutated_streams())
+test_decoder_hands_out_only_valid_batches, test_decoder_hands_out_only_valid_batches_long = \
+    quick_and_long(check_decoder_hands_out_only_valid_batches,
+                   examples=[{"frames": crafted_string_offsets(100_000_000)},
+                             {"frames": crafted_string_offsets(-5)}],
+                   frames=mutated_streams())
 
 
 @QUICK
@@ -98,46 +104,3 @@ def test_decode_reads_back_exactly_what_encode_wrote(header: bytes, body: bytes,
     assert bytes(frame.body or b"") == body
     assert (frame.app_metadata or b"") == app_metadata
     assert bytes(frame.descriptor or b"") == descriptor
-
-
-@QUICK
-@given(frames=random_frames)
-def test_decoder_on_random_frames_raises_only_flight_errors(frames: list[bytes]) -> None:
-    check_decoder_raises_only_flight_errors(frames)
-
-
-@pytest.mark.slow
-@LONG
-@given(frames=random_frames)
-def test_decoder_on_random_frames_raises_only_flight_errors_long(frames: list[bytes]) -> None:
-    check_decoder_raises_only_flight_errors(frames)
-
-
-@QUICK
-@given(frames=mutated_streams())
-@example(frames=dictionary_id_mismatch())
-def test_decoder_on_damaged_streams_raises_only_flight_errors(frames: list[bytes]) -> None:
-    check_decoder_raises_only_flight_errors(frames)
-
-
-@pytest.mark.slow
-@LONG
-@given(frames=mutated_streams())
-def test_decoder_on_damaged_streams_raises_only_flight_errors_long(
-        frames: list[bytes]) -> None:
-    check_decoder_raises_only_flight_errors(frames)
-
-
-@QUICK
-@given(frames=mutated_streams())
-@example(frames=crafted_string_offsets(100_000_000))
-@example(frames=crafted_string_offsets(-5))
-def test_decoder_hands_out_only_valid_batches(frames: list[bytes]) -> None:
-    check_decoder_hands_out_only_valid_batches(frames)
-
-
-@pytest.mark.slow
-@LONG
-@given(frames=mutated_streams())
-def test_decoder_hands_out_only_valid_batches_long(frames: list[bytes]) -> None:
-    check_decoder_hands_out_only_valid_batches(frames)

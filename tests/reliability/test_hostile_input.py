@@ -25,7 +25,6 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import example, given
 from hypothesis import strategies as st
 
 import flight_secure as flight
@@ -43,14 +42,13 @@ from flight_secure.auth.tokens import TokenError
 from .conftest import (
     CALL_TIMEOUT,
     HOSTILE_OUTCOMES,
-    LONG,
-    QUICK,
     Child,
     EchoServer,
     assert_refused_cleanly,
     crafted_string_offsets,
     echo_call,
     mutated_streams,
+    quick_and_long,
     raw_call,
     raw_channel,
 )
@@ -185,6 +183,7 @@ frame_streams = mutated_streams() | st.lists(st.binary(max_size=512), min_size=1
 
 
 def check_authorization(target: Target, rpc: str, value: str) -> None:
+    """Any ``authorization`` header on a call or a Handshake is refused cleanly."""
     request = (pb.Action(type="echo", body=b"x").SerializeToString() if rpc == "DoAction"
                else pb.FlightDescriptor(type=pb.FlightDescriptor.CMD, cmd=b"x")
                .SerializeToString())
@@ -195,6 +194,7 @@ def check_authorization(target: Target, rpc: str, value: str) -> None:
 
 
 def check_token_bin(target: Target, rpc: str, value: bytes) -> None:
+    """Any ``auth-token-bin`` header is refused cleanly."""
     request = (pb.Ticket(ticket=b"x").SerializeToString() if rpc == "DoGet"
                else pb.FlightDescriptor(type=pb.FlightDescriptor.CMD, cmd=b"x")
                .SerializeToString())
@@ -204,11 +204,13 @@ def check_token_bin(target: Target, rpc: str, value: bytes) -> None:
 
 
 def check_handshake(target: Target, messages: list[bytes]) -> None:
+    """Any Handshake messages (junk, payloads, BasicAuth, JWTs) are refused cleanly."""
     assert_refused_cleanly(raw_call(target.channel, "Handshake", messages))
     target.assert_serving()
 
 
 def check_frames(target: Target, rpc: str, frames: list[bytes]) -> None:
+    """Any FlightData frames from a logged-in caller are refused cleanly (or accepted)."""
     outcome = raw_call(target.channel, rpc, frames, [("auth-token-bin", target.token)])
     assert_refused_cleanly(outcome, FRAME_OUTCOMES)
     target.assert_serving()
@@ -219,63 +221,18 @@ TOKEN_RPCS = st.sampled_from(["GetFlightInfo", "DoGet"])
 FRAME_RPCS = st.sampled_from(["DoPut", "DoExchange"])
 
 
-@QUICK
-@given(rpc=AUTH_RPCS, value=authorization_values)
-def test_hostile_authorization_header_is_refused_cleanly(target: Target, rpc: str,
-                                                         value: str) -> None:
-    check_authorization(target, rpc, value)
-
-
-@pytest.mark.slow
-@LONG
-@given(rpc=AUTH_RPCS, value=authorization_values)
-def test_hostile_authorization_header_is_refused_cleanly_long(target: Target, rpc: str,
-                                                              value: str) -> None:
-    check_authorization(target, rpc, value)
-
-
-@QUICK
-@given(rpc=TOKEN_RPCS, value=token_bin_values)
-def test_hostile_auth_token_bin_is_refused_cleanly(target: Target, rpc: str,
-                                                   value: bytes) -> None:
-    check_token_bin(target, rpc, value)
-
-
-@pytest.mark.slow
-@LONG
-@given(rpc=TOKEN_RPCS, value=token_bin_values)
-def test_hostile_auth_token_bin_is_refused_cleanly_long(target: Target, rpc: str,
-                                                        value: bytes) -> None:
-    check_token_bin(target, rpc, value)
-
-
-@QUICK
-@given(messages=handshake_messages)
-def test_hostile_handshake_is_refused_cleanly(target: Target, messages: list[bytes]) -> None:
-    check_handshake(target, messages)
-
-
-@pytest.mark.slow
-@LONG
-@given(messages=handshake_messages)
-def test_hostile_handshake_is_refused_cleanly_long(target: Target,
-                                                   messages: list[bytes]) -> None:
-    check_handshake(target, messages)
-
-
-@QUICK
-@given(rpc=FRAME_RPCS, frames=frame_streams)
-def test_hostile_flight_data_is_refused_cleanly(target: Target, rpc: str,
-                                                frames: list[bytes]) -> None:
-    check_frames(target, rpc, frames)
-
-
-@pytest.mark.slow
-@LONG
-@given(rpc=FRAME_RPCS, frames=frame_streams)
-def test_hostile_flight_data_is_refused_cleanly_long(target: Target, rpc: str,
-                                                     frames: list[bytes]) -> None:
-    check_frames(target, rpc, frames)
+test_hostile_authorization_header_is_refused_cleanly, \
+    test_hostile_authorization_header_is_refused_cleanly_long = quick_and_long(
+        check_authorization, rpc=AUTH_RPCS, value=authorization_values)
+test_hostile_auth_token_bin_is_refused_cleanly, \
+    test_hostile_auth_token_bin_is_refused_cleanly_long = quick_and_long(
+        check_token_bin, rpc=TOKEN_RPCS, value=token_bin_values)
+test_hostile_handshake_is_refused_cleanly, \
+    test_hostile_handshake_is_refused_cleanly_long = quick_and_long(
+        check_handshake, messages=handshake_messages)
+test_hostile_flight_data_is_refused_cleanly, \
+    test_hostile_flight_data_is_refused_cleanly_long = quick_and_long(
+        check_frames, rpc=FRAME_RPCS, frames=frame_streams)
 
 
 def test_forged_tokens_of_a_real_user_are_unauthenticated(target: Target) -> None:
@@ -323,6 +280,8 @@ token_strings = st.text(max_size=80) | jwt_shaped | st.builds(
 
 
 def check_verifier(target: Target, token: str) -> None:
+    """JWTVerifier.verify raises only TokenError; the handler's pyarrow-style is_valid only
+    FlightUnauthenticatedError (what a pyarrow server maps to UNAUTHENTICATED)."""
     verifier = target.server._options.auth_handler.verifier
     with pytest.raises(TokenError):
         verifier.verify(token)
@@ -330,19 +289,6 @@ def check_verifier(target: Target, token: str) -> None:
         target.server._options.auth_handler.is_valid(token.encode("utf-8"))
 
 
-@QUICK
-@given(token=token_strings)
-@example(token="é.a.b")
-def test_token_checks_refuse_any_string_with_their_own_errors(target: Target,
-                                                             token: str) -> None:
-    """JWTVerifier.verify raises only TokenError; the handler's pyarrow-style is_valid
-    only FlightUnauthenticatedError (what a pyarrow server maps to UNAUTHENTICATED)."""
-    check_verifier(target, token)
-
-
-@pytest.mark.slow
-@LONG
-@given(token=token_strings)
-def test_token_checks_refuse_any_string_with_their_own_errors_long(target: Target,
-                                                                  token: str) -> None:
-    check_verifier(target, token)
+test_token_checks_refuse_any_string_with_their_own_errors, \
+    test_token_checks_refuse_any_string_with_their_own_errors_long = quick_and_long(
+        check_verifier, examples=[{"token": "é.a.b"}], token=token_strings)
