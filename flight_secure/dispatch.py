@@ -216,7 +216,9 @@ class RpcDispatcher:
     def _bidi_stream(self, method: FlightMethod, run, deserializer=None):
         def behavior(requests: Iterator[Any], grpc_context: Any) -> Iterator[bytes]:
             return self._stream_responses(
-                grpc_context, method, lambda state: run(state, _client_messages(requests))
+                grpc_context,
+                method,
+                lambda state: run(state, self._client_messages(requests, grpc_context, method)),
             )
 
         return grpc.stream_stream_rpc_method_handler(behavior, request_deserializer=deserializer)
@@ -324,6 +326,29 @@ class RpcDispatcher:
             for key, value in login.response_headers.items():
                 context.add_header(key, value)
 
+    def _client_messages(
+        self, requests: Iterator[Any], grpc_context: Any, method: FlightMethod
+    ) -> Iterator[Any]:
+        """The client's messages; a cancelled or broken call raises FlightCancelledError.
+
+        gRPC sometimes ends the messages of a cancelled call as if the client had
+        finished (its cancellation arrives a moment later). For DoPut, where a clean
+        end means "store this", the end is confirmed: if the call ends within
+        ``end_of_stream_grace`` seconds, the upload was cut off, not finished.
+        """
+        ended = threading.Event()
+        confirm = method is _M.DO_PUT and self.options.end_of_stream_grace > 0
+        if confirm and not grpc_context.add_callback(ended.set):
+            ended.set()
+        try:
+            yield from requests
+        except grpc.RpcError:
+            raise FlightCancelledError("the client cancelled the call or disconnected") from None
+        if confirm and (
+            ended.wait(self.options.end_of_stream_grace) or not grpc_context.is_active()
+        ):
+            raise FlightCancelledError("the client went away before it finished the upload")
+
     def _run_do_put(self, state: _CallState, requests: Iterator[Any]) -> Iterator[bytes]:
         def handle(context, descriptor, reader, outbox):
             self.server.do_put(context, descriptor, reader, FlightMetadataWriter(outbox))
@@ -368,12 +393,6 @@ class RpcDispatcher:
 
 
 
-def _client_messages(requests: Iterator[Any]) -> Iterator[Any]:
-    """The client's messages; a cancelled or broken call raises FlightCancelledError."""
-    try:
-        yield from requests
-    except grpc.RpcError:
-        raise FlightCancelledError("the client cancelled the call or disconnected") from None
 
 
 def _descriptor_of(decoder: Any) -> FlightDescriptor:

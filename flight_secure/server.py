@@ -54,7 +54,9 @@ class FlightServerOptions:
     handshakes in progress (more are refused with RESOURCE_EXHAUSTED);
     ``handshake_timeout`` ends a stuck handshake; ``max_message_size`` (bytes,
     -1 for no limit) caps one received message; ``max_metadata_size`` caps a
-    call's headers; ``authorizer`` decides per call after authentication.
+    call's headers; ``authorizer`` decides per call after authentication;
+    ``end_of_stream_grace`` is how long a DoPut's end is confirmed before the
+    handler's reader reports it (so a cut-off upload never looks finished).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class FlightServerOptions:
         max_metadata_size: int = 16 * 1024,
         authorizer: Any = None,
         tls_credentials: Any = None,
+        end_of_stream_grace: float = 0.05,
     ) -> None:
         self.location = _as_location(location)
         self.auth_handler = auth_handler
@@ -87,6 +90,7 @@ class FlightServerOptions:
         self.max_metadata_size = max_metadata_size
         self.authorizer = authorizer
         self.tls_credentials = tls_credentials
+        self.end_of_stream_grace = end_of_stream_grace
 
 
 def _as_location(location: Any) -> Location:
