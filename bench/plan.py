@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench.data import DataSpec
@@ -67,50 +67,37 @@ class Workload:
         return 60.0 + float(self.params.get("max_s", 0.0))
 
 
-def _transfer(name: str, op: str, kind: str, batch_kb: int, s: Settings) -> tuple[str, dict]:
-    spec = asdict(DataSpec(kind=kind, total_mb=s.size_mb, batch_kb=batch_kb))
-    params = {"kind": op, "spec": spec, "min_s": s.transfer_min_s, "max_repeats": s.max_repeats}
-    return name, {"op": "transfer", "unit": "GB/s", "higher": True, "params": params}
+def _transfer(name: str, kind: str, data: str, batch_kb: int, s: Settings) -> Workload:
+    spec = asdict(DataSpec(kind=data, total_mb=s.size_mb, batch_kb=batch_kb))
+    params = {"kind": kind, "spec": spec, "min_s": s.transfer_min_s, "max_repeats": s.max_repeats}
+    return Workload(name, "plain", "transfer", "GB/s", True, params)
 
 
-def catalogue(s: Settings) -> dict[str, dict[str, Any]]:
-    """Every workload by name: client op, unit, direction and round parameters."""
-    entries = dict(
-        [
-            _transfer("doget", "doget", "num", BIG_BATCH_KB, s),
-            _transfer("doget_str", "doget", "str", BIG_BATCH_KB, s),
-            _transfer("doget_small", "doget", "num", SMALL_BATCH_KB, s),
-            _transfer("doput", "doput", "num", BIG_BATCH_KB, s),
-            _transfer("doput_str", "doput", "str", BIG_BATCH_KB, s),
-            _transfer("doput_small", "doput", "num", SMALL_BATCH_KB, s),
-            _transfer("exchange", "exchange", "num", BIG_BATCH_KB, s),
-        ]
-    )
+def catalogue(s: Settings) -> dict[str, Workload]:
+    """Every workload by name, in the plain variant, with its round parameters."""
+    workloads = [
+        _transfer("doget", "doget", "num", BIG_BATCH_KB, s),
+        _transfer("doget_str", "doget", "str", BIG_BATCH_KB, s),
+        _transfer("doget_small", "doget", "num", SMALL_BATCH_KB, s),
+        _transfer("doput", "doput", "num", BIG_BATCH_KB, s),
+        _transfer("doput_str", "doput", "str", BIG_BATCH_KB, s),
+        _transfer("doput_small", "doput", "num", SMALL_BATCH_KB, s),
+        _transfer("exchange", "exchange", "num", BIG_BATCH_KB, s),
+    ]
     for call in ("action", "info"):
-        entries[call] = {
-            "op": "latency",
-            "unit": "us",
-            "higher": False,
-            "params": {"call": call, "calls": s.calls, "max_s": s.round_max_s},
+        latency = {"call": call, "calls": s.calls, "max_s": s.round_max_s}
+        workloads.append(Workload(call, "plain", "latency", "us", False, latency))
+        threaded = {
+            "call": call,
+            "calls": s.calls_per_thread,
+            "threads": s.threads,
+            "max_s": s.round_max_s,
         }
-        entries[f"{call}_x{s.threads}"] = {
-            "op": "concurrent",
-            "unit": "calls/s",
-            "higher": True,
-            "params": {
-                "call": call,
-                "calls": s.calls_per_thread,
-                "threads": s.threads,
-                "max_s": s.round_max_s,
-            },
-        }
-    entries["handshake"] = {
-        "op": "handshake",
-        "unit": "ms",
-        "higher": False,
-        "params": {"calls": s.handshakes, "max_s": s.handshake_s},
-    }
-    return entries
+        name = f"{call}_x{s.threads}"
+        workloads.append(Workload(name, "plain", "concurrent", "calls/s", True, threaded))
+    handshake = {"calls": s.handshakes, "max_s": s.handshake_s}
+    workloads.append(Workload("handshake", "plain", "handshake", "ms", False, handshake))
+    return {w.name: w for w in workloads}
 
 
 def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Workload]:
@@ -140,7 +127,7 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
         "jwt": ["action", "handshake"] if auth else [],
     }
     table = catalogue(s)
-    plan = [_workload(table, name, variant) for variant, names in wanted.items() for name in names]
+    plan = [replace(table[name], variant=v) for v, names in wanted.items() for name in names]
     return _only(plan, only)
 
 
@@ -148,16 +135,8 @@ def overhead(s: Settings, only: list[str] | None) -> list[Workload]:
     """Small-call latency with auth (side A) against TLS alone (side B), same impl."""
     table = catalogue(s)
     pairs = [("action", "basic"), ("info", "basic"), ("action", "jwt")]
-    return _only([_workload(table, call, scheme, "tls") for call, scheme in pairs], only)
-
-
-def _workload(
-    table: dict[str, dict[str, Any]], name: str, variant: str, baseline: str | None = None
-) -> Workload:
-    entry = table[name]
-    return Workload(
-        name, variant, entry["op"], entry["unit"], entry["higher"], entry["params"], baseline
-    )
+    plan = [replace(table[call], variant=scheme, baseline="tls") for call, scheme in pairs]
+    return _only(plan, only)
 
 
 def _only(plan: list[Workload], only: list[str] | None) -> list[Workload]:
