@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TextIO
+from typing import Any, TextIO
 
 HOST = "127.0.0.1"
 IMPL_MODULES = {"flight_secure": "flight_secure", "pyarrow": "pyarrow.flight"}
@@ -24,6 +24,18 @@ def import_flight(impl: str) -> ModuleType:
     for name in ("FlightServerBase", "FlightClient", "Location"):
         getattr(module, name)
     return module
+
+
+def drain(reader: Any) -> tuple[int, int]:
+    """Read every chunk of a Flight stream reader; returns (rows, batch bytes)."""
+    rows = nbytes = 0
+    while True:
+        try:
+            batch = reader.read_chunk().data
+        except StopIteration:
+            return rows, nbytes
+        rows += batch.num_rows
+        nbytes += batch.nbytes
 
 
 def memory_kb() -> dict[str, int]:

@@ -45,14 +45,7 @@ def make_server(flight: ModuleType, location: str, options: dict[str, Any]) -> A
             return flight.RecordBatchStream(self.prepared[1])
 
         def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
-            rows = nbytes = 0
-            while True:
-                try:
-                    batch = reader.read_chunk().data
-                except StopIteration:
-                    break
-                rows += batch.num_rows
-                nbytes += batch.nbytes
+            rows, nbytes = common.drain(reader)
             writer.write(pa.py_buffer(json.dumps({"rows": rows, "bytes": nbytes}).encode()))
 
         def do_exchange(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bench.common import drain
 from bench.data import DataSpec, make_table
 
 Result = dict[str, Any]
@@ -61,15 +62,8 @@ def _expect(label: str, got: int, want: int) -> None:
 def _get_once(session: Session, spec: DataSpec) -> int:
     """Stream the server's table for ``spec``; returns the received batch bytes."""
     count, rows = spec.shape()
-    received = nbytes = 0
     reader = session.client.do_get(session.flight.Ticket(spec.encode()))
-    while True:
-        try:
-            batch = reader.read_chunk().data
-        except StopIteration:
-            break
-        received += batch.num_rows
-        nbytes += batch.nbytes
+    received, nbytes = drain(reader)
     _expect("DoGet", received, count * rows)
     return nbytes
 
@@ -112,12 +106,7 @@ def _exchange_once(session: Session, spec: DataSpec) -> int:
 
     sender = threading.Thread(target=send, name="exchange-send", daemon=True)
     sender.start()
-    echoed = 0
-    while True:
-        try:
-            echoed += reader.read_chunk().data.num_rows
-        except StopIteration:
-            break
+    echoed, _ = drain(reader)
     sender.join()
     writer.close()
     if failure:
