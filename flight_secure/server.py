@@ -75,7 +75,7 @@ class FlightServerOptions:
         max_metadata_size: int = 16 * 1024,
         authorizer: Any = None,
         tls_credentials: Any = None,
-        end_of_stream_grace: float = 0.05,
+        end_of_stream_grace: float = 0.01,
     ) -> None:
         self.location = _as_location(location)
         self.auth_handler = auth_handler
