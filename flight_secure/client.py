@@ -275,7 +275,7 @@ class FlightClient:
         """
         options = options or _DEFAULT_OPTIONS
         with self._auth_lock:
-            outbox = Outbox(capacity=16)
+            outbox = Outbox()
             call = self._rpc["Handshake"](
                 iter(outbox), metadata=options._metadata, timeout=options.timeout
             )
@@ -412,7 +412,7 @@ class FlightClient:
         """Upload a stream: returns ``(writer, metadata_reader)``."""
         options = options or _DEFAULT_OPTIONS
         metadata, instances = self._metadata(options, _M.DO_PUT)
-        outbox = Outbox(capacity=4)
+        outbox = Outbox()
         call = self._rpc["DoPut"](iter(outbox), metadata=metadata, timeout=options.timeout)
         reader = FlightMetadataReader(self._iterate(call, instances))
         writer = FlightStreamWriter(outbox, call, options.write_options, self._write_size_limit,
@@ -426,7 +426,7 @@ class FlightClient:
         """Open a two-way data stream: returns ``(writer, reader)``."""
         options = options or _DEFAULT_OPTIONS
         metadata, instances = self._metadata(options, _M.DO_EXCHANGE)
-        outbox = Outbox(capacity=4)
+        outbox = Outbox()
         call = self._rpc["DoExchange"](iter(outbox), metadata=metadata, timeout=options.timeout)
         decoder = FrameDecoder(self._iterate(call, instances), options.read_options)
         reader = FlightStreamReader(decoder, call, _client_error)

@@ -306,7 +306,7 @@ class RpcDispatcher:
             raise FlightUnimplementedError(
                 "this server has no auth handler, so there is no handshake to run"
             )
-        outbox = Outbox(capacity=16)
+        outbox = Outbox()
         payloads = (_parse(pb.HandshakeRequest, r).payload for r in requests)
 
         def send(payload: bytes) -> None:
@@ -356,17 +356,17 @@ class RpcDispatcher:
             for _ in reader:
                 pass
 
-        return self._run_data_stream(state, requests, handle, capacity=64)
+        return self._run_data_stream(state, requests, handle)
 
     def _run_do_exchange(self, state: _CallState, requests: Iterator[Any]) -> Iterator[bytes]:
         def handle(context, descriptor, reader, outbox):
             writer = MetadataRecordBatchWriter(outbox, None)
             self.server.do_exchange(context, descriptor, reader, writer)
 
-        return self._run_data_stream(state, requests, handle, capacity=8)
+        return self._run_data_stream(state, requests, handle)
 
     def _run_data_stream(
-        self, state: _CallState, requests: Iterator[Any], handle: Any, capacity: int
+        self, state: _CallState, requests: Iterator[Any], handle: Any
     ) -> Iterator[bytes]:
         """DoPut and DoExchange: the handler runs in a helper thread, reading the
         client's stream, while this generator sends what it writes (backpressured)."""
@@ -374,7 +374,7 @@ class RpcDispatcher:
         decoder = FrameDecoder(requests)
         descriptor = _descriptor_of(decoder)
         reader = MetadataRecordBatchReader(decoder)
-        outbox = Outbox(capacity=capacity)
+        outbox = Outbox()
 
         def run() -> None:
             try:

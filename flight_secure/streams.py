@@ -262,27 +262,40 @@ _END = object()
 class Outbox:
     """A bounded hand-off of encoded frames from a writer to gRPC.
 
-    ``put`` blocks while ``capacity`` frames are waiting; ``close`` ends the
-    stream; ``fail`` makes further ``put`` calls raise. Iterating yields the frames
-    until close.
+    ``put`` blocks while frames are waiting and adding this one would pass
+    ``max_bytes`` (or ``max_frames``): many small frames flow without a thread
+    switch each, while big batches are held at most one at a time. ``close`` ends
+    the stream; ``fail`` makes further ``put`` calls raise. Iterating yields the
+    frames until close.
     """
 
-    def __init__(self, capacity: int = 4) -> None:
+    def __init__(self, max_bytes: int = 8 << 20, max_frames: int = 256) -> None:
         self._items: deque = deque()
-        self._capacity = capacity
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._max_frames = max_frames
         self._cond = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None
 
     def put(self, frame: bytes) -> None:
+        size = len(frame)
         with self._cond:
-            while len(self._items) >= self._capacity and self._error is None:
+            while (
+                self._items
+                and self._error is None
+                and (
+                    self._bytes + size > self._max_bytes
+                    or len(self._items) >= self._max_frames
+                )
+            ):
                 self._cond.wait()
             if self._error is not None:
                 raise self._error
             if self._closed:
                 raise FlightError("cannot write: the stream was already closed")
             self._items.append(frame)
+            self._bytes += size
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -305,6 +318,8 @@ class Outbox:
                 while not self._items:
                     self._cond.wait()
                 item = self._items.popleft()
+                if item is not _END:
+                    self._bytes -= len(item)
                 self._cond.notify_all()
             if item is _END:
                 return
