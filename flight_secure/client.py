@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import grpc.experimental
 import pyarrow as pa
 
 from flight_secure._generated import flight_pb2 as pb
@@ -141,9 +142,9 @@ class FlightClient:
             ("grpc.max_receive_message_length", -1),
             ("grpc.max_send_message_length", -1),
             # Server-streaming calls (DoGet, DoAction, ListFlights) are read in the
-            # caller's thread instead of a thread per call: measured ~25% faster
-            # DoAction round trips and ~1.7x DoGet throughput with small batches.
-            ("grpc.experimental.single_threaded_unary_stream", 1),
+            # caller's thread, without the channel's helper thread: measured ~1.5x
+            # DoGet throughput with 64 KB batches and ~10-20% faster DoAction.
+            (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ]
         target = self.location.grpc_target()
         if self.location.is_tls:
