@@ -56,7 +56,10 @@ class FlightServerOptions:
     -1 for no limit) caps one received message; ``max_metadata_size`` caps a
     call's headers; ``authorizer`` decides per call after authentication;
     ``end_of_stream_grace`` is how long a DoPut's end is confirmed before the
-    handler's reader reports it (so a cut-off upload never looks finished).
+    handler's reader reports it (so a cut-off upload never looks finished);
+    ``stream_window_bytes`` is how much of one incoming stream gRPC reads ahead
+    of the handler (the HTTP/2 stream window; each stream may buffer this much,
+    and uploads of big batches flow faster with a larger one).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class FlightServerOptions:
         authorizer: Any = None,
         tls_credentials: Any = None,
         end_of_stream_grace: float = 0.01,
+        stream_window_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.location = _as_location(location)
         self.auth_handler = auth_handler
@@ -91,6 +95,26 @@ class FlightServerOptions:
         self.authorizer = authorizer
         self.tls_credentials = tls_credentials
         self.end_of_stream_grace = end_of_stream_grace
+        self.stream_window_bytes = stream_window_bytes
+        _check_limits(self)
+
+
+def _check_limits(options: FlightServerOptions) -> None:
+    """Raise ValueError naming the first limit that cannot work."""
+    for name, minimum in (
+        ("max_workers", 1),
+        ("max_concurrent_handshakes", 1),
+        ("stream_window_bytes", 1),
+    ):
+        value = getattr(options, name)
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")
+    if not options.handshake_timeout > 0:
+        raise ValueError(f"handshake_timeout must be positive, not {options.handshake_timeout!r}")
+    if not options.end_of_stream_grace >= 0:
+        raise ValueError(
+            f"end_of_stream_grace must be zero or positive, not {options.end_of_stream_grace!r}"
+        )
 
 
 def _as_location(location: Any) -> Location:
@@ -174,6 +198,7 @@ class FlightServerBase:
             ("grpc.max_send_message_length", -1),
             ("grpc.max_metadata_size", options.max_metadata_size),
             ("grpc.so_reuseport", 0),
+            ("grpc.http2.lookahead_bytes", options.stream_window_bytes),
         ]
         server = grpc.server(
             ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="flight-rpc"),

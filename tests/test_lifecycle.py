@@ -135,6 +135,22 @@ def test_init_starts_serving_with_options() -> None:
         server.shutdown()
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_workers", 0),
+        ("max_concurrent_handshakes", -1),
+        ("stream_window_bytes", 0),
+        ("stream_window_bytes", 1.5),
+        ("handshake_timeout", 0),
+        ("end_of_stream_grace", -0.1),
+    ],
+)
+def test_options_refuse_limits_that_cannot_work(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=name):
+        flight.FlightServerOptions(free_location(), **{name: value})
+
+
 def test_wait_returns_after_shutdown() -> None:
     server = PingServer(free_location())
     waited = threading.Event()
