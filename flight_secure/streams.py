@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from flight_secure.errors import FlightError, FlightInvalidArgumentError
 from flight_secure.framing import (
+    _PREFIX,
     SCHEMA,
     FrameDecoder,
     IpcMessageSplitter,
@@ -39,6 +40,10 @@ class FrameEncoder:
         self.schema = schema
         self._sink = IpcMessageSplitter()
         self._writer = pa.ipc.new_stream(self._sink, schema, options=options)
+        # Small batches of fixed-width columns are serialized by Arrow in one call:
+        # half the per-batch cost of the streaming writer's Python sink (measured
+        # 12 vs 23 us for a 64 KB batch), for one extra copy of the body.
+        self._row_bytes = _fixed_row_bytes(schema) if options is None else None
 
     def schema_frame(self, descriptor: bytes | None = None, app_metadata: bytes | None = None):
         """The frame that opens the stream (optionally carrying a descriptor)."""
@@ -54,6 +59,9 @@ class FrameEncoder:
                 "record batch schema does not match the stream's schema:\n"
                 f"stream: {self.schema}\nbatch: {batch.schema}"
             )
+        row_bytes = self._row_bytes
+        if row_bytes is not None and batch.num_rows * row_bytes <= _SERIALIZE_MAX_BYTES:
+            return [_serialized_frame(batch, app_metadata)]
         self._writer.write_batch(batch)
         frames = []
         messages = [m for m in self._sink.take() if not _is_schema(m[0])]
@@ -69,6 +77,31 @@ class FrameEncoder:
     @staticmethod
     def metadata_frame(app_metadata: bytes) -> bytes:
         return encode_flight_data(None, app_metadata=app_metadata)
+
+
+_SERIALIZE_MAX_BYTES = 256 * 1024
+
+
+def _serialized_frame(batch: pa.RecordBatch, app_metadata: bytes | None) -> bytes:
+    """One batch's FlightData from Arrow's own serialization of the IPC message."""
+    message = memoryview(batch.serialize())
+    _, header_length = _PREFIX.unpack_from(message, 0)
+    body = message[8 + header_length :]
+    return encode_flight_data(message[8 : 8 + header_length], (body,), len(body), app_metadata)
+
+
+def _fixed_row_bytes(schema: pa.Schema) -> float | None:
+    """Bytes per row when every column is a flat fixed-width type, else None."""
+    total = 0.0
+    for field in schema:
+        data_type = field.type
+        if data_type.num_fields or pa.types.is_dictionary(data_type):
+            return None
+        try:
+            total += data_type.bit_width / 8
+        except ValueError:  # variable width: strings, binary, ...
+            return None
+    return total
 
 
 def _is_schema(header: bytes) -> bool:

@@ -32,14 +32,14 @@ class StreamServer(DataServer):
     DoGet tickets ``gen:<kind>`` return a GeneratorStream over ``plain_table()``
     yielding tables, readers, batches or (batch, metadata) tuples;
     ``reader-stream`` a RecordBatchStream over a reader; ``endless`` a stream that
-    sets ``closed`` when the server abandons it. DoPut paths ``read_all``,
+    sets its call's ``closed`` event (in ``endless_calls``) when the server
+    abandons it. DoPut paths ``read_all``,
     ``to_reader`` and ``read_chunk`` store the upload (under the same name) read
     that way. DoExchange command ``write_table`` answers with ``plain_table()`` in
     batches of 2 rows, preceded by a metadata-only message.
     """
 
-    closed = threading.Event()
-    endless_contexts: list = []
+    endless_calls: list[tuple[Any, threading.Event]] = []
 
     def do_get(self, context: Any, ticket: Any) -> Any:
         name = bytes(ticket.ticket).decode()
@@ -59,16 +59,17 @@ class StreamServer(DataServer):
                 pa.RecordBatchReader.from_batches(PLAIN.schema, iter(BATCHES))
             )
         if name == "endless":
-            self.endless_contexts.append(context)
-            return flight.GeneratorStream(PLAIN.schema, self._endless())
+            closed = threading.Event()
+            self.endless_calls.append((context, closed))
+            return flight.GeneratorStream(PLAIN.schema, self._endless(closed))
         return super().do_get(context, ticket)
 
-    def _endless(self) -> Iterator[pa.RecordBatch]:
+    def _endless(self, closed: threading.Event) -> Iterator[pa.RecordBatch]:
         try:
             for _ in range(1_000_000):
                 yield BATCHES[0]
         finally:
-            self.closed.set()
+            closed.set()
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
         mode = self._name(descriptor)
@@ -190,13 +191,13 @@ def test_cancel_ends_the_stream_with_cancelled_error(stream_server: Any) -> None
 
 
 def test_cancel_closes_the_servers_generator(stream_server: Any) -> None:
-    StreamServer.closed.clear()
     with connected(flight_secure, stream_server) as client:
         reader = client.do_get(_ticket("endless"))
         reader.read_chunk()
+        context, closed = StreamServer.endless_calls[-1]
         reader.cancel()
-        assert StreamServer.closed.wait(10)
-    assert StreamServer.endless_contexts[-1].is_cancelled()
+        assert closed.wait(10)
+    assert context.is_cancelled()
 
 
 # ------------------------------------------------------------ client-side writing
