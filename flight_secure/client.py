@@ -8,7 +8,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -95,11 +95,36 @@ class _ClientSender(ClientAuthSender):
         self._outbox.put(pb.HandshakeRequest(payload=to_bytes(message)).SerializeToString())
 
 
+class _OneMessageSender(ClientAuthSender):
+    """Keeps the one message of a ``writes_once`` handler; refuses a second."""
+
+    def __init__(self) -> None:
+        self.message: bytes | None = None
+        self.sealed = False
+
+    def write(self, message: bytes | str) -> None:
+        if self.message is not None or self.sealed:
+            raise FlightError(
+                "the auth handler declares writes_once but wrote a second message"
+            )
+        self.message = pb.HandshakeRequest(payload=to_bytes(message)).SerializeToString()
+
+
 class _ClientReader(ClientAuthReader):
-    def __init__(self, responses: Iterator[bytes]) -> None:
+    """The server's handshake replies: from ``responses``, or from the call that
+    ``start()`` makes on the first read."""
+
+    def __init__(
+        self,
+        responses: Iterator[bytes] | None = None,
+        start: Callable[[], Iterator[bytes]] | None = None,
+    ) -> None:
         self._responses = responses
+        self._start = start
 
     def read(self) -> bytes:
+        if self._responses is None:
+            self._responses = self._start()
         try:
             raw = next(self._responses)
         except StopIteration:
@@ -179,6 +204,8 @@ class FlightClient:
         ch = self._channel
         self._rpc = {
             "Handshake": ch.stream_stream(_PREFIX + "Handshake"),
+            # The same method for handlers that send one message (writes_once).
+            "HandshakeOnce": ch.unary_stream(_PREFIX + "Handshake"),
             "ListFlights": ch.unary_stream(_PREFIX + "ListFlights"),
             "GetFlightInfo": ch.unary_unary(_PREFIX + "GetFlightInfo"),
             "PollFlightInfo": ch.unary_unary(_PREFIX + "PollFlightInfo"),
@@ -276,16 +303,19 @@ class FlightClient:
         """
         options = options or _DEFAULT_OPTIONS
         with self._auth_lock:
-            outbox = Outbox()
-            call = self._rpc["Handshake"](
-                iter(outbox), metadata=options._metadata, timeout=options.timeout
-            )
-            try:
-                auth_handler.authenticate(_ClientSender(outbox), _ClientReader(call))
-            except grpc.RpcError as exc:
-                raise error_from_rpc(exc) from None
-            finally:
-                outbox.close()
+            if getattr(auth_handler, "writes_once", False):
+                call = self._handshake_one_request(auth_handler, options)
+            else:
+                outbox = Outbox()
+                call = self._rpc["Handshake"](
+                    iter(outbox), metadata=options._metadata, timeout=options.timeout
+                )
+                try:
+                    auth_handler.authenticate(_ClientSender(outbox), _ClientReader(call))
+                except grpc.RpcError as exc:
+                    raise error_from_rpc(exc) from None
+                finally:
+                    outbox.close()
             try:
                 for _ in call:
                     pass
@@ -295,6 +325,35 @@ class FlightClient:
             self._token_metadata = ((AUTH_TOKEN_HEADER, token),) if token else ()
             self._reauth = (auth_handler, options)
             self._token_refresh_at = _refresh_time(token, time.time())
+
+    def _handshake_one_request(
+        self, auth_handler: ClientAuthHandler, options: FlightCallOptions
+    ) -> Any:
+        """Run a ``writes_once`` handler: its one message is the whole request stream.
+
+        The call starts at the handler's first read, as a single-request call read in
+        this thread; the server sees the same Handshake stream as from any client.
+        """
+        sender = _OneMessageSender()
+        call = None
+
+        def start() -> Iterator[bytes]:
+            nonlocal call
+            if sender.message is None:
+                raise FlightError(
+                    "a writes_once auth handler must write its message before the call starts"
+                )
+            sender.sealed = True
+            call = self._rpc["HandshakeOnce"](
+                sender.message, metadata=options._metadata, timeout=options.timeout
+            )
+            return call
+
+        try:
+            auth_handler.authenticate(sender, _ClientReader(start=start))
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        return call if call is not None else start()
 
     def _refresh_token(self, due: float) -> None:
         """Re-run the handshake once for the refresh that was due at ``due``.

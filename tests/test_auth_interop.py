@@ -229,3 +229,44 @@ def test_users_added_by_htpasswd_log_in_over_flight(tmp_path):
                 client.authenticate(BasicClientAuthHandler("tess", "tess: a passphrasE"))
     finally:
         handler.close()
+
+
+class OneShotBasicClient(PyarrowBasicClient):
+    """PyarrowBasicClient declaring ``writes_once``: its Handshake is a single request."""
+
+    writes_once = True
+
+
+@pytest.mark.parametrize("server_library", [flight, pf], ids=["flight_secure", "pyarrow"])
+def test_writes_once_handlers_log_in_with_a_single_request(server_library) -> None:
+    server = whoami_server(server_library)("grpc://localhost:0",
+                                           auth_handler=session_auth(server_library))
+    with server, flight.connect(f"grpc://localhost:{server.port}") as client:
+        client.authenticate(OneShotBasicClient("pat", USERS["pat"]))
+        assert identities(client) == (b"pat", b"pat")
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            client.authenticate(OneShotBasicClient("pat", "wrong"))
+
+
+class WritesTwice(OneShotBasicClient):
+    def authenticate(self, outgoing, incoming):
+        outgoing.write(self.basic.serialize())
+        self.token = incoming.read()
+        outgoing.write(b"more")
+
+
+class ReadsFirst(OneShotBasicClient):
+    def authenticate(self, outgoing, incoming):
+        self.token = incoming.read()
+
+
+@pytest.mark.parametrize(
+    ("handler", "complaint"),
+    [(WritesTwice, "wrote a second message"), (ReadsFirst, "must write its message")],
+)
+def test_a_handler_breaking_writes_once_gets_a_clear_error(basic_server, handler, complaint):
+    with flight.connect(f"grpc://localhost:{basic_server.port}") as client:
+        with pytest.raises(flight.FlightError, match=complaint):
+            client.authenticate(handler("pat", USERS["pat"]))
+        client.authenticate(BasicClientAuthHandler("pat", USERS["pat"]))
+        assert identities(client) == (b"pat", b"pat")

@@ -199,7 +199,13 @@ class ClientAuthHandler:
 
     ``authenticate(outgoing, incoming)`` runs the client half of the handshake;
     ``get_token()`` returns the token to send as ``auth-token-bin`` on later calls.
+
+    A handler that sets ``writes_once = True`` promises to write exactly one message,
+    before its first read. The client then sends the Handshake as a single request
+    (no request-stream thread; the same bytes on the wire) and refuses a second write.
     """
+
+    writes_once: bool = False
 
     def authenticate(self, outgoing: ClientAuthSender, incoming: ClientAuthReader) -> None:
         raise NotImplementedError

@@ -172,6 +172,8 @@ class JWTClientAuthHandler(ClientAuthHandler):
     the token presented.
     """
 
+    writes_once = True
+
     def __init__(self, token: str | bytes | Callable[[], str | bytes]) -> None:
         self._source = token
         self._token = b""
