@@ -5,9 +5,10 @@
 * :class:`JWTVerifier` checks them.  The allowed algorithms must be named
   explicitly; ``alg: none`` is always refused; every key is bound to the algorithm
   family it belongs to (an HMAC secret only verifies ``HS*``, RSA only ``RS*``/``PS*``,
-  EC only the ``ES*`` matching its curve, Ed25519/Ed448 only ``EdDSA``), which rules out
-  HS/RS key confusion.  Keys may come from a JWKS file or URL that is re-read when a
-  token names an unknown ``kid`` (rate limited), so keys can be rotated without restarts.
+  EC only the ``ES*`` matching its curve, Ed25519/Ed448 only ``EdDSA``; see
+  :mod:`flight_secure.auth.keys`), which rules out HS/RS key confusion. Keys may
+  come from a JWKS file or URL that is re-read when a token names an unknown
+  ``kid`` (rate limited), so keys can be rotated without restarts.
 * Each failure raises a specific :class:`TokenError` subclass whose message names
   the failed check and never contains the token.
 """
@@ -23,19 +24,29 @@ import os
 import secrets
 import threading
 import time
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import jwt
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from flight_secure.auth.keys import (
+    HMAC_ALGORITHMS,
+    PRIVATE_KEY_TYPES,
+    VerificationKey,
+    algorithms_for,
+    check_algorithm,
+    fetch_jwks,
+    hmac_secret,
+    is_pem,
+    jwks_keys,
+    show_untrusted,
+    static_key,
+)
 
 __all__ = [
     "Claims", "JWTIssuer", "JWTVerifier", "RevocationList", "TokenAlgorithmRefused",
@@ -46,21 +57,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MIN_HMAC_SECRET_BYTES = 32
-MIN_RSA_BITS = 2048
 MAX_TOKEN_LENGTH = 16 * 1024
-MAX_JWKS_BYTES = 1024 * 1024
-
-_HMAC = frozenset({"HS256", "HS384", "HS512"})
-_RSA = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
-_EC_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-SUPPORTED_ALGORITHMS = _HMAC | _RSA | frozenset(_EC_BY_CURVE.values()) | {"EdDSA"}
 _REGISTERED = frozenset({"sub", "iat", "nbf", "exp", "jti", "iss", "aud"})
 Claims = Mapping[str, Any]
 """A verified token's claims: a read-only mapping (``types.MappingProxyType``)."""
 
-_PRIVATE = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey,
-            ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 
 
 class TokenError(Exception):
@@ -107,50 +108,6 @@ class TokenRevoked(TokenError):
     """The token's ``jti`` is on the revocation list."""
 
 
-def _show(value: object) -> str:
-    """repr() of attacker-controlled header values, cut short for logs."""
-    text = repr(value)
-    return text if len(text) <= 64 else text[:60] + "...'"
-
-
-def _is_pem(data: bytes) -> bool:
-    return data.lstrip().startswith(b"-----BEGIN")
-
-
-def _secret(value: str | bytes) -> bytes:
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    if _is_pem(data) or data.startswith(b"ssh-"):
-        raise ValueError("an HMAC secret must not be a PEM/SSH key (key confusion risk)")
-    if len(data) < MIN_HMAC_SECRET_BYTES:
-        raise ValueError(f"HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")
-    return data
-
-
-def _algorithms_for(key: Any) -> frozenset[str]:
-    """The algorithms a verification key may be used with; ValueError for weak keys."""
-    if isinstance(key, bytes):
-        return _HMAC
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise ValueError(f"RSA key must be at least {MIN_RSA_BITS} bits, got {key.key_size}")
-        return _RSA
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _EC_BY_CURVE:
-            raise ValueError(f"unsupported EC curve {key.curve.name}")
-        return frozenset({_EC_BY_CURVE[key.curve.name]})
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        return frozenset({"EdDSA"})
-    raise TypeError(f"unsupported key type {type(key).__name__}")
-
-
-def _check_algorithm(algorithm: str) -> None:
-    if not isinstance(algorithm, str) or algorithm.lower() == "none":
-        raise ValueError("algorithm 'none' (unsigned tokens) is never allowed")
-    if algorithm not in SUPPORTED_ALGORITHMS:
-        raise ValueError(f"unsupported algorithm {algorithm!r}; "
-                         f"use one of {sorted(SUPPORTED_ALGORITHMS)}")
-
-
 class JWTIssuer:
     """Signs tokens with one private key (or HMAC secret) and one algorithm.
 
@@ -164,7 +121,7 @@ class JWTIssuer:
     def __init__(self, key: Any, algorithm: str = "EdDSA", issuer: str | None = None,
                  audience: str | Sequence[str] | None = None,
                  ttl: timedelta | float = 900.0, key_id: str | None = None) -> None:
-        _check_algorithm(algorithm)
+        check_algorithm(algorithm)
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
         if not seconds > 0:
             raise ValueError("ttl must be positive")
@@ -176,17 +133,17 @@ class JWTIssuer:
 
     @staticmethod
     def _signing_key(key: Any, algorithm: str) -> Any:
-        if algorithm in _HMAC:
+        if algorithm in HMAC_ALGORITHMS:
             if not isinstance(key, str | bytes):
                 raise TypeError(f"{algorithm} needs a shared secret (bytes or str)")
-            secret = _secret(key)
+            secret = hmac_secret(key)
             needed = int(algorithm[2:]) // 8
             if len(secret) < needed:
                 raise ValueError(f"{algorithm} secret must be at least {needed} bytes")
             return secret
         if isinstance(key, str | bytes):
             data = key.encode("utf-8") if isinstance(key, str) else key
-            if not _is_pem(data):
+            if not is_pem(data):
                 raise ValueError(f"{algorithm} needs a private key (PEM or key object), "
                                  "not a shared secret")
             try:
@@ -194,9 +151,9 @@ class JWTIssuer:
             except (ValueError, TypeError):
                 raise ValueError("could not load the PEM private key (it must be an "
                                  "unencrypted private key)") from None
-        if not isinstance(key, _PRIVATE):
+        if not isinstance(key, PRIVATE_KEY_TYPES):
             raise TypeError(f"{algorithm} needs a private key, got {type(key).__name__}")
-        allowed = _algorithms_for(key.public_key())
+        allowed = algorithms_for(key.public_key())
         if algorithm not in allowed:
             raise ValueError(f"algorithm {algorithm} cannot be used with a "
                              f"{type(key).__name__}; this key supports {sorted(allowed)}")
@@ -237,7 +194,7 @@ class JWTIssuer:
 
         Raises ValueError for HMAC algorithms: a shared secret must never be published.
         """
-        if self._algorithm in _HMAC:
+        if self._algorithm in HMAC_ALGORITHMS:
             raise ValueError("HMAC secrets have no public JWK; never publish a shared secret")
         impl = jwt.get_algorithm_by_name(self._algorithm)
         jwk: dict[str, Any] = impl.to_jwk(self._key.public_key(), as_dict=True)
@@ -287,72 +244,6 @@ class RevocationList:
             return sum(1 for u in self._entries.values() if u is None or u > now)
 
 
-@dataclass(frozen=True)
-class _Key:
-    kid: str | None
-    algorithms: frozenset[str]
-    key: Any
-
-
-def _static_key(value: Any) -> _Key:
-    if isinstance(value, x509.Certificate):
-        value = value.public_key()
-    elif isinstance(value, str | bytes):
-        data = value.encode("utf-8") if isinstance(value, str) else value
-        if not _is_pem(data):
-            value = _secret(data)
-        elif b"PRIVATE KEY" in data:
-            raise ValueError("verifier keys must be public; got a private key PEM")
-        elif b"CERTIFICATE" in data:
-            value = x509.load_pem_x509_certificate(data).public_key()
-        else:
-            value = serialization.load_pem_public_key(data)
-    elif isinstance(value, _PRIVATE):
-        raise ValueError("verifier keys must be public; pass private_key.public_key()")
-    return _Key(None, _algorithms_for(value), value)
-
-
-def _jwk_key(entry: Any) -> _Key:
-    if not isinstance(entry, Mapping):
-        raise ValueError("JWK is not an object")
-    if entry.get("use", "sig") != "sig":
-        raise ValueError("JWK is not a signature key")
-    if entry.get("kty") != "oct" and "d" in entry:
-        raise ValueError("JWK contains private key material")
-    kid = entry.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise ValueError("JWK kid is not a string")
-    key = jwt.PyJWK(dict(entry)).key
-    algorithms = _algorithms_for(_secret(key) if isinstance(key, bytes) else key)
-    alg = entry.get("alg")
-    if alg is not None:
-        if alg not in algorithms:
-            raise ValueError(f"JWK alg {_show(alg)} does not fit its key type")
-        algorithms = frozenset({alg})
-    return _Key(kid, algorithms, key)
-
-
-def _jwks_keys(document: Any, source: str) -> tuple[_Key, ...]:
-    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
-        raise ValueError(f"{source}: a JWKS must be an object with a 'keys' list")
-    keys = []
-    for index, entry in enumerate(document["keys"]):
-        try:
-            keys.append(_jwk_key(entry))
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            log.warning("%s: ignoring key #%d: %s", source, index, exc)
-    return tuple(keys)
-
-
-def _fetch_url(url: str, timeout: float) -> Any:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https)
-        body = response.read(MAX_JWKS_BYTES + 1)
-    if len(body) > MAX_JWKS_BYTES:
-        raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
-    return json.loads(body)
-
-
 class JWTVerifier:
     """Verifies tokens against a fixed allow-list of algorithms and a set of keys.
 
@@ -385,7 +276,7 @@ class JWTVerifier:
         if not algorithms:
             raise ValueError("algorithms must name at least one algorithm")
         for name in algorithms:
-            _check_algorithm(name)
+            check_algorithm(name)
         self._algorithms = frozenset(algorithms)
         self._audience = audience if audience is None or isinstance(audience, str) \
             else list(audience)
@@ -401,18 +292,18 @@ class JWTVerifier:
         self._source = "static keys"
         if isinstance(keys, str) and keys.startswith(("http://", "https://")):
             url = keys
-            self._fetch, self._source = (lambda: _fetch_url(url, fetch_timeout)), url
+            self._fetch, self._source = (lambda: fetch_jwks(url, fetch_timeout)), url
         elif isinstance(keys, os.PathLike) or (isinstance(keys, str) and keys.endswith(".json")):
             path = Path(keys)
             self._fetch, self._source = (lambda: json.loads(path.read_bytes())), str(path)
         if self._fetch is not None:
-            self._keys = _jwks_keys(self._fetch(), self._source)
+            self._keys = jwks_keys(self._fetch(), self._source)
         elif isinstance(keys, Mapping):
-            self._keys = _jwks_keys(keys, "JWKS")
+            self._keys = jwks_keys(keys, "JWKS")
         elif isinstance(keys, list | tuple):
-            self._keys = tuple(_static_key(k) for k in keys)
+            self._keys = tuple(static_key(k) for k in keys)
         else:
-            self._keys = (_static_key(keys),)
+            self._keys = (static_key(keys),)
         if not any(k.algorithms & self._algorithms for k in self._keys):
             raise ValueError(f"{self._source}: no key usable with {sorted(self._algorithms)}")
         self._last_success = clock()
@@ -447,7 +338,7 @@ class JWTVerifier:
         if alg.lower() == "none":
             raise TokenAlgorithmRefused("unsigned tokens (alg 'none') are never accepted")
         if alg not in self._algorithms:
-            raise TokenAlgorithmRefused(f"algorithm {_show(alg)} is not allowed")
+            raise TokenAlgorithmRefused(f"algorithm {show_untrusted(alg)} is not allowed")
         for key in self._candidates(kid, alg):
             try:
                 payload = jwt.decode(raw, key.key, algorithms=[alg], audience=self._audience,
@@ -460,7 +351,7 @@ class JWTVerifier:
             return MappingProxyType(payload)
         raise TokenBadSignature(f"{alg} signature does not verify with any matching key")
 
-    def _candidates(self, kid: Any, alg: str) -> list[_Key]:
+    def _candidates(self, kid: Any, alg: str) -> list[VerificationKey]:
         keys = self._keys
         if kid is None:
             usable = [k for k in keys if alg in k.algorithms]
@@ -475,11 +366,11 @@ class JWTVerifier:
         if exact:
             usable = [k for k in exact if alg in k.algorithms]
             if not usable:
-                raise TokenAlgorithmRefused(f"key {_show(kid)} may not be used with {alg}")
+                raise TokenAlgorithmRefused(f"key {show_untrusted(kid)} may not be used with {alg}")
             return usable
         usable = [k for k in keys if k.kid is None and alg in k.algorithms]
         if not usable:
-            raise TokenUnknownKey(f"no key with kid {_show(kid)} in {self._source}")
+            raise TokenUnknownKey(f"no key with kid {show_untrusted(kid)} in {self._source}")
         return usable
 
     def _maybe_refresh(self, *, wait: bool, stale_only: bool) -> None:
@@ -497,7 +388,7 @@ class JWTVerifier:
                 return
             self._last_attempt = now
             try:
-                keys = _jwks_keys(self._fetch(), self._source)
+                keys = jwks_keys(self._fetch(), self._source)
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 log.warning("JWKS refresh from %s failed: %s", self._source, exc)
                 return

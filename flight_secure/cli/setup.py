@@ -18,9 +18,10 @@ from typing import Any
 
 from flight_secure.auth.basic import BasicServerAuthHandler
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler
+from flight_secure.auth.keys import SUPPORTED_ALGORITHMS
 from flight_secure.auth.mtls import MutualTLSServerAuthHandler
 from flight_secure.auth.passwords import PasswordStore
-from flight_secure.auth.tokens import SUPPORTED_ALGORITHMS, JWTVerifier
+from flight_secure.auth.tokens import JWTVerifier
 from flight_secure.certs import DEFAULT_HOSTS, DevCertificates, generate_dev_certificates
 from flight_secure.cli._common import CommandError
 
