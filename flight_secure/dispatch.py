@@ -52,6 +52,7 @@ from flight_secure.types import (
     Result,
     SchemaResult,
     Ticket,
+    _parse,
     to_bytes,
 )
 
@@ -227,8 +228,12 @@ class RpcDispatcher:
         handlers = {
             "Handshake": self._bidi_stream(_M.HANDSHAKE, self._run_handshake),
             "ListFlights": self._server_stream(_M.LIST_FLIGHTS, self._run_list_flights),
-            "GetFlightInfo": self._unary(_M.GET_FLIGHT_INFO, self._run_get_flight_info),
-            "PollFlightInfo": self._unary(_M.POLL_FLIGHT_INFO, self._run_poll_flight_info),
+            "GetFlightInfo": self._unary(
+                _M.GET_FLIGHT_INFO, self._descriptor_call("get_flight_info", FlightInfo)
+            ),
+            "PollFlightInfo": self._unary(
+                _M.POLL_FLIGHT_INFO, self._descriptor_call("poll_flight_info", PollInfo)
+            ),
             "GetSchema": self._unary(_M.GET_SCHEMA, self._run_get_schema),
             "DoGet": self._server_stream(_M.DO_GET, self._run_do_get),
             "DoPut": self._bidi_stream(_M.DO_PUT, self._run_do_put, decode_flight_data),
@@ -245,19 +250,20 @@ class RpcDispatcher:
         for info in self.server.list_flights(context, criteria) or ():
             yield info.serialize()
 
-    def _run_get_flight_info(self, context: ServerCallContext, request: bytes) -> bytes:
-        descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
-        info = self.server.get_flight_info(context, descriptor)
-        if not isinstance(info, FlightInfo):
-            raise TypeError(f"get_flight_info must return a FlightInfo, not {type(info).__name__}")
-        return info.serialize()
+    def _descriptor_call(self, handler_name: str, result_type: type) -> Any:
+        """GetFlightInfo and PollFlightInfo: descriptor in, one ``result_type`` out."""
 
-    def _run_poll_flight_info(self, context: ServerCallContext, request: bytes) -> bytes:
-        descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
-        poll = self.server.poll_flight_info(context, descriptor)
-        if not isinstance(poll, PollInfo):
-            raise TypeError(f"poll_flight_info must return a PollInfo, not {type(poll).__name__}")
-        return poll.serialize()
+        def run(context: ServerCallContext, request: bytes) -> bytes:
+            descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
+            result = getattr(self.server, handler_name)(context, descriptor)
+            if not isinstance(result, result_type):
+                raise TypeError(
+                    f"{handler_name} must return a {result_type.__name__}, "
+                    f"not {type(result).__name__}"
+                )
+            return result.serialize()
+
+        return run
 
     def _run_get_schema(self, context: ServerCallContext, request: bytes) -> bytes:
         descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
@@ -392,9 +398,6 @@ class RpcDispatcher:
         future.result()
 
 
-
-
-
 def _descriptor_of(decoder: Any) -> FlightDescriptor:
     raw = decoder.descriptor
     if raw is None:
@@ -428,14 +431,3 @@ def _drain_until(outbox: Outbox, future: Any, timeout: float | None, context) ->
 def _wait_ready(outbox: Outbox, timeout: float) -> bool:
     with outbox._cond:
         return outbox._cond.wait_for(lambda: bool(outbox._items), timeout)
-
-
-def _parse(message_type: Any, data: bytes) -> Any:
-    try:
-        return message_type.FromString(data)
-    except Exception:
-        raise FlightInvalidArgumentError(
-            f"request is not a valid {message_type.DESCRIPTOR.name} message"
-        ) from None
-
-
