@@ -188,6 +188,8 @@ class BasicClientAuthHandler(ClientAuthHandler):
     reads a BasicAuth. The password is kept for re-authentication but never shown.
     """
 
+    writes_once = True
+
     def __init__(self, username: str | bytes, password: str | bytes) -> None:
         self._auth = BasicAuth(username, password)
         self._token = b""
