@@ -194,6 +194,17 @@ def message_info(header: memoryview | bytes) -> tuple[int, int]:
     return header_type, body_length
 
 
+def split_ipc_message(message: pa.Buffer | bytes) -> tuple[memoryview, memoryview]:
+    """(header flatbuffer, body) of one encapsulated IPC message, as views.
+
+    ``message`` is what ``RecordBatch.serialize()`` returns: the continuation
+    marker, the header length, the header (padded) and the body.
+    """
+    view = memoryview(message)
+    _, header_length = _PREFIX.unpack_from(view, 0)
+    return view[8 : 8 + header_length], view[8 + header_length :]
+
+
 class IpcMessageSplitter:
     """A write-only file for ``pyarrow.ipc.new_stream`` that cuts the stream into messages.
 

@@ -18,13 +18,13 @@ import pyarrow as pa
 
 from flight_secure.errors import FlightError, FlightInvalidArgumentError
 from flight_secure.framing import (
-    _PREFIX,
     SCHEMA,
     FrameDecoder,
     IpcMessageSplitter,
     encode_bytes_message,
     encode_flight_data,
     message_info,
+    split_ipc_message,
 )
 from flight_secure.types import to_bytes
 
@@ -84,10 +84,8 @@ _SERIALIZE_MAX_BYTES = 256 * 1024
 
 def _serialized_frame(batch: pa.RecordBatch, app_metadata: bytes | None) -> bytes:
     """One batch's FlightData from Arrow's own serialization of the IPC message."""
-    message = memoryview(batch.serialize())
-    _, header_length = _PREFIX.unpack_from(message, 0)
-    body = message[8 + header_length :]
-    return encode_flight_data(message[8 : 8 + header_length], (body,), len(body), app_metadata)
+    header, body = split_ipc_message(batch.serialize())
+    return encode_flight_data(header, (body,), len(body), app_metadata)
 
 
 def _fixed_row_bytes(schema: pa.Schema) -> float | None:
