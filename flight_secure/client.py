@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -283,6 +284,12 @@ class FlightClient:
         return call, instances
 
     def _iterate(self, call: Any, instances: list) -> Iterator[Any]:
+        """The call's responses; dropping the iterator early cancels and frees the call."""
+        responses = self._responses(call, instances)
+        weakref.finalize(responses, _release, call)
+        return responses
+
+    def _responses(self, call: Any, instances: list) -> Iterator[Any]:
         try:
             yield from call
         except grpc.RpcError as exc:
@@ -351,8 +358,12 @@ class FlightClient:
 
         try:
             auth_handler.authenticate(sender, _ClientReader(start=start))
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+        except BaseException as exc:
+            if call is not None:
+                _release(call)
+            if isinstance(exc, grpc.RpcError):
+                raise error_from_rpc(exc) from None
+            raise
         return call if call is not None else start()
 
     def _refresh_token(self, due: float) -> None:
@@ -513,6 +524,29 @@ class FlightClient:
         try:
             self.close()
         except Exception:  # interpreter shutdown
+            return
+
+
+def _release(call: Any) -> None:
+    """Cancel ``call`` if it still runs and read its remaining events.
+
+    A server-streaming call read in the caller's thread (grpcio's single-threaded
+    mode) is freed only once all its events have been read; after the caller
+    stops reading, nothing else would read them and every abandoned call would
+    stay in memory. Other calls need nothing and are left alone.
+    """
+    state = getattr(call, "_state", None)
+    consume = getattr(call, "_consume_next_event", None)
+    if state is None or consume is None:
+        return
+    if state.code is None:
+        call.cancel()
+    for _ in range(8):  # at most one event per pending operation
+        if not state.due:
+            return
+        try:
+            consume()
+        except Exception:  # the call is over either way
             return
 
 
