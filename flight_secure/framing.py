@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 
 from flight_secure.errors import FlightInvalidArgumentError
@@ -435,13 +436,60 @@ class FrameDecoder:
             batch = self._reader.read_next_batch()
             # Full validation: offsets and lengths of a hostile peer are checked before
             # any handler reads a value (cheap for fixed-width columns, O(n) for strings).
-            batch.validate(full=True)
-        except (pa.ArrowException, OSError, StopIteration) as exc:
+            validate_batch(batch)
+        except (pa.ArrowException, OSError, StopIteration, UnicodeDecodeError) as exc:
             feed.clear()
             raise FlightInvalidArgumentError(
                 f"FlightData does not hold a valid Arrow IPC message: {exc}"
             ) from None
         return batch, frame.app_metadata
+
+
+def validate_batch(batch: pa.RecordBatch) -> None:
+    """What ``batch.validate(full=True)`` checks, with string columns checked faster.
+
+    Raises ``pa.ArrowInvalid`` for a batch Arrow's full validation would refuse.
+    A string column without nulls is checked as one UTF-8 text (Python's decoder)
+    plus "no string starts inside a character" (its offsets, checked in full as a
+    binary view): together exactly Arrow's per-value UTF-8 check, ~3x faster.
+    Columns with nulls, and every other type, get Arrow's own full validation.
+    """
+    batch.validate()
+    for column in batch.columns:
+        if column.null_count == 0 and _is_flat_string(column.type):
+            _validate_strings(column)
+        else:
+            column.validate(full=True)
+
+
+def _is_flat_string(data_type: pa.DataType) -> bool:
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+
+
+def _validate_strings(column: pa.Array) -> None:
+    large = pa.types.is_large_string(column.type)
+    column.view(pa.large_binary() if large else pa.binary()).validate(full=True)
+    if not len(column):
+        return
+    offsets_buffer, data_buffer = column.buffers()[1:3]
+    width = 8 if large else 4
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=np.int64 if large else np.int32,
+        count=len(column) + 1, offset=column.offset * width,
+    )
+    start, end = int(offsets[0]), int(offsets[-1])
+    if start == end:
+        return
+    data = memoryview(data_buffer)[start:end]
+    try:
+        str(data, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise pa.ArrowInvalid(
+            f"invalid UTF-8 in string column at byte {start + exc.start}"
+        ) from None
+    inner = offsets[(offsets > start) & (offsets < end)] - start
+    if len(inner) and np.any((np.frombuffer(data, dtype=np.uint8)[inner] & 0xC0) == 0x80):
+        raise pa.ArrowInvalid("a string of the column starts inside a UTF-8 character")
 
 
 def encode_bytes_message(payload: bytes, tag: bytes = b"\x0a") -> bytes:
