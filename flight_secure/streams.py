@@ -93,7 +93,11 @@ def _fixed_row_bytes(schema: pa.Schema) -> float | None:
     total = 0.0
     for field in schema:
         data_type = field.type
-        if data_type.num_fields or pa.types.is_dictionary(data_type):
+        if (
+            data_type.num_fields
+            or pa.types.is_dictionary(data_type)
+            or isinstance(data_type, pa.BaseExtensionType)  # its storage may need dictionaries
+        ):
             return None
         try:
             total += data_type.bit_width / 8

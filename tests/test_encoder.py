@@ -76,3 +76,38 @@ def test_write_options_are_honoured() -> None:
     frames = frames_of(encoder, [FIXED])
     assert frames != writer_frames(FIXED)
     assert read_back(frames)[0][0] == FIXED
+
+
+class DictionaryBacked(pa.ExtensionType):
+    """An extension type whose storage is dictionary-encoded (needs a dictionary batch)."""
+
+    def __init__(self) -> None:
+        super().__init__(pa.dictionary(pa.int8(), pa.string()), "test.dictionary_backed")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):
+        return cls()
+
+
+def test_extension_types_over_dictionaries_keep_their_dictionary() -> None:
+    storage = pa.array(["x", "y", "x"]).dictionary_encode().cast(
+        pa.dictionary(pa.int8(), pa.string())
+    )
+    batch = pa.record_batch({"e": pa.ExtensionArray.from_storage(DictionaryBacked(), storage)})
+    assert FrameEncoder(batch.schema)._row_bytes is None
+    frames = frames_of(FrameEncoder(batch.schema), [batch])
+    assert len(frames) == 3  # schema, dictionary, batch
+    column = read_back(frames)[0][0].column(0)  # the type is not registered: its storage
+    assert column.to_pylist() == ["x", "y", "x"]
+
+
+def test_big_batches_do_not_take_the_one_call_path(monkeypatch) -> None:
+    def refuse(*args):
+        raise AssertionError("a big batch went through RecordBatch.serialize")
+
+    monkeypatch.setattr("flight_secure.streams._serialized_frame", refuse)
+    big = pa.record_batch({"i": pa.array(range(100_000), pa.int64())})
+    assert read_back(frames_of(FrameEncoder(big.schema), [big]))[0][0] == big
