@@ -310,7 +310,7 @@ class FlightClient:
         """
         options = options or _DEFAULT_OPTIONS
         with self._auth_lock:
-            if getattr(auth_handler, "writes_once", False):
+            if _writes_once(auth_handler):
                 call = self._handshake_one_request(auth_handler, options)
             else:
                 outbox = Outbox()
@@ -525,6 +525,17 @@ class FlightClient:
             self.close()
         except Exception:  # interpreter shutdown
             return
+
+
+def _writes_once(handler: ClientAuthHandler) -> bool:
+    """The nearest ``writes_once`` declaration that is not behind an override of
+    ``authenticate``: a subclass that overrides ``authenticate`` must declare it anew."""
+    for cls in type(handler).__mro__:
+        if "writes_once" in vars(cls):
+            return vars(cls)["writes_once"] is True
+        if "authenticate" in vars(cls):
+            return False
+    return False
 
 
 def _release(call: Any) -> None:

@@ -237,18 +237,36 @@ class OneShotBasicClient(PyarrowBasicClient):
     writes_once = True
 
 
+def count_handshake_calls(client) -> dict[str, int]:
+    """Count the client's Handshake calls by kind (stream or single request)."""
+    counts = {"Handshake": 0, "HandshakeOnce": 0}
+    for name in counts:
+        original = client._rpc[name]
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            counts[_name] += 1
+            return _original(*args, **kwargs)
+
+        client._rpc[name] = counted
+    return counts
+
+
 @pytest.mark.parametrize("server_library", [flight, pf], ids=["flight_secure", "pyarrow"])
 def test_writes_once_handlers_log_in_with_a_single_request(server_library) -> None:
     server = whoami_server(server_library)("grpc://localhost:0",
                                            auth_handler=session_auth(server_library))
     with server, flight.connect(f"grpc://localhost:{server.port}") as client:
+        counts = count_handshake_calls(client)
         client.authenticate(OneShotBasicClient("pat", USERS["pat"]))
+        assert counts == {"Handshake": 0, "HandshakeOnce": 1}
         assert identities(client) == (b"pat", b"pat")
         with pytest.raises(flight.FlightUnauthenticatedError):
             client.authenticate(OneShotBasicClient("pat", "wrong"))
 
 
 class WritesTwice(OneShotBasicClient):
+    writes_once = True  # declared, then broken
+
     def authenticate(self, outgoing, incoming):
         outgoing.write(self.basic.serialize())
         self.token = incoming.read()
@@ -256,6 +274,8 @@ class WritesTwice(OneShotBasicClient):
 
 
 class ReadsFirst(OneShotBasicClient):
+    writes_once = True  # declared, then broken
+
     def authenticate(self, outgoing, incoming):
         self.token = incoming.read()
 
@@ -269,4 +289,21 @@ def test_a_handler_breaking_writes_once_gets_a_clear_error(basic_server, handler
         with pytest.raises(flight.FlightError, match=complaint):
             client.authenticate(handler("pat", USERS["pat"]))
         client.authenticate(BasicClientAuthHandler("pat", USERS["pat"]))
+        assert identities(client) == (b"pat", b"pat")
+
+
+class TwoRoundBasicClient(BasicClientAuthHandler):
+    """A subclass that overrides authenticate with two messages: not writes_once any more."""
+
+    def authenticate(self, outgoing, incoming):
+        outgoing.write(self._auth.serialize())
+        self._token = bytes(incoming.read())
+        outgoing.write(b"and one more")
+
+
+def test_a_subclass_overriding_authenticate_runs_as_a_stream(basic_server) -> None:
+    with flight.connect(f"grpc://localhost:{basic_server.port}") as client:
+        counts = count_handshake_calls(client)
+        client.authenticate(TwoRoundBasicClient("pat", USERS["pat"]))
+        assert counts == {"Handshake": 1, "HandshakeOnce": 0}
         assert identities(client) == (b"pat", b"pat")

@@ -203,6 +203,8 @@ class ClientAuthHandler:
     A handler that sets ``writes_once = True`` promises to write exactly one message,
     before its first read. The client then sends the Handshake as a single request
     (no request-stream thread; the same bytes on the wire) and refuses a second write.
+    The promise covers the class's own ``authenticate``: a subclass that overrides
+    ``authenticate`` is a normal handler unless it sets ``writes_once`` itself.
     """
 
     writes_once: bool = False
