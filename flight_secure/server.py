@@ -99,6 +99,9 @@ class FlightServerOptions:
         _check_limits(self)
 
 
+_INT32_MAX = 2**31 - 1
+
+
 def _check_limits(options: FlightServerOptions) -> None:
     """Raise ValueError naming the first limit that cannot work."""
     for name, minimum in (
@@ -107,14 +110,16 @@ def _check_limits(options: FlightServerOptions) -> None:
         ("stream_window_bytes", 1),
     ):
         value = getattr(options, name)
-        if not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")
-    if not options.handshake_timeout > 0:
-        raise ValueError(f"handshake_timeout must be positive, not {options.handshake_timeout!r}")
-    if not options.end_of_stream_grace >= 0:
-        raise ValueError(
-            f"end_of_stream_grace must be zero or positive, not {options.end_of_stream_grace!r}"
-        )
+        if type(value) is not int or not minimum <= value <= _INT32_MAX:
+            raise ValueError(
+                f"{name} must be an integer from {minimum} to {_INT32_MAX}, not {value!r}"
+            )
+    for name, zero_allowed in (("handshake_timeout", False), ("end_of_stream_grace", True)):
+        value = getattr(options, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or value < 0 or (value == 0 and not zero_allowed):
+            bound = "0 or more" if zero_allowed else "above 0"
+            raise ValueError(f"{name} must be a number of seconds {bound}, not {value!r}")
 
 
 def _as_location(location: Any) -> Location:

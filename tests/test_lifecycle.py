@@ -142,7 +142,10 @@ def test_init_starts_serving_with_options() -> None:
         ("max_concurrent_handshakes", -1),
         ("stream_window_bytes", 0),
         ("stream_window_bytes", 1.5),
+        ("stream_window_bytes", 2**31),
+        ("stream_window_bytes", True),
         ("handshake_timeout", 0),
+        ("handshake_timeout", None),
         ("end_of_stream_grace", -0.1),
     ],
 )
