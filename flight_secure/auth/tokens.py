@@ -34,9 +34,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from flight_secure.auth.keys import (
+from flight_secure.auth.keys import (  # the limits stay importable from here
     HMAC_ALGORITHMS,
+    MAX_JWKS_BYTES,
+    MIN_HMAC_SECRET_BYTES,
+    MIN_RSA_BITS,
     PRIVATE_KEY_TYPES,
+    SUPPORTED_ALGORITHMS,
     VerificationKey,
     algorithms_for,
     check_algorithm,
@@ -49,6 +53,7 @@ from flight_secure.auth.keys import (
 )
 
 __all__ = [
+    "MAX_JWKS_BYTES", "MIN_HMAC_SECRET_BYTES", "MIN_RSA_BITS", "SUPPORTED_ALGORITHMS",
     "Claims", "JWTIssuer", "JWTVerifier", "RevocationList", "TokenAlgorithmRefused",
     "TokenAudienceMismatch", "TokenBadSignature", "TokenError", "TokenExpired",
     "TokenIssuerMismatch", "TokenMalformed", "TokenMissingClaim", "TokenNotYetValid",
