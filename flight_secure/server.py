@@ -58,8 +58,10 @@ class FlightServerOptions:
     ``end_of_stream_grace`` is how long a DoPut's end is confirmed before the
     handler's reader reports it (so a cut-off upload never looks finished);
     ``stream_window_bytes`` is how much of one incoming stream gRPC reads ahead
-    of the handler (the HTTP/2 stream window; each stream may buffer this much,
-    and uploads of big batches flow faster with a larger one).
+    of the handler (the HTTP/2 stream window's floor; uploads of big batches flow
+    faster with a larger one). Each open stream may hold this much in memory
+    before its handler, and the auth gate, run: lower it where many untrusted
+    clients may queue uploads behind busy workers.
     """
 
     def __init__(
