@@ -355,6 +355,7 @@ class FrameDecoder:
         self._descriptor: memoryview | None = None
         self.schema: pa.Schema | None = None
         self._pending: deque[tuple[pa.RecordBatch | None, bytes | None]] = deque()
+        self._string_columns: frozenset[int] = frozenset()
         self._ended = False
 
     def start(self) -> None:
@@ -430,13 +431,14 @@ class FrameDecoder:
             if kind == SCHEMA:
                 self._reader = pa.ipc.open_stream(feed, options=self._options)
                 self.schema = self._reader.schema
+                self._string_columns = string_columns(self.schema)
                 return None
             if kind == DICTIONARY_BATCH:
                 return None
             batch = self._reader.read_next_batch()
             # Full validation: offsets and lengths of a hostile peer are checked before
             # any handler reads a value (cheap for fixed-width columns, O(n) for strings).
-            validate_batch(batch)
+            validate_batch(batch, self._string_columns)
         except (pa.ArrowException, OSError, StopIteration, UnicodeDecodeError) as exc:
             feed.clear()
             raise FlightInvalidArgumentError(
@@ -445,7 +447,15 @@ class FrameDecoder:
         return batch, frame.app_metadata
 
 
-def validate_batch(batch: pa.RecordBatch) -> None:
+def string_columns(schema: pa.Schema) -> frozenset[int]:
+    """Indices of the schema's flat ``string``/``large_string`` columns."""
+    return frozenset(
+        index for index, field in enumerate(schema)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+    )
+
+
+def validate_batch(batch: pa.RecordBatch, strings: frozenset[int] | None = None) -> None:
     """What ``batch.validate(full=True)`` checks, with string columns checked faster.
 
     Raises ``pa.ArrowInvalid`` for a batch Arrow's full validation would refuse.
@@ -453,17 +463,21 @@ def validate_batch(batch: pa.RecordBatch) -> None:
     plus "no string starts inside a character" (its offsets, checked in full as a
     binary view): together exactly Arrow's per-value UTF-8 check, ~3x faster.
     Columns with nulls, and every other type, get Arrow's own full validation.
+    ``strings`` is :func:`string_columns` of the batch's schema, computed once per
+    stream by a caller that has it; a batch without string columns costs one call.
     """
+    if strings is None:
+        strings = string_columns(batch.schema)
+    if not strings:
+        batch.validate(full=True)
+        return
     batch.validate()
-    for column in batch.columns:
-        if column.null_count == 0 and _is_flat_string(column.type):
+    for index in range(batch.num_columns):
+        column = batch.column(index)
+        if index in strings and column.null_count == 0:
             _validate_strings(column)
         else:
             column.validate(full=True)
-
-
-def _is_flat_string(data_type: pa.DataType) -> bool:
-    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
 
 
 def _validate_strings(column: pa.Array) -> None:
@@ -472,10 +486,10 @@ def _validate_strings(column: pa.Array) -> None:
     if not len(column):
         return
     offsets_buffer, data_buffer = column.buffers()[1:3]
-    width = 8 if large else 4
+    offset_type = np.dtype(np.int64 if large else np.int32)
     offsets = np.frombuffer(
-        offsets_buffer, dtype=np.int64 if large else np.int32,
-        count=len(column) + 1, offset=column.offset * width,
+        offsets_buffer, dtype=offset_type,
+        count=len(column) + 1, offset=column.offset * offset_type.itemsize,
     )
     start, end = int(offsets[0]), int(offsets[-1])
     if start == end:
