@@ -101,10 +101,9 @@ class _OneMessageSender(ClientAuthSender):
 
     def __init__(self) -> None:
         self.message: bytes | None = None
-        self.sealed = False
 
     def write(self, message: bytes | str) -> None:
-        if self.message is not None or self.sealed:
+        if self.message is not None:
             raise FlightError(
                 "the auth handler declares writes_once but wrote a second message"
             )
@@ -350,7 +349,6 @@ class FlightClient:
                 raise FlightError(
                     "a writes_once auth handler must write its message before the call starts"
                 )
-            sender.sealed = True
             call = self._rpc["HandshakeOnce"](
                 sender.message, metadata=options._metadata, timeout=options.timeout
             )
