@@ -413,31 +413,26 @@ def test_call_without_handshake_is_unauthenticated(auth_peer: Peer) -> None:
         list(auth_peer.client.do_action(auth_peer.flight.Action("whoami", b"")))
 
 
+LOGINS_WITHOUT_SERVER_AUTH = {
+    "handshake": lambda client, flight, options: client.authenticate(
+        token_auth(flight)[1](b"open sesame"), options
+    ),
+    "basic-token": lambda client, flight, options: client.authenticate_basic_token(
+        "alice", "pw", options
+    ),
+}
+
+
+@pytest.mark.parametrize("login", sorted(LOGINS_WITHOUT_SERVER_AUTH))
 @pytest.mark.parametrize("flight", [pa_flight, flight_secure], ids=["pyarrow", "flight_secure"])
-def test_handshake_with_server_without_auth_is_unimplemented(
-    fs_data_server: Any, flight: Any
+def test_login_to_server_without_auth_is_unimplemented(
+    fs_data_server: Any, flight: Any, login: str
 ) -> None:
     client = flight.connect(location_of(fs_data_server))
     started = time.monotonic()
     try:
         with pytest.raises(pa.ArrowNotImplementedError):
-            client.authenticate(
-                token_auth(flight)[1](b"open sesame"), flight.FlightCallOptions(timeout=3)
-            )
-    finally:
-        client.close()
-    assert time.monotonic() - started < 5
-
-
-@pytest.mark.parametrize("flight", [pa_flight, flight_secure], ids=["pyarrow", "flight_secure"])
-def test_basic_token_with_server_without_auth_is_unimplemented(
-    fs_data_server: Any, flight: Any
-) -> None:
-    client = flight.connect(location_of(fs_data_server))
-    started = time.monotonic()
-    try:
-        with pytest.raises(pa.ArrowNotImplementedError):
-            client.authenticate_basic_token("alice", "pw", flight.FlightCallOptions(timeout=3))
+            LOGINS_WITHOUT_SERVER_AUTH[login](client, flight, flight.FlightCallOptions(timeout=3))
     finally:
         client.close()
     assert time.monotonic() - started < 5
