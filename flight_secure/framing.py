@@ -431,6 +431,7 @@ class FrameDecoder:
             if kind == SCHEMA:
                 self._reader = pa.ipc.open_stream(feed, options=self._options)
                 self.schema = self._reader.schema
+                check_field_names(self.schema)
                 self._string_columns = string_columns(self.schema)
                 return None
             if kind == DICTIONARY_BATCH:
@@ -445,6 +446,30 @@ class FrameDecoder:
                 f"FlightData does not hold a valid Arrow IPC message: {exc}"
             ) from None
         return batch, frame.app_metadata
+
+
+def check_field_names(schema: pa.Schema) -> None:
+    """Decode every field name of ``schema``, nested ones included.
+
+    Arrow reads names without checking their UTF-8 and pyarrow decodes them only
+    when first touched, so a peer's bad name would otherwise surface later, in a
+    handler. Raises ``UnicodeDecodeError`` for the first name that is not UTF-8.
+    """
+    pending = []
+    for field in schema:
+        field.name  # noqa: B018 - decoding is the check
+        pending.append(field.type)
+    while pending:
+        data_type = pending.pop()
+        if pa.types.is_dictionary(data_type):
+            pending.append(data_type.value_type)
+        elif isinstance(data_type, pa.BaseExtensionType):
+            pending.append(data_type.storage_type)
+        else:
+            for index in range(data_type.num_fields):
+                child = data_type.field(index)
+                child.name  # noqa: B018
+                pending.append(child.type)
 
 
 def string_columns(schema: pa.Schema) -> frozenset[int]:

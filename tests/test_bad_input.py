@@ -59,6 +59,13 @@ SCHEMA_HEADER = ipc_messages(INTS)[0][0]
 BATCH_HEADER, BATCH_BODY = ipc_messages(INTS)[1]
 
 
+def schema_named_badly(schema: pa.Schema) -> bytes:
+    """``schema``'s IPC header with its field name "zq" turned into two non-UTF-8 bytes."""
+    header = ipc_messages(schema.empty_table())[0][0]
+    assert header.count(b"zq") == 1
+    return header.replace(b"zq", b"\xff\xfe")
+
+
 def _descriptor(**fields: Any) -> bytes:
     return pb.FlightDescriptor(**fields).SerializeToString()
 
@@ -84,6 +91,15 @@ CASES: dict[str, tuple[str, str, Any, grpc.StatusCode, str]] = {
         "DoPut", "stream",
         [flight_data(SCHEMA_HEADER, descriptor="x"), flight_data(BATCH_HEADER, BATCH_BODY[:3])],
         INVALID, "body"),
+    "do_put_field_name_not_utf8": (
+        "DoPut", "stream",
+        [flight_data(schema_named_badly(pa.schema([("zq", pa.int64())])), descriptor="x")],
+        INVALID, "utf-8"),
+    "do_put_nested_field_name_not_utf8": (
+        "DoPut", "stream",
+        [flight_data(schema_named_badly(pa.schema([("s", pa.struct([("zq", pa.int8())]))])),
+                     descriptor="x")],
+        INVALID, "utf-8"),
     "do_exchange_bytes_not_flight_data": (
         "DoExchange", "stream", [b"\x0a\xff\xff\xff\xff\x0f"], INVALID, "FlightData"),
     "get_flight_info_unknown_descriptor_type": (
