@@ -170,6 +170,10 @@ class FlightClient:
             # caller's thread, without the channel's helper thread: measured ~1.5x
             # DoGet throughput with 64 KB batches and ~10-20% faster DoAction.
             (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
+            # Each client has its own connection, as in Arrow's clients: grpcio would
+            # otherwise share one between all clients of a process with the same
+            # target and credentials, and with it the server's per-connection limits.
+            ("grpc.use_local_subchannel_pool", 1),
         ]
         target = self.location.grpc_target()
         if self.location.is_tls:

@@ -154,6 +154,24 @@ def test_options_refuse_limits_that_cannot_work(name: str, value: Any) -> None:
         flight.FlightServerOptions(free_location(), **{name: value})
 
 
+class PeerServer(flight.FlightServerBase):
+    def do_action(self, context: Any, action: Any) -> Iterator[Any]:
+        yield flight.Result(context.peer().encode())
+
+
+def test_each_client_has_its_own_connection() -> None:
+    # As with Arrow's clients; per-connection limits then apply per client.
+    with PeerServer(free_location()) as server:
+        location = location_of(server)
+        with flight.connect(location) as first, flight.connect(location) as second:
+            peers = [
+                next(iter(client.do_action(flight.Action("peer", b"")))).body.to_pybytes()
+                for client in (first, second, first)
+            ]
+    assert peers[0] == peers[2]
+    assert peers[0] != peers[1]
+
+
 def test_wait_returns_after_shutdown() -> None:
     server = PingServer(free_location())
     waited = threading.Event()
