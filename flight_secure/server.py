@@ -61,7 +61,11 @@ class FlightServerOptions:
     of the handler (the HTTP/2 stream window's floor; uploads of big batches flow
     faster with a larger one). Each open stream may hold this much in memory
     before its handler, and the auth gate, run: lower it where many untrusted
-    clients may queue uploads behind busy workers.
+    clients may queue uploads behind busy workers. ``max_streams_per_connection``
+    is how many calls one connection may have open at once (HTTP/2's
+    ``SETTINGS_MAX_CONCURRENT_STREAMS``); a client's further calls wait in that
+    client until one ends, so one connection cannot occupy every worker or stack
+    up unbounded stream windows.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class FlightServerOptions:
         tls_credentials: Any = None,
         end_of_stream_grace: float = 0.01,
         stream_window_bytes: int = 4 * 1024 * 1024,
+        max_streams_per_connection: int = 100,
     ) -> None:
         self.location = _as_location(location)
         self.auth_handler = auth_handler
@@ -98,6 +103,7 @@ class FlightServerOptions:
         self.tls_credentials = tls_credentials
         self.end_of_stream_grace = end_of_stream_grace
         self.stream_window_bytes = stream_window_bytes
+        self.max_streams_per_connection = max_streams_per_connection
         _check_limits(self)
 
 
@@ -110,6 +116,7 @@ def _check_limits(options: FlightServerOptions) -> None:
         ("max_workers", 1),
         ("max_concurrent_handshakes", 1),
         ("stream_window_bytes", 1),
+        ("max_streams_per_connection", 1),
     ):
         value = getattr(options, name)
         if type(value) is not int or not minimum <= value <= _INT32_MAX:
@@ -206,6 +213,7 @@ class FlightServerBase:
             ("grpc.max_metadata_size", options.max_metadata_size),
             ("grpc.so_reuseport", 0),
             ("grpc.http2.lookahead_bytes", options.stream_window_bytes),
+            ("grpc.max_concurrent_streams", options.max_streams_per_connection),
         ]
         server = grpc.server(
             ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="flight-rpc"),

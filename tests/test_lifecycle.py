@@ -144,6 +144,7 @@ def test_init_starts_serving_with_options() -> None:
         ("stream_window_bytes", 1.5),
         ("stream_window_bytes", 2**31),
         ("stream_window_bytes", True),
+        ("max_streams_per_connection", 0),
         ("handshake_timeout", 0),
         ("handshake_timeout", None),
         ("end_of_stream_grace", -0.1),
@@ -170,6 +171,74 @@ def test_each_client_has_its_own_connection() -> None:
             ]
     assert peers[0] == peers[2]
     assert peers[0] != peers[1]
+
+
+class HoldingServer(flight.FlightServerBase):
+    """DoAction handlers count themselves in, then wait until released."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inside = 0
+        self.changed = threading.Condition()
+        self.release = threading.Event()
+
+    def do_action(self, context: Any, action: Any) -> Iterator[Any]:
+        with self.changed:
+            self.inside += 1
+            self.changed.notify_all()
+        self.release.wait(DEADLINE)
+        yield flight.Result(b"done")
+
+    def wait_inside(self, count: int, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.inside >= count, timeout)
+
+
+@pytest.mark.parametrize("peer", ["flight_secure", "pyarrow"])
+def test_one_connection_holds_at_most_max_streams_calls(peer: str) -> None:
+    peer_flight = flight if peer == "flight_secure" else pytest.importorskip("pyarrow.flight")
+    server = HoldingServer(free_location(), max_streams_per_connection=2)
+    location = location_of(server)
+    results: list[list[Any]] = []
+    try:
+        greedy = peer_flight.connect(location)
+        options = peer_flight.FlightCallOptions(timeout=DEADLINE)
+        calls = [
+            threading.Thread(
+                target=lambda: results.append(
+                    list(greedy.do_action(peer_flight.Action("hold", b""), options))
+                ),
+                daemon=True,
+            )
+            for _ in range(3)
+        ]
+        for call in calls:
+            call.start()
+        assert server.wait_inside(2, DEADLINE)
+        # The third call waits in the client for a free stream: a bounded look for
+        # it (it would arrive at once without the limit), then a second connection
+        # is still served.
+        assert not server.wait_inside(3, 0.5)
+        with flight.connect(location) as other:
+            assert server.wait_inside(3, 0) is False
+            other_call = threading.Thread(
+                target=lambda: list(
+                    other.do_action(flight.Action("hold", b""), flight.FlightCallOptions(
+                        timeout=DEADLINE))
+                ),
+                daemon=True,
+            )
+            other_call.start()
+            assert server.wait_inside(3, DEADLINE)
+            server.release.set()
+            other_call.join(DEADLINE)
+        for call in calls:
+            call.join(DEADLINE)
+        assert len(results) == 3 and server.inside == 4
+        greedy.close()
+    finally:
+        server.release.set()
+        server.shutdown()
 
 
 def test_wait_returns_after_shutdown() -> None:
