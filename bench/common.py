@@ -11,7 +11,11 @@ from types import ModuleType
 from typing import Any, TextIO
 
 HOST = "127.0.0.1"
-IMPL_MODULES = {"flight_secure": "flight_secure", "pyarrow": "pyarrow.flight"}
+IMPL_MODULES = {
+    "flight_secure": "flight_secure",
+    "pyarrow": "pyarrow.flight",
+    "floor": "bench.floor",  # bare grpcio replaying prebuilt replies: the stack's floor
+}
 
 
 def import_flight(impl: str) -> ModuleType:
