@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--auth",
         action="store_true",
-        help="add basic and jwt auth variants (over TLS), per-call overhead and handshakes",
+        help="add basic and jwt auth variants (over TLS), handshakes, and per-call "
+        "auth overhead (over TLS and in plaintext)",
     )
     args = p.parse_args(argv)
     impls = args.impls.split(",")
@@ -185,5 +186,6 @@ def _print(groups: list[dict[str, Any]]) -> None:
             print("\ncalibration band: " + report.band_text(impls[0], group["band"]))
     overhead = report.overhead_table(groups)
     if overhead:
-        print("\nper-call auth overhead: auth over TLS (A) vs TLS alone (B), same impl, ABBA pairs")
+        print("\nper-call auth overhead: with auth (A) vs the same transport without (B), "
+              "same impl, ABBA pairs")
         print(overhead)

@@ -132,10 +132,23 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
 
 
 def overhead(s: Settings, only: list[str] | None) -> list[Workload]:
-    """Small-call latency with auth (side A) against TLS alone (side B), same impl."""
+    """Small-call latency with auth (side A) against the same transport without (side B).
+
+    Same impl on both sides: over TLS (basic, jwt against tls) and in plaintext
+    (jwt_plain against plain), where TLS adds nothing to either side.
+    """
     table = catalogue(s)
-    pairs = [("action", "basic"), ("info", "basic"), ("action", "jwt")]
-    plan = [replace(table[call], variant=scheme, baseline="tls") for call, scheme in pairs]
+    pairs = [
+        ("action", "basic", "tls"),
+        ("info", "basic", "tls"),
+        ("action", "jwt", "tls"),
+        ("action", "jwt_plain", "plain"),
+        ("info", "jwt_plain", "plain"),
+    ]
+    plan = [
+        replace(table[call], variant=scheme, baseline=baseline)
+        for call, scheme, baseline in pairs
+    ]
     return _only(plan, only)
 
 

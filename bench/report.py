@@ -98,13 +98,14 @@ def memory_table(rows: list[Row], impls: tuple[str, str]) -> str:
 
 
 def overhead_table(groups: list[dict[str, Any]]) -> str:
-    """Per impl and call: latency with auth, with TLS only, and the pair-by-pair difference."""
+    """Per impl and call: latency with auth, without, and the pair-by-pair difference."""
     header = [
         "impl",
         "call",
         "auth",
+        "baseline",
         "auth us",
-        "TLS-only us",
+        "baseline us",
         "overhead us median [min-max]",
         "ratio",
     ]
@@ -113,7 +114,7 @@ def overhead_table(groups: list[dict[str, Any]]) -> str:
         if group["kind"] != "auth_overhead":
             continue
         for row in group["rows"]:
-            who = [group["impls"][0], row["name"], row["variant"]]
+            who = [group["impls"][0], row["name"], row["variant"], row["baseline"]]
             if row["status"] != "ok":
                 lines.append([*who, *_problem(row, notes)])
                 continue

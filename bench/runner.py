@@ -70,6 +70,7 @@ def row_for(workload: Workload, body: Row) -> Row:
         "label": workload.label,
         "name": workload.name,
         "variant": workload.variant,
+        "baseline": workload.baseline,
         "unit": workload.unit,
         "higher_is_better": workload.higher_is_better,
         **body,

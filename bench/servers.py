@@ -55,6 +55,8 @@ VARIANTS = {
     "mtls": Variant("mtls", tls=True, mtls=True),
     "basic": Variant("basic", tls=True, auth="basic"),
     "jwt": Variant("jwt", tls=True, auth="jwt"),
+    # Auth overhead alone, without TLS's own cost and noise in the comparison.
+    "jwt_plain": Variant("jwt_plain", auth="jwt"),
 }
 
 
