@@ -64,8 +64,9 @@ class FlightServerOptions:
     clients may queue uploads behind busy workers. ``max_streams_per_connection``
     is how many calls one connection may have open at once (HTTP/2's
     ``SETTINGS_MAX_CONCURRENT_STREAMS``); a client's further calls wait in that
-    client until one ends, so one connection cannot occupy every worker or stack
-    up unbounded stream windows.
+    client until one ends. It bounds the stream windows one connection can fill;
+    set it below ``max_workers`` so that one connection cannot occupy every worker
+    (many connections still can: that takes a limit in front of the server).
     """
 
     def __init__(
