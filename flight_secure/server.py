@@ -62,11 +62,14 @@ class FlightServerOptions:
     faster with a larger one). Each open stream may hold this much in memory
     before its handler, and the auth gate, run: lower it where many untrusted
     clients may queue uploads behind busy workers. ``max_streams_per_connection``
-    is how many calls one connection may have open at once (HTTP/2's
-    ``SETTINGS_MAX_CONCURRENT_STREAMS``); a client's further calls wait in that
-    client until one ends. It bounds the stream windows one connection can fill;
-    set it below ``max_workers`` so that one connection cannot occupy every worker
-    (many connections still can: that takes a limit in front of the server).
+    (default None: no limit, as in gRPC and Arrow) is how many calls one
+    connection may have open at once (HTTP/2's ``SETTINGS_MAX_CONCURRENT_STREAMS``);
+    a client's further calls wait in that client until one ends. It bounds the
+    stream windows one connection can fill, and below ``max_workers`` it keeps one
+    connection from occupying every worker. Caveat, seen in the hostile-input
+    fuzz: with a limit set, a connection whose calls keep being refused later gets
+    some calls reset with ``REFUSED_STREAM`` (UNAVAILABLE) instead of their real
+    error, as gRPC's defence against rapid resets lowers the limit for a while.
     """
 
     def __init__(
@@ -87,7 +90,7 @@ class FlightServerOptions:
         tls_credentials: Any = None,
         end_of_stream_grace: float = 0.01,
         stream_window_bytes: int = 4 * 1024 * 1024,
-        max_streams_per_connection: int = 100,
+        max_streams_per_connection: int | None = None,
     ) -> None:
         self.location = _as_location(location)
         self.auth_handler = auth_handler
@@ -120,6 +123,8 @@ def _check_limits(options: FlightServerOptions) -> None:
         ("max_streams_per_connection", 1),
     ):
         value = getattr(options, name)
+        if value is None and name == "max_streams_per_connection":
+            continue
         if type(value) is not int or not minimum <= value <= _INT32_MAX:
             raise ValueError(
                 f"{name} must be an integer from {minimum} to {_INT32_MAX}, not {value!r}"
@@ -214,8 +219,10 @@ class FlightServerBase:
             ("grpc.max_metadata_size", options.max_metadata_size),
             ("grpc.so_reuseport", 0),
             ("grpc.http2.lookahead_bytes", options.stream_window_bytes),
-            ("grpc.max_concurrent_streams", options.max_streams_per_connection),
         ]
+        if options.max_streams_per_connection is not None:
+            limit = options.max_streams_per_connection
+            grpc_options.append(("grpc.max_concurrent_streams", limit))
         server = grpc.server(
             ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="flight-rpc"),
             handlers=[self._dispatcher.generic_handler()],
