@@ -19,6 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+try:  # only for _read_past_end, which works without it
+    from grpc._cython import cygrpc as _cygrpc
+except ImportError:  # pragma: no cover - other grpcio builds
+    _cygrpc = None
+
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.auth.gate import AuthGate
 from flight_secure.context import ServerCallContext
@@ -338,22 +343,29 @@ class RpcDispatcher:
         """The client's messages; a cancelled or broken call raises FlightCancelledError.
 
         gRPC sometimes ends the messages of a cancelled call as if the client had
-        finished (its cancellation arrives a moment later). For DoPut, where a clean
-        end means "store this", the end is confirmed: if the call ends within
-        ``end_of_stream_grace`` seconds, the upload was cut off, not finished.
+        finished: the cancellation reaches grpcio's bookkeeping a moment later. For
+        DoPut, where a clean end means "store this", the end is confirmed before the
+        handler sees it: after one more read of the call has come back through
+        gRPC (:func:`_read_past_end`), a cancelled call shows as inactive. Where
+        that read cannot be made, the call is watched for ``end_of_stream_grace``
+        seconds instead: if it ends within them, the upload was cut off.
         """
         ended = threading.Event()
-        confirm = method is _M.DO_PUT and self.options.end_of_stream_grace > 0
+        grace = self.options.end_of_stream_grace
+        confirm = method is _M.DO_PUT and grace > 0
         if confirm and not grpc_context.add_callback(ended.set):
             ended.set()
         try:
             yield from requests
         except grpc.RpcError:
             raise FlightCancelledError("the client cancelled the call or disconnected") from None
-        if confirm and (
-            ended.wait(self.options.end_of_stream_grace) or not grpc_context.is_active()
-        ):
-            raise FlightCancelledError("the client went away before it finished the upload")
+        if confirm:
+            if not ended.is_set() and not _read_past_end(grpc_context, grace):
+                ended.wait(grace)
+            if ended.is_set() or not grpc_context.is_active():
+                raise FlightCancelledError(
+                    "the client went away before it finished the upload"
+                )
 
     def _run_do_put(self, state: _CallState, requests: Iterator[Any]) -> Iterator[bytes]:
         def handle(context, descriptor, reader, outbox):
@@ -396,6 +408,34 @@ class RpcDispatcher:
             # blocked writing must wake up (with FlightCancelledError) and return.
             outbox.fail(FlightCancelledError("the client cancelled the call or disconnected"))
         future.result()
+
+
+def _read_past_end(grpc_context: Any, timeout: float) -> bool:
+    """Ask gRPC for one more message of a call whose messages ended; wait for the answer.
+
+    The read goes through the connection's transport like the client's end of
+    stream (or cancellation) did, and its answer comes back through the server's
+    one event queue, so by then grpcio has also handled a cancellation that
+    ended the messages. True when the answer came within ``timeout`` seconds.
+    This reaches into grpcio's server internals; where they differ it returns
+    False at once and the caller falls back to waiting out its grace period.
+    """
+    call = getattr(getattr(grpc_context, "_rpc_event", None), "call", None)
+    start_batch = getattr(call, "start_server_batch", None)
+    receive = getattr(_cygrpc, "ReceiveMessageOperation", None)
+    if start_batch is None or receive is None:
+        return False
+    answered = threading.Event()
+
+    def on_answer(event: Any) -> tuple[None, tuple]:
+        answered.set()
+        return None, ()  # grpcio's tag contract: no finished call, no callbacks
+
+    try:
+        start_batch((receive(0),), on_answer)
+    except Exception:  # a call grpcio no longer takes operations on
+        return False
+    return answered.wait(timeout)
 
 
 def _descriptor_of(decoder: Any) -> FlightDescriptor:

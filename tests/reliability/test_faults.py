@@ -335,6 +335,25 @@ def test_an_upload_cut_off_midway_never_looks_finished() -> None:
     assert clean == 0, f"{clean} of {uploads} cut-off uploads ended like finished ones"
 
 
+@pytest.mark.parametrize("peer", ["flight_secure", "pyarrow"])
+def test_a_finished_upload_is_confirmed_without_waiting_out_the_grace(peer: str) -> None:
+    """The end of an upload is confirmed by one more read through gRPC, not by
+    waiting: with a grace period far longer than the call's deadline, finished
+    uploads still complete and their handlers see a clean end of stream."""
+    peer_flight = flight if peer == "flight_secure" else pytest.importorskip("pyarrow.flight")
+    deadline = peer_flight.FlightCallOptions(timeout=CALL_TIMEOUT)
+    with RecordsUploads(location="grpc://localhost:0",
+                        end_of_stream_grace=6 * CALL_TIMEOUT) as server, \
+            peer_flight.connect(f"grpc://localhost:{server.port}") as client:
+        for index in range(3):
+            writer, _ = client.do_put(peer_flight.FlightDescriptor.for_path(f"whole-{index}"),
+                                      upload(1).schema, deadline)
+            writer.write_table(upload(10))
+            writer.close()
+            assert server.returned.acquire(timeout=CALL_TIMEOUT)
+    assert server.endings == ["end of stream"] * 3
+
+
 @pytest.fixture
 def writer_server(tmp_path: Path) -> Iterator[tuple[Child, int]]:
     """A child server whose handlers write until their call ends (2 worker threads)."""
