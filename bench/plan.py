@@ -95,6 +95,8 @@ def catalogue(s: Settings) -> dict[str, Workload]:
         }
         name = f"{call}_x{s.threads}"
         workloads.append(Workload(name, "plain", "concurrent", "calls/s", True, threaded))
+    put_row = {"call": "put_row", "calls": s.calls, "max_s": s.round_max_s}
+    workloads.append(Workload("put_row", "plain", "latency", "us", False, put_row))
     handshake = {"calls": s.handshakes, "max_s": s.handshake_s}
     workloads.append(Workload("handshake", "plain", "handshake", "ms", False, handshake))
     return {w.name: w for w in workloads}
@@ -118,6 +120,7 @@ def build(s: Settings, tls: bool, auth: bool, only: list[str] | None) -> list[Wo
             "exchange",
             "action",
             "info",
+            "put_row",
             f"action{x}",
             f"info{x}",
         ],

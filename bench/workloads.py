@@ -163,9 +163,26 @@ def _info_call(session: Session) -> Callable[[], None]:
     return call
 
 
+def _put_row_call(session: Session) -> Callable[[], None]:
+    table = pa.table({"x": pa.array([1], pa.int64())})
+    descriptor = session.flight.FlightDescriptor.for_path("bench", "put-row")
+
+    def call() -> None:
+        writer, ack_reader = session.client.do_put(descriptor, table.schema)
+        writer.write_table(table)
+        writer.done_writing()
+        ack = ack_reader.read()
+        writer.close()
+        if ack is None or json.loads(ack.to_pybytes())["rows"] != 1:
+            raise RuntimeError("DoPut: the server did not acknowledge the row")
+
+    return call
+
+
 CALLS: dict[str, Callable[[Session], Callable[[], None]]] = {
     "action": _action_call,
     "info": _info_call,
+    "put_row": _put_row_call,
 }
 
 
