@@ -68,10 +68,10 @@ def _get_once(session: Session, spec: DataSpec) -> int:
     return nbytes
 
 
-def _put_once(session: Session, spec: DataSpec) -> int:
-    """Upload the prepared table; returns its bytes once the server acknowledged all of it."""
-    table = session.upload()
-    descriptor = session.flight.FlightDescriptor.for_path("bench", "put")
+def _upload(session: Session, table: pa.Table, name: str) -> None:
+    """DoPut ``table`` to path ("bench", ``name``); returns once the server acknowledged
+    every row (RuntimeError otherwise)."""
+    descriptor = session.flight.FlightDescriptor.for_path("bench", name)
     writer, ack_reader = session.client.do_put(descriptor, table.schema)
     for batch in table.to_batches():
         writer.write_batch(batch)
@@ -81,6 +81,12 @@ def _put_once(session: Session, spec: DataSpec) -> int:
     if ack is None:
         raise RuntimeError("DoPut: server sent no acknowledgement")
     _expect("DoPut", json.loads(ack.to_pybytes())["rows"], table.num_rows)
+
+
+def _put_once(session: Session, spec: DataSpec) -> int:
+    """Upload the prepared table; returns its bytes once the server acknowledged all of it."""
+    table = session.upload()
+    _upload(session, table, "put")
     return table.nbytes
 
 
@@ -165,16 +171,9 @@ def _info_call(session: Session) -> Callable[[], None]:
 
 def _put_row_call(session: Session) -> Callable[[], None]:
     table = pa.table({"x": pa.array([1], pa.int64())})
-    descriptor = session.flight.FlightDescriptor.for_path("bench", "put-row")
 
     def call() -> None:
-        writer, ack_reader = session.client.do_put(descriptor, table.schema)
-        writer.write_table(table)
-        writer.done_writing()
-        ack = ack_reader.read()
-        writer.close()
-        if ack is None or json.loads(ack.to_pybytes())["rows"] != 1:
-            raise RuntimeError("DoPut: the server did not acknowledge the row")
+        _upload(session, table, "put-row")
 
     return call
 
