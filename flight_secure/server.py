@@ -119,14 +119,14 @@ _INT32_MAX = 2**31 - 1
 
 def _check_limits(options: FlightServerOptions) -> None:
     """Raise ValueError naming the first limit that cannot work."""
-    for name, minimum in (
-        ("max_workers", 1),
-        ("max_concurrent_handshakes", 1),
-        ("stream_window_bytes", 1),
-        ("max_streams_per_connection", 1),
+    for name, minimum, optional in (
+        ("max_workers", 1, False),
+        ("max_concurrent_handshakes", 1, False),
+        ("stream_window_bytes", 1, False),
+        ("max_streams_per_connection", 1, True),  # None: no limit
     ):
         value = getattr(options, name)
-        if value is None and name == "max_streams_per_connection":
+        if value is None and optional:
             continue
         if type(value) is not int or not minimum <= value <= _INT32_MAX:
             raise ValueError(
