@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import PYTHON, ROOT, free_location, location_of
+from conftest import IMPLEMENTATIONS, PYTHON, ROOT, free_location, location_of
 
 import flight_secure as flight
 
@@ -194,9 +194,9 @@ class HoldingServer(flight.FlightServerBase):
             return self.changed.wait_for(lambda: self.inside >= count, timeout)
 
 
-@pytest.mark.parametrize("peer", ["flight_secure", "pyarrow"])
+@pytest.mark.parametrize("peer", sorted(IMPLEMENTATIONS))
 def test_one_connection_holds_at_most_max_streams_calls(peer: str) -> None:
-    peer_flight = flight if peer == "flight_secure" else pytest.importorskip("pyarrow.flight")
+    peer_flight = IMPLEMENTATIONS[peer]
     server = HoldingServer(free_location(), max_streams_per_connection=2)
     location = location_of(server)
     results: list[list[Any]] = []

@@ -24,6 +24,7 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import IMPLEMENTATIONS
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -335,12 +336,12 @@ def test_an_upload_cut_off_midway_never_looks_finished() -> None:
     assert clean == 0, f"{clean} of {uploads} cut-off uploads ended like finished ones"
 
 
-@pytest.mark.parametrize("peer", ["flight_secure", "pyarrow"])
+@pytest.mark.parametrize("peer", sorted(IMPLEMENTATIONS))
 def test_a_finished_upload_is_confirmed_without_waiting_out_the_grace(peer: str) -> None:
     """The end of an upload is confirmed by one more read through gRPC, not by
     waiting: with a grace period far longer than the call's deadline, finished
     uploads still complete and their handlers see a clean end of stream."""
-    peer_flight = flight if peer == "flight_secure" else pytest.importorskip("pyarrow.flight")
+    peer_flight = IMPLEMENTATIONS[peer]
     deadline = peer_flight.FlightCallOptions(timeout=CALL_TIMEOUT)
     with RecordsUploads(location="grpc://localhost:0",
                         end_of_stream_grace=6 * CALL_TIMEOUT) as server, \
