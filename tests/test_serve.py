@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from conftest import wait_until
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from serving import START_TIMEOUT, Lines, Served
 
 import flight_secure
 from flight_secure.auth.passwords import PasswordStore
@@ -38,7 +38,6 @@ from flight_secure.cli.serve import EPILOG
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = {"pyarrow": pa_flight, "flight_secure": flight_secure}
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
-START_TIMEOUT = 30.0
 TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["ann", "ben", "cy"]})
 PERMISSIONS = """\
 [users]
@@ -52,68 +51,6 @@ bob = none
 [dataset scratch]
 alice = read, overwrite
 """
-
-
-class Lines:
-    """The lines of a text stream, collected by a thread; wait for one with a deadline."""
-
-    def __init__(self, stream: Any) -> None:
-        self.lines: list[str] = []
-        self.closed = False
-        self._cond = threading.Condition()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: Any) -> None:
-        for line in stream:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-    def wait_for(self, needle: str, timeout: float = START_TIMEOUT) -> str:
-        """The first line containing ``needle``; AssertionError if none comes in time."""
-        def found() -> str | None:
-            return next((line for line in self.lines if needle in line), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() is not None or self.closed, timeout)
-            line = found()
-        assert line is not None, f"no line with {needle!r} in:\n" + "\n".join(self.lines)
-        return line
-
-    @property
-    def text(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
-
-class Served:
-    """A ``python -m flight_secure serve`` subprocess that has printed its listening line."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flight_secure", "serve", "--port", "0", *args], cwd=cwd,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.out, self.err = Lines(self.process.stdout), Lines(self.process.stderr)
-        try:
-            listening = self.out.wait_for("listening on ")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"server did not start: {self.err.text}") from None
-        self.location = listening.split("listening on ", 1)[1].strip()
-        self.port = int(self.location.rsplit(":", 1)[1])
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Send ``signum`` and return the exit status (SIGKILL after the deadline)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
 
 
 @dataclass
