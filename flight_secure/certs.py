@@ -16,7 +16,6 @@ case-insensitively), so it can never name a path outside the output directory.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import errno
@@ -24,7 +23,6 @@ import ipaddress
 import os
 import re
 import secrets
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["DEFAULT_HOSTS", "KEY_TYPES", "CertificateAuthority", "CertificateExistsError",
-           "DevCertificates", "InvalidNameError", "IssuedCertificate", "add_arguments",
-           "client_file_stem", "generate_dev_certificates", "main", "run"]
+           "DevCertificates", "InvalidNameError", "IssuedCertificate", "client_file_stem",
+           "generate_dev_certificates"]
 
 KEY_TYPES = ("ec", "rsa", "ed25519")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -410,54 +408,7 @@ def generate_dev_certificates(out_dir: PathLike = "certs", hosts: Sequence[str] 
     return DevCertificates(*ca_pair, *server_pair, clients=client_paths, written=tuple(written))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add this tool's options to ``parser``, e.g. a ``flight-secure certs`` subparser."""
-    parser.add_argument("--out", default="certs", metavar="DIR",
-                        help="output directory (default: certs/)")
-    parser.add_argument("--host", action="append", metavar="NAME", help="server DNS name or "
-                        f"IP; repeatable; replaces the default {', '.join(DEFAULT_HOSTS)}")
-    parser.add_argument("--client", action="append", default=[], metavar="NAME",
-                        help="client name, user@domain or URI (spiffe://...); repeatable")
-    parser.add_argument("--days", type=int, default=365, metavar="N",
-                        help="validity in days (default: 365)")
-    parser.add_argument("--key-type", choices=KEY_TYPES, default="ec",
-                        help="key algorithm (default: ec, i.e. P-256)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite existing files, making a new CA")
+if __name__ == "__main__":  # the command line lives in flight_secure.cli.certs
+    from flight_secure.cli.certs import main
 
-
-def run(args: argparse.Namespace) -> int:
-    """Generate certificates from ``add_arguments`` options and print what was written.
-
-    Returns 0, or 2 after one ``error:`` line on stderr for an expected failure (a file
-    exists, a bad name, an unwritable directory).
-    """
-    try:
-        result = generate_dev_certificates(args.out, args.host or DEFAULT_HOSTS, args.client,
-                                           args.days, args.key_type, args.force)
-    except (OSError, ValueError) as exc:
-        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
-        return 2
-    for path in result.written:
-        print(f"wrote {path}")
-    for path in (result.ca_cert, result.server_cert):
-        if path not in result.written:
-            print(f"kept  {path} (existing)")
-    print("the keys are unencrypted: for development only, never for production")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m flight_secure.certs``: parse ``argv`` (default sys.argv) and run."""
-    parser = argparse.ArgumentParser(prog="python -m flight_secure.certs", description="Make "
-                                     "a development CA plus server and client certificates.")
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error argparse has already reported
-        return exc.code if isinstance(exc.code, int) else 2
-    return run(args)
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -28,12 +28,10 @@ from flight_secure.certs import (
     DevCertificates,
     InvalidNameError,
     IssuedCertificate,
-    add_arguments,
     client_file_stem,
     generate_dev_certificates,
-    main,
-    run,
 )
+from flight_secure.cli.certs import add_arguments, main
 
 OPENSSL = "/usr/bin/openssl"
 REPO = Path(__file__).resolve().parents[1]
@@ -380,13 +378,20 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_add_arguments_and_run_work_as_a_subcommand(tmp_path: Path) -> None:
+def test_add_arguments_sets_run_so_it_works_as_a_subcommand(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="flight-secure")
     sub = parser.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("certs"))
     args = parser.parse_args(["certs", "--out", str(tmp_path), "--client", "alice"])
-    assert run(args) == 0
+    assert args.run(args) == 0
     assert openssl_verify(tmp_path / "ca.pem", tmp_path / "alice.pem").returncode == 0
+
+
+def test_the_library_module_holds_no_command_line() -> None:
+    import flight_secure.certs as library
+
+    assert not {"add_arguments", "main", "run"} & set(vars(library))
+    assert "argparse" not in vars(library)
 
 
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
