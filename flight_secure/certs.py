@@ -3,7 +3,9 @@
 ``generate_dev_certificates("certs", clients=["alice"])`` or, from a shell,
 ``python -m flight_secure.certs --out certs --client alice`` writes ``ca.pem``/``ca.key``,
 ``server.pem``/``server.key`` and ``STEM.pem``/``STEM.key`` per client.  Keys are PKCS#8
-PEM, mode 0600 from birth; certificates mode 0644; each file is written atomically.
+PEM, mode 0600 from birth; certificates mode 0644; each file is written atomically.  A
+folder it creates is 0755 (never wider, whatever the umask), so no one else can replace
+a file in it.
 
 Hosts that parse as IP addresses become IP SANs, others DNS SANs.  A client NAME is the
 subject CN and one SAN: a URI SAN if it contains ``://`` (``spiffe://example.org/alice``),
@@ -42,6 +44,9 @@ KEY_TYPES = ("ec", "rsa", "ed25519")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 CLOCK_SKEW = dt.timedelta(minutes=5)
 RSA_KEY_BITS = 3072
+FOLDER_MODE = 0o755
+"""Mode of folders this module creates: readable by all (clients need ``ca.pem``), writable
+by the owner alone (whoever can replace ``ca.pem`` decides which clients are trusted)."""
 _KEY_CLASSES = {"ec": ec.EllipticCurvePrivateKey, "rsa": rsa.RSAPrivateKey,
                 "ed25519": ed25519.Ed25519PrivateKey}
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
@@ -105,6 +110,16 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _make_folder(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0755 at most (the umask may narrow
+    it, never widen it): everyone may read the certificates, only the owner may replace
+    them. A folder that exists is left as it is."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by someone else
+            folder.mkdir(mode=FOLDER_MODE)
 
 
 def _write_pair(cert_pem: bytes, key_pem: bytes, cert_path: PathLike, key_path: PathLike) -> None:
@@ -393,7 +408,7 @@ def generate_dev_certificates(out_dir: PathLike = "certs", hosts: Sequence[str] 
             raise CertificateExistsError(server_pair[0], "and the CA already exist and no new "
                                          "client was requested")
 
-    out.mkdir(parents=True, exist_ok=True)
+    _make_folder(out)
     written: list[Path] = []
     if ca is None:
         ca = CertificateAuthority.create(days=days, key_type=key_type)

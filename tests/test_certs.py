@@ -292,6 +292,27 @@ def test_file_modes_do_not_depend_on_umask(tmp_path: Path) -> None:
         assert mode(result.server_cert) == mode(result.ca_cert) == 0o644
 
 
+def test_new_folders_are_never_writable_by_others_even_under_umask_0(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        result = generate_dev_certificates(tmp_path / "new" / "deeper" / "certs")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "new", tmp_path / "new" / "deeper", result.ca_cert.parent):
+        assert mode(folder) == 0o755, folder
+
+
+def test_python_dash_m_under_umask_0_makes_no_world_writable_folder(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    script = f'umask 000 && exec "{sys.executable}" -m flight_secure.certs --out dev/certs'
+    done = subprocess.run(["/bin/sh", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert mode(tmp_path / "dev") == mode(tmp_path / "dev" / "certs") == 0o755
+    assert mode(tmp_path / "dev" / "certs" / "ca.key") == 0o600
+
+
 # --- lower-level API -------------------------------------------------------------
 
 
