@@ -5,7 +5,8 @@
   one endpoint whose ticket is the name (no location: read it from this server).
 * DoGet: ticket ``name``; the file is streamed in batches.
 * DoPut: descriptor path ``[name]``; the upload becomes ``name.parquet``, atomically.
-  Creating a dataset needs the ``write`` right, replacing one ``overwrite``.
+  Creating a dataset needs the ``write`` right, replacing one ``overwrite``. Without
+  ``write`` the refusal is the same whether or not the dataset exists.
 
 Authentication happens before any of this (the server's auth handler); here the
 caller is ``context.peer_identity()`` ("anonymous" when the server has none), and
@@ -20,7 +21,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from flight_secure.cli.datasets import DatasetFolder, check_name
+from flight_secure.cli.datasets import DatasetFolder, check_name, for_log
 from flight_secure.cli.permissions import Permissions
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
@@ -55,20 +56,15 @@ def caller(context: ServerCallContext) -> tuple[str, str]:
     return principal.name, scheme
 
 
-def _shown(text: str) -> str:
-    """``text`` for a log line: as is when printable, else its repr (no forged lines)."""
-    return text if text.isprintable() else repr(text)
-
-
 def _log_call(who: str, scheme: str, rpc: str, dataset: str, missing: str | None = None) -> None:
     """Log ``"<who> <rpc> <dataset>"`` (+ " refused: no <missing> right") with the fields."""
     fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset,
               "outcome": "refused" if missing else "ok"}
     if missing:
-        log.warning("%s %s %s refused: no %s right", _shown(who), rpc, _shown(dataset),
+        log.warning("%s %s %s refused: no %s right", for_log(who), rpc, for_log(dataset),
                     missing, extra=fields)
     else:
-        log.info("%s %s %s", _shown(who), rpc, _shown(dataset), extra=fields)
+        log.info("%s %s %s", for_log(who), rpc, for_log(dataset), extra=fields)
 
 
 def dataset_of(descriptor: FlightDescriptor) -> str:
@@ -142,10 +138,12 @@ class DatasetServer(FlightServerBase):
     def do_put(self, context: ServerCallContext, descriptor: FlightDescriptor,
                reader: MetadataRecordBatchReader, writer: Any) -> None:
         name = dataset_of(descriptor)
-        exists = self.folder.exists(name)
+        # Rights before existence: a caller who may not write learns nothing of what exists.
+        may_write = self.permissions.allows(caller(context)[0], name, "write")
+        exists = may_write and self.folder.exists(name)
         who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
         batches = (chunk.data for chunk in reader if chunk.data is not None)
         rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
                                  cancelled=context.is_cancelled)
-        log.info("%s stored %s (%d rows)", _shown(who), name, rows)
+        log.info("%s stored %s (%d rows)", for_log(who), for_log(name), rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
