@@ -11,7 +11,8 @@
 Authentication happens before any of this (the server's auth handler); here the
 caller is ``context.peer_identity()`` ("anonymous" when the server has none), and
 every call is logged to ``flight_secure.serve`` as ``"<who> <RPC> <dataset>"``, with
-``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` attached to the record.
+``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` (ok, refused, aborted) attached
+to the record; a refusal or an upload that did not finish adds ``" <outcome>: <why>"``.
 """
 
 from __future__ import annotations
@@ -56,15 +57,16 @@ def caller(context: ServerCallContext) -> tuple[str, str]:
     return principal.name, scheme
 
 
-def _log_call(who: str, scheme: str, rpc: str, dataset: str, missing: str | None = None) -> None:
-    """Log ``"<who> <rpc> <dataset>"`` (+ " refused: no <missing> right") with the fields."""
-    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset,
-              "outcome": "refused" if missing else "ok"}
-    if missing:
-        log.warning("%s %s %s refused: no %s right", for_log(who), rpc, for_log(dataset),
-                    missing, extra=fields)
-    else:
+def _log_call(who: str, scheme: str, rpc: str, dataset: str, outcome: str = "ok",
+              detail: str = "") -> None:
+    """Log ``"<who> <rpc> <dataset>"``, plus ``" <outcome>: <detail>"`` unless the outcome
+    is "ok" (then at INFO, else WARNING), with the fields attached; names are escaped."""
+    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset, "outcome": outcome}
+    if outcome == "ok":
         log.info("%s %s %s", for_log(who), rpc, for_log(dataset), extra=fields)
+    else:
+        log.warning("%s %s %s %s: %s", for_log(who), rpc, for_log(dataset), outcome,
+                    for_log(detail), extra=fields)
 
 
 def dataset_of(descriptor: FlightDescriptor) -> str:
@@ -94,7 +96,10 @@ class DatasetServer(FlightServerBase):
         """Log the call and return the caller's name; PERMISSION_DENIED without ``right``."""
         who, scheme = caller(context)
         allowed = self.permissions.allows(who, name, right)
-        _log_call(who, scheme, rpc, name, None if allowed else right)
+        if allowed:
+            _log_call(who, scheme, rpc, name)
+        else:
+            _log_call(who, scheme, rpc, name, "refused", f"no {right} right")
         if not allowed:
             raise FlightUnauthorizedError(f"{who} may not {right} dataset {name!r}")
         return who
@@ -143,7 +148,11 @@ class DatasetServer(FlightServerBase):
         exists = may_write and self.folder.exists(name)
         who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
         batches = (chunk.data for chunk in reader if chunk.data is not None)
-        rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
-                                 cancelled=context.is_cancelled)
+        try:
+            rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
+                                     cancelled=context.is_cancelled)
+        except FlightError as exc:  # cut off, refused midway, or the server stopping
+            _log_call(who, caller(context)[1], "DoPut", name, "aborted", str(exc))
+            raise
         log.info("%s stored %s (%d rows)", for_log(who), for_log(name), rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
