@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pyarrow as pa
@@ -65,19 +66,24 @@ def serve_fails(folder: Path, *args: str, capsys: pytest.CaptureFixture[str],
 # --------------------------------------------------------------------- TLS files
 
 
-def expired_server_certificate(folder: Path, ca: CertificateAuthority) -> tuple[Path, Path]:
-    """A server certificate from ``ca`` that expired yesterday, and its key."""
+def write_certificate(folder: Path, stem: str, issuer: x509.Name, signer: Any, *,
+                      days: tuple[int, int], ca: bool = False) -> tuple[Path, Path]:
+    """A certificate for localhost/127.0.0.1 valid from ``days[0]`` to ``days[1]`` days
+    from now, signed by ``signer`` (its own new key when None), written with its key
+    as ``STEM.pem``/``STEM.key``; returns the two paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
+    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     certificate = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.certificate.subject).public_key(key.public_key())
+        .issuer_name(issuer).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(ca.private_key, hashes.SHA256()))
-    cert_path, key_path = folder / "expired.pem", folder / "expired.key"
+        .not_valid_before(now + dt.timedelta(days[0])).not_valid_after(now + dt.timedelta(days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(signer or key, hashes.SHA256()))
+    cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
@@ -87,14 +93,14 @@ def expired_server_certificate(folder: Path, ca: CertificateAuthority) -> tuple[
 
 BAD_TLS_FILES = {
     "key-as-certificate": (["--tls-cert", "certs/server.key", "--tls-key", "certs/server.key"],
-                           ["--tls-cert", "certs/server.key", "private key"]),
+                           ["--tls-cert certs/server.key is a private key, not a certificate"]),
     "certificate-as-key": (["--tls-cert", "certs/server.pem", "--tls-key", "certs/server.pem"],
-                           ["--tls-key", "certs/server.pem", "a certificate"]),
+                           ["--tls-key certs/server.pem is a certificate, not a private key"]),
     "mismatched-pair": (["--tls-cert", "certs/server.pem", "--tls-key", "certs/alice.key"],
                         ["certs/alice.key", "certs/server.pem", "do not belong together"]),
-    "key-as-ca": (["--ca", "certs/ca.key"], ["--ca", "certs/ca.key", "private key"]),
+    "key-as-ca": (["--ca", "certs/ca.key"], ["--ca", "certs/ca.key", "is a private key"]),
     "junk-certificate": (["--tls-cert", "junk.pem", "--tls-key", "certs/server.key"],
-                         ["--tls-cert", "junk.pem", "not a PEM file"]),
+                         ["--tls-cert", "junk.pem", "holds no PEM certificate"]),
     "expired": (["--tls-cert", "expired.pem", "--tls-key", "expired.key"],
                 ["--tls-cert", "expired.pem", "expired on"]),
 }
@@ -106,7 +112,8 @@ def test_a_bad_tls_file_is_named_at_start(site: tuple[Path, DevCertificates], ca
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     folder, certs = site
     (folder / "junk.pem").write_text("hello\n")
-    expired_server_certificate(folder, CertificateAuthority.load(certs.ca_cert, certs.ca_key))
+    ca = CertificateAuthority.load(certs.ca_cert, certs.ca_key)
+    write_certificate(folder, "expired", ca.certificate.subject, ca.private_key, days=(-30, -1))
     args, needles = BAD_TLS_FILES[case]
     line = serve_fails(folder, "--auth", "none", *args, capsys=capsys, monkeypatch=monkeypatch)
     assert "could not listen" not in line and "bind" not in line
@@ -172,29 +179,6 @@ def test_auth_none_warns_loudly(site: tuple[Path, DevCertificates]) -> None:
         assert server.stop() == 0
 
 
-def self_signed_server(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost/127.0.0.1 and its key, as ``openssl req
-    -x509`` makes them (the certificate is its own CA)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "own.pem", folder / "own.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def snippet(text: str) -> str:
     """The Python lines of the "connect from Python" text, dedented."""
     lines = text.split("connect from Python:", 1)[1].split("stop with", 1)[0].splitlines()
@@ -204,7 +188,8 @@ def snippet(text: str) -> str:
 def test_the_snippet_with_a_self_signed_certificate_connects_as_printed(
         site: tuple[Path, DevCertificates]) -> None:
     folder, _ = site
-    cert, key = self_signed_server(folder)
+    localhost = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert, key = write_certificate(folder, "own", localhost, None, days=(0, 1), ca=True)
     server = Served(["--data", "data", "--auth", "none", "--tls-cert", cert.name,
                      "--tls-key", key.name], cwd=folder)
     try:
@@ -218,26 +203,19 @@ def test_the_snippet_with_a_self_signed_certificate_connects_as_printed(
         assert server.stop() == 0
 
 
-def test_the_snippet_with_a_certificate_from_an_unnamed_ca_asks_for_it(
-        site: tuple[Path, DevCertificates]) -> None:
+@pytest.mark.parametrize(("extra", "expected"), [
+    ([], ['tls_root_certs=open("CA.pem", "rb").read()',
+          "# CA.pem: the CA that signed the server certificate"]),
+    (["--ca", "certs/ca.pem"], ['tls_root_certs=open("certs/ca.pem", "rb").read()']),
+], ids=["unnamed-ca", "ca-signed-it"])
+def test_the_snippet_names_what_verifies_the_operators_certificate(
+        site: tuple[Path, DevCertificates], extra: list[str], expected: list[str]) -> None:
     folder, certs = site
     server = Served(["--data", "data", "--auth", "none", "--tls-cert", str(certs.server_cert),
-                     "--tls-key", str(certs.server_key)], cwd=folder)
+                     "--tls-key", str(certs.server_key), *extra], cwd=folder)
     try:
         code = snippet(server.out.text)
-        assert 'tls_root_certs=open("CA.pem", "rb").read()' in code
-        assert "# CA.pem: the CA that signed the server certificate" in code
-    finally:
-        assert server.stop() == 0
-
-
-def test_the_snippet_trusts_ca_when_it_signed_the_server_certificate(
-        site: tuple[Path, DevCertificates]) -> None:
-    folder, certs = site
-    server = Served(["--data", "data", "--auth", "none", "--tls-cert", str(certs.server_cert),
-                     "--tls-key", str(certs.server_key), "--ca", "certs/ca.pem"], cwd=folder)
-    try:
-        assert 'tls_root_certs=open("certs/ca.pem", "rb").read()' in snippet(server.out.text)
+        assert all(line in code for line in expected), code
     finally:
         assert server.stop() == 0
 

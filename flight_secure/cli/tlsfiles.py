@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 
 from flight_secure.cli._common import CommandError
 
-_KEY_MARK = b"PRIVATE KEY-----"
-_CERT_MARK = b"-----BEGIN CERTIFICATE-----"
+#: What each kind of PEM file holds, by the end of its BEGIN line.
+_MARKS = {"certificate": b"-----BEGIN CERTIFICATE-----", "private key": b"PRIVATE KEY-----"}
 
 
 def check_not_writable_by_others(path: Path, option: str) -> None:
@@ -33,17 +33,22 @@ def check_not_writable_by_others(path: Path, option: str) -> None:
                            f"what the server trusts; make it yours alone: chmod go-w {path}")
 
 
-def _certificates(path: Path, option: str) -> list[x509.Certificate]:
+def _read_pem(path: Path, option: str, kind: str) -> bytes:
+    """The bytes of ``path``; CommandError unless they hold a PEM ``kind`` (a key of
+    :data:`_MARKS`), saying what they hold instead when that is known."""
     data = path.read_bytes()
-    if _CERT_MARK not in data:
-        what = "a private key" if _KEY_MARK in data else "not a PEM file"
-        raise CommandError(f"{option} {path}: {what}, not a certificate (expected "
-                           "'-----BEGIN CERTIFICATE-----')")
+    if _MARKS[kind] not in data:
+        other = next((name for name, mark in _MARKS.items() if mark in data), None)
+        what = f"is a {other}, not a {kind}" if other else f"holds no PEM {kind}"
+        raise CommandError(f"{option} {path} {what}")
+    return data
+
+
+def _certificates(path: Path, option: str) -> list[x509.Certificate]:
     try:
-        certificates = x509.load_pem_x509_certificates(data)
+        return x509.load_pem_x509_certificates(_read_pem(path, option, "certificate"))
     except ValueError:
         raise CommandError(f"{option} {path}: the certificate in it cannot be read") from None
-    return certificates
 
 
 def _check_dates(certificate: x509.Certificate, path: Path, option: str) -> None:
@@ -57,11 +62,7 @@ def _check_dates(certificate: x509.Certificate, path: Path, option: str) -> None
 
 
 def _private_key(path: Path, option: str) -> object:
-    data = path.read_bytes()
-    if _KEY_MARK not in data:
-        what = "a certificate" if _CERT_MARK in data else "not a PEM file"
-        raise CommandError(f"{option} {path}: {what}, not a private key (expected "
-                           "'-----BEGIN PRIVATE KEY-----' or similar)")
+    data = _read_pem(path, option, "private key")
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:  # cryptography's signal for "this key needs a password"
