@@ -64,11 +64,10 @@ def read_password(from_stdin: bool) -> str:
                                "flight-secure users add --user NAME --password-stdin")
         try:
             password = getpass.getpass("New password: ")
-            repeated = getpass.getpass("Repeat the password: ")
+            if getpass.getpass("Repeat the password: ") != password:
+                raise CommandError("the two passwords differ; nothing was changed")
         except EOFError:  # Ctrl-D at a prompt
             raise CommandError("no password was typed; nothing was changed") from None
-        if repeated != password:
-            raise CommandError("the two passwords differ; nothing was changed")
     if not password:
         raise CommandError("the password is empty; nothing was changed")
     return password
