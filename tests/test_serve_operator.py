@@ -255,6 +255,36 @@ def test_serve_bounds_the_size_of_a_message(site: tuple[Path, DevCertificates],
         assert server.stop() == 0
 
 
+def peak_rss_mib(pid: int) -> int:
+    """The peak resident set size of process ``pid`` so far (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+               .split()[1]) // 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_unauthenticated_huge_requests_cost_serve_less_than_its_limit(
+        site: tuple[Path, DevCertificates]) -> None:
+    folder, certs = site
+    (folder / "users.htpasswd").write_text("")
+    server = Served(["--data", "data", "--users", "users.htpasswd"], cwd=folder)
+    try:
+        before = peak_rss_mib(server.process.pid)
+        codes: list[grpc.StatusCode] = []
+        senders = [threading.Thread(target=lambda: codes.append(unauthenticated_request(
+            server.port, certs.ca_cert_pem(), 256 * MIB))) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(START_TIMEOUT * 4)
+        rise = peak_rss_mib(server.process.pid) - before
+    finally:
+        assert server.stop() == 0
+    print(f"[serve] 4 unauthenticated 256 MiB requests: peak RSS rose {rise} MiB")
+    assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 4
+    assert rise < MAX_MESSAGE_MIB
+
+
 # -------------------------------------------------------------------------- stopping
 
 
