@@ -140,6 +140,16 @@ def test_a_client_ca_others_may_write_is_refused(site: tuple[Path, DevCertificat
     assert "--ca certs/ca.pem is writable by other accounts" in line
 
 
+def test_a_default_password_file_others_may_write_is_refused(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = site
+    (folder / "users.htpasswd").write_text("")
+    (folder / "users.htpasswd").chmod(0o662)
+    line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
+    assert "--users users.htpasswd is writable by other accounts" in line
+
+
 def test_a_port_in_use_is_called_so(site: tuple[Path, DevCertificates],
                                     capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:

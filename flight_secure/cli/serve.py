@@ -190,7 +190,8 @@ def build_server(args: argparse.Namespace) -> Running:
     """
     _check(args)
     folder = DatasetFolder(args.data)
-    for option, path in (("--users", args.users), ("--permissions", args.permissions)):
+    users = (args.users or Path(setup.USERS_FILE)) if args.auth == "basic" else None
+    for option, path in (("--users", users), ("--permissions", args.permissions)):
         if path is not None and path.exists():
             tlsfiles.check_not_writable_by_others(path, option)
     permissions = (load_permissions(args.permissions) if args.permissions
