@@ -669,9 +669,7 @@ class FlightStreamWriter(_StreamWriterBase):
         limit = self._size_limit
         if limit is not None and len(frame) > limit:
             raise FlightWriteSizeExceededError(
-                f"message of {len(frame)} bytes exceeds the write size limit of {limit} bytes",
-                limit,
-                len(frame),
+                "IPC payload size exceeded soft limit", limit, len(frame)
             )
         self._outbox.put(frame)
 
