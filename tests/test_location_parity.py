@@ -7,10 +7,12 @@ them must fail clearly, and a string that is not a URI is refused in Arrow's wor
 
 from __future__ import annotations
 
+import random
 from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.flight as pa_flight
 import pytest
 from conftest import IMPLEMENTATIONS, connected, running_server
 
@@ -67,6 +69,26 @@ def test_a_string_that_is_not_a_uri_is_refused_in_arrows_words(
     with pytest.raises(pa.ArrowInvalid) as refused:
         flight.Location(text)
     assert str(refused.value).startswith(NOT_URIS[text])
+
+
+#: Pieces whose combinations reach every branch of a URI's grammar.
+PIECES = ["grpc", "://", "h", ":1", "[::1]", "[", "]", "%41", "%", "@", "/", "?", "#", ":",
+          "x", "1", " ", "v1.a", "é", "+", ".", "-", "_"]
+
+
+def _verdict(flight: ModuleType, text: str) -> str:
+    try:
+        flight.Location(text)
+    except pa.ArrowInvalid as exc:
+        return str(exc).split(" '")[0]
+    return "accepted"
+
+
+def test_generated_strings_are_accepted_or_refused_as_pyarrow_does() -> None:
+    rng = random.Random(20261125)
+    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 7))) for _ in range(5000)]
+    differ = [t for t in texts if _verdict(flight_secure, t) != _verdict(pa_flight, t)]
+    assert differ == []
 
 
 @pytest.mark.parametrize("flight", IMPLS, ids=IMPL_IDS)
