@@ -230,7 +230,7 @@ def _timestamp_from_proto(message: Any, field: str) -> pa.TimestampScalar | None
 
 
 class FlightEndpoint:
-    """A ticket and the locations where it can be redeemed.
+    """A ticket and the locations where it can be redeemed (read-only, as in pyarrow).
 
     ``ticket`` is a Ticket, str or bytes; ``locations`` an iterable of Location, str or
     bytes (any URI scheme); ``expiration_time`` a ``pyarrow.TimestampScalar`` or None,
@@ -247,18 +247,35 @@ class FlightEndpoint:
         app_metadata: str | bytes = b"",
     ) -> None:
         if isinstance(ticket, Ticket):
-            self.ticket = ticket
+            self._ticket = ticket
         elif isinstance(ticket, str | bytes):
-            self.ticket = Ticket(ticket)
+            self._ticket = Ticket(ticket)
         else:
             raise TypeError(f"ticket must be a Ticket, str or bytes, not {type(ticket).__name__}")
-        self.locations = [_endpoint_location(location) for location in locations]
-        self.expiration_time = _expiration_time(expiration_time)
+        self._locations = [_endpoint_location(location) for location in locations]
+        self._expiration_time = _expiration_time(expiration_time)
         if not isinstance(app_metadata, str | bytes):
             raise TypeError(
                 f"app_metadata must be str or bytes, not {type(app_metadata).__name__}"
             )
-        self.app_metadata = to_bytes(app_metadata)
+        self._app_metadata = to_bytes(app_metadata)
+
+    @property
+    def ticket(self) -> Ticket:
+        return self._ticket
+
+    @property
+    def locations(self) -> list[Location]:
+        return list(self._locations)
+
+    @property
+    def expiration_time(self) -> pa.TimestampScalar | None:
+        """When the ticket expires (UTC, nanoseconds), or None."""
+        return self._expiration_time
+
+    @property
+    def app_metadata(self) -> bytes:
+        return self._app_metadata
 
     def _to_proto(self) -> pb.FlightEndpoint:
         message = pb.FlightEndpoint(
@@ -335,7 +352,7 @@ def _schema_argument(schema: object) -> pa.Schema:
 
 
 class FlightInfo:
-    """How to fetch a flight: its schema, descriptor, endpoints and size.
+    """How to fetch a flight: its schema, descriptor, endpoints and size (read-only).
 
     ``schema`` is a ``pyarrow.Schema`` or None (the info then carries no schema, and
     ``schema`` reads None on both sides of the wire); ``descriptor`` a FlightDescriptor;
@@ -363,15 +380,42 @@ class FlightInfo:
             raise TypeError(
                 f"descriptor must be a FlightDescriptor, not {type(descriptor).__name__}"
             )
-        self.descriptor = descriptor
-        self.endpoints = list(endpoints)
-        for endpoint in self.endpoints:
+        self._descriptor = descriptor
+        self._endpoints = list(endpoints)
+        for endpoint in self._endpoints:
             if not isinstance(endpoint, FlightEndpoint):
                 raise TypeError(f"endpoints must be FlightEndpoints, not {endpoint!r}")
-        self.total_records = _count(total_records, "total_records")
-        self.total_bytes = _count(total_bytes, "total_bytes")
-        self.ordered = bool(ordered)
-        self.app_metadata = _text_bytes(app_metadata, "app_metadata")
+        self._total_records = _count(total_records, "total_records")
+        self._total_bytes = _count(total_bytes, "total_bytes")
+        self._ordered = bool(ordered)
+        self._app_metadata = _text_bytes(app_metadata, "app_metadata")
+
+    @property
+    def descriptor(self) -> FlightDescriptor:
+        return self._descriptor
+
+    @property
+    def endpoints(self) -> list[FlightEndpoint]:
+        return list(self._endpoints)
+
+    @property
+    def total_records(self) -> int:
+        """The record count, or -1 if unknown."""
+        return self._total_records
+
+    @property
+    def total_bytes(self) -> int:
+        """The size in bytes, or -1 if unknown."""
+        return self._total_bytes
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the endpoints are in the order of the data."""
+        return self._ordered
+
+    @property
+    def app_metadata(self) -> bytes:
+        return self._app_metadata
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -505,7 +549,11 @@ class SchemaResult:
     """
 
     def __init__(self, schema: pa.Schema) -> None:
-        self.schema = _schema_argument(schema)
+        self._schema = _schema_argument(schema)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
 
     def serialize(self) -> bytes:
         return pb.SchemaResult(schema=serialize_schema(self.schema)).SerializeToString()

@@ -283,3 +283,21 @@ def test_repr_is_pyarrows_with_our_module_name(case: str) -> None:
 @pytest.mark.parametrize("flight", IMPLS, ids=IMPL_IDS)
 def test_basic_auth_repr_never_shows_the_password(flight: ModuleType) -> None:
     assert "secret" not in repr(flight.BasicAuth("alice", "secret"))
+
+
+READ_ONLY = {
+    "FlightEndpoint": (_endpoint, ["ticket", "locations", "expiration_time", "app_metadata"]),
+    "FlightInfo": (_info, ["schema", "descriptor", "endpoints", "total_records", "total_bytes",
+                           "ordered", "app_metadata"]),
+    "SchemaResult": (lambda f: f.SchemaResult(SCHEMA), ["schema"]),
+}
+READ_ONLY_CASES = [(name, field) for name, (_, fields) in READ_ONLY.items() for field in fields]
+
+
+@pytest.mark.parametrize(("name", "field"), READ_ONLY_CASES,
+                         ids=[".".join(case) for case in READ_ONLY_CASES])
+@pytest.mark.parametrize("flight", IMPLS, ids=IMPL_IDS)
+def test_value_fields_are_read_only(flight: ModuleType, name: str, field: str) -> None:
+    value = READ_ONLY[name][0](flight)
+    with pytest.raises(AttributeError):
+        setattr(value, field, getattr(value, field))
