@@ -81,6 +81,12 @@ class StatementRunner:
     """Checks and runs statements over ``folder`` within ``limits``. Thread-safe."""
 
     def __init__(self, folder: DatasetFolder, limits: SqlLimits) -> None:
+        """Raises ValueError when DuckDB refuses ``limits`` (e.g. a malformed memory size)."""
+        try:
+            open_sandbox({}, memory_limit=limits.memory_limit, threads=limits.threads).close()
+        except duckdb.Error as exc:
+            raise ValueError(f"SQL limits {limits.memory_limit!r}, {limits.threads} threads: "
+                             f"{str(exc).strip().splitlines()[0]}") from None
         self.folder = folder
         self.limits = limits
         self.running = RunningStatements(limits.time_limit)
