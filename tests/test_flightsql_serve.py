@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ def folder(tmp_path: Path) -> Path:
                    data / "visits.parquet")
     store = PasswordStore()
     store.add("alice", "alice-password")
+    store.add("admin", "admin-password")
     store.save(tmp_path / "users.htpasswd")
     return tmp_path
 
@@ -68,6 +70,19 @@ def test_serve_answers_sql_over_its_folder(folder: Path, serve) -> None:
     with connect(folder, location) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT city, sum(n) FROM visits GROUP BY city ORDER BY city")
         assert cursor.fetchall() == [("Lima", 2), ("Oslo", 4)]
+
+
+def test_the_readme_adbc_example_runs_as_written(folder: Path, serve,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### From Python (ADBC)", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    location = serve()
+    monkeypatch.chdir(folder)
+    exec(code.replace("grpc+tls://localhost:8815", location),  # noqa: S102
+         {"PASSWORD": "admin-password", "__name__": "readme"})
+    assert capsys.readouterr().out.strip() == "[('Lima', 1), ('Oslo', 2)]"
 
 
 def test_serve_with_sql_off_says_so(folder: Path, serve) -> None:
