@@ -280,3 +280,33 @@ def test_every_statement_is_audited_with_the_sql_only_at_debug(
 def test_unpack_refuses_other_messages() -> None:
     with pytest.raises(pa.ArrowInvalid):
         unpack(b"")
+
+
+def prepare_and_bind(client: Client, sql: str, parameters: pa.Table) -> bytes:
+    """CreatePreparedStatement, then DoPut the parameters; the handle DoPut returns."""
+    request = sql_pb.ActionCreatePreparedStatementRequest(query=sql)
+    [created] = client.action("CreatePreparedStatement", pack(request))
+    handle = unpack(created).prepared_statement_handle
+    descriptor = flight.FlightDescriptor.for_command(
+        pack(sql_pb.CommandPreparedStatementQuery(prepared_statement_handle=handle)))
+    writer, metadata = client.flight.do_put(descriptor, parameters.schema, client.options)
+    writer.write_table(parameters)
+    writer.done_writing()
+    answer = metadata.read()
+    writer.close()
+    return sql_pb.DoPutPreparedStatementResult.FromString(
+        answer.to_pybytes()).prepared_statement_handle
+
+
+@pytest.mark.parametrize("column", ["1", "anything"])
+def test_positional_parameters_bind_by_column_order_whatever_the_names(
+        alice: Client, column: str) -> None:
+    handle = prepare_and_bind(alice, "SELECT count(*) AS n FROM sales WHERE id = ?",
+                              pa.table({column: [1]}))
+    info = alice.info(sql_pb.CommandPreparedStatementQuery(prepared_statement_handle=handle))
+    assert alice.fetch(info.endpoints[0].ticket.ticket).column("n").to_pylist() == [2]
+
+
+def test_binding_more_than_one_row_is_refused(alice: Client) -> None:
+    with pytest.raises(pa.ArrowInvalid, match="one row"):
+        prepare_and_bind(alice, "SELECT ? AS x", pa.table({"1": [1, 2]}))

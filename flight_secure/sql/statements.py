@@ -144,12 +144,13 @@ class StatementRunner:
 
     def schema(self, caller: Caller, statement: Statement, what: str) -> pa.Schema:
         """The result schema of ``statement`` (run with LIMIT 0, checked as any run)."""
-        self.check(caller, statement.sql, what)
+        analysis = self.check(caller, statement.sql, what)
         connection = self._sandbox(caller)
         try:
             with self.running.track("", caller.name, connection, caller.is_cancelled) as entry:
                 try:
-                    relation = connection.sql(statement.sql, params=_params(statement))
+                    relation = connection.sql(statement.sql,
+                                              params=_params(statement, analysis))
                     return relation.limit(0).to_arrow_table().schema
                 except duckdb.Error as exc:
                     raise _flight_error(exc, entry.stop_reason, self.limits) from None
@@ -179,12 +180,14 @@ class StatementRunner:
         """Yields the result's schema first, then its batches; audits at the end."""
         started = time.monotonic()
         rows, outcome = 0, "failed"
-        connection = self._sandbox(caller)
+        connection = None
         try:
+            connection = self._sandbox(caller)
             with self.running.track(statement.query_id, caller.name, connection,
                                     caller.is_cancelled) as entry:
                 try:
-                    relation = connection.sql(statement.sql, params=_params(statement))
+                    relation = connection.sql(statement.sql,
+                                              params=_params(statement, analysis))
                     reader = relation.to_arrow_reader(self.limits.batch_rows)
                     yield reader.schema
                     for batch in reader:
@@ -199,21 +202,22 @@ class StatementRunner:
                     outcome = "cancelled"
                     raise
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
             audit.record(caller.name, "query", self.datasets_of(analysis), rows=rows,
                          seconds=time.monotonic() - started, outcome=outcome,
                          sql=statement.sql)
 
 
-def _params(statement: Statement) -> list[Any] | dict[str, Any] | None:
-    """The bound row as DuckDB parameters: positional by column order, or by name."""
+def _params(statement: Statement, analysis: Analysis) -> list[Any] | dict[str, Any] | None:
+    """The bound row as DuckDB parameters: by column order when the SQL's parameters
+    are positional (``?``, ``$1``), else by column name (``$name``)."""
     if statement.parameters is None:
         return None
-    values = statement.parameters.to_pylist()[0]
-    names = statement.parameters.schema.names
-    if all(name.isdigit() for name in names) or not names:
-        return list(values.values())
-    return values
+    row = statement.parameters.to_pylist()[0]
+    if all(name.isdigit() for name in analysis.parameters):
+        return list(row.values())
+    return row
 
 
 def _flight_error(exc: duckdb.Error, stop_reason: str | None, limits: SqlLimits) -> FlightError:
