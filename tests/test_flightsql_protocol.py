@@ -41,10 +41,10 @@ class Client:
 
     def info(self, message: Any, **kw: Any) -> flight.FlightInfo:
         descriptor = flight.FlightDescriptor.for_command(pack(message))
-        return self.flight.get_flight_info(descriptor, self._options(**kw))
+        return self.flight.get_flight_info(descriptor, self.call_options(**kw))
 
     def fetch(self, ticket: bytes, **kw: Any) -> pa.Table:
-        return self.flight.do_get(flight.Ticket(ticket), self._options(**kw)).read_all()
+        return self.flight.do_get(flight.Ticket(ticket), self.call_options(**kw)).read_all()
 
     def query(self, sql: str) -> pa.Table:
         return self.fetch(self.info(sql_pb.CommandStatementQuery(query=sql)).endpoints[0]
@@ -54,7 +54,7 @@ class Client:
         results = self.flight.do_action(flight.Action(kind, body), self.options)
         return [r.body.to_pybytes() for r in results]
 
-    def _options(self, timeout: float | None = None) -> flight.FlightCallOptions:
+    def call_options(self, timeout: float | None = None) -> flight.FlightCallOptions:
         if timeout is None:
             return self.options
         return flight.FlightCallOptions(headers=self.options.headers, timeout=timeout)
@@ -310,3 +310,22 @@ def test_positional_parameters_bind_by_column_order_whatever_the_names(
 def test_binding_more_than_one_row_is_refused(alice: Client) -> None:
     with pytest.raises(pa.ArrowInvalid, match="one row"):
         prepare_and_bind(alice, "SELECT ? AS x", pa.table({"1": [1, 2]}))
+
+
+def test_an_ingest_cut_off_midway_leaves_no_dataset(
+        site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    client = Client(site, "alice")
+    command = sql_pb.CommandStatementIngest(table="cut_off")
+    command.table_definition_options.if_not_exist = \
+        sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_NOT_EXIST_OPTION_CREATE
+    descriptor = flight.FlightDescriptor.for_command(pack(command))
+    batch = pa.record_batch({"v": pa.array(range(100_000))})
+    with caplog.at_level(logging.INFO, logger="flight_secure.sql.audit"):
+        writer, _ = client.flight.do_put(descriptor, batch.schema, client.call_options(timeout=1))
+        writer.write_batch(batch)  # and no end of stream: the deadline cuts the upload off
+        wait_until(lambda: any(getattr(r, "what", "") == "ingest" and r.datasets == ["cut_off"]
+                               for r in caplog.records), timeout=10)
+    [ended] = [r for r in caplog.records if getattr(r, "what", "") == "ingest"]
+    assert ended.outcome == "failed"
+    assert sorted(p.name for p in site.data.iterdir() if "cut_off" in p.name) == []
+    client.flight.close()
