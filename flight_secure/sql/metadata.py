@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -61,7 +62,7 @@ def like(pattern: str | None) -> Callable[[str], bool]:
     return lambda name: regex.fullmatch(name) is not None
 
 
-def _no_catalog_wanted(command: object) -> bool:
+def _no_catalog_wanted(command: Any) -> bool:
     """False when the command names a catalog: this server has none (only "" matches)."""
     return not command.HasField("catalog") or command.catalog == ""
 

@@ -18,7 +18,7 @@ through SQL (the datasets are files: upload them with ingestion), XDBC type info
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -122,7 +122,7 @@ class FlightSqlService:
         if statement is not None:
             return self.runner.stream(caller, statement.with_query_id())
         self._metadata_schema(message)  # refuses what is not a metadata command
-        return pa.RecordBatchReader.from_batches(*_table_parts(self._metadata(caller, message)))
+        return self._metadata(caller, message).to_reader()
 
     def _statement(self, message: Any) -> Statement | None:
         """The statement a query command runs; None for other commands."""
@@ -168,7 +168,7 @@ class FlightSqlService:
             return metadata.table_types()
         return self._metadata_schema(message).empty_table()
 
-    def _schema_getter(self, name: str) -> Any:
+    def _schema_getter(self, name: str) -> Callable[[], pa.Schema]:
         return lambda: self.folder.describe(name).schema
 
     # ------------------------------------------------------------------ DoPut
@@ -293,6 +293,3 @@ def _unsupported(message: Any) -> FlightError:
         return FlightUnimplementedError(_READ_ONLY)
     return FlightInvalidArgumentError(f"{name} is not valid here")
 
-
-def _table_parts(table: pa.Table) -> tuple[pa.Schema, list[pa.RecordBatch]]:
-    return table.schema, table.to_batches()
