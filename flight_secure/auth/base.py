@@ -137,8 +137,9 @@ class CallCredentials:
         encoded = self._authorization("Basic")
         if encoded is None:
             return None
+        padded = encoded + "=" * (-len(encoded) % 4)  # Arrow Go's client sends no padding
         try:
-            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+            decoded = base64.b64decode(padded, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise ValueError("authorization: Basic header is not valid base64 UTF-8") from None
         user, sep, password = decoded.partition(":")

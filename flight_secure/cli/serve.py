@@ -81,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for --auth jwt: required aud claim")
     parser.add_argument("--certs-dir", type=Path, default=Path("certs"), metavar="DIR",
                         help="where development certificates are kept (default ./certs)")
+    parser.add_argument("--sql", choices=("auto", "on", "off"), default="auto",
+                        help="Flight SQL over the datasets (needs flight-secure[sql]); "
+                        "auto: on when DuckDB is installed (default)")
+    parser.add_argument("--sql-memory", default="1GB", metavar="SIZE",
+                        help="memory limit of one SQL query (default 1GB)")
+    parser.add_argument("--sql-timeout", type=float, default=600.0, metavar="S",
+                        help="seconds one SQL query may run (default 600)")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     parser.set_defaults(run=run)
 
@@ -100,6 +107,26 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError("--auth mtls with your own --tls-cert needs --ca (the client CA)")
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port}: not a TCP port")
+    if not args.sql_timeout > 0:
+        raise CommandError(f"--sql-timeout {args.sql_timeout:g}: give seconds above 0")
+
+
+def _sql_service(args: argparse.Namespace, folder: DatasetFolder) -> Any:
+    """The Flight SQL service ``--sql`` asks for, or None."""
+    if args.sql == "off":
+        return None
+    try:
+        from flight_secure.sql import FlightSqlService, SqlLimits
+    except ImportError:
+        if args.sql == "on":
+            raise CommandError("--sql on needs DuckDB: pip install 'flight-secure[sql]'") \
+                from None
+        log.info("Flight SQL is off: DuckDB is not installed (pip install 'flight-secure[sql]')")
+        return None
+    from importlib.metadata import version
+
+    limits = SqlLimits(memory_limit=args.sql_memory, time_limit=args.sql_timeout)
+    return FlightSqlService(folder, limits, server_version=version("flight-secure"))
 
 
 @dataclass
@@ -184,14 +211,16 @@ def build_server(args: argparse.Namespace) -> Running:
                                "tls_certificates": [pair], "auth_handler": handler}
     if connection.mtls:
         options.update(verify_client=True, root_certificates=client_ca)
+    sql = _sql_service(args, folder)
     try:
-        server = DatasetServer(folder, permissions, **options)
+        server = DatasetServer(folder, permissions, sql=sql, **options)
     except BaseException:
         setup.close_handler(handler)
         raise
     connection.port = server.port
-    log.info("serving %s with --auth %s%s; rights from %s", folder.root, args.auth,
-             " and client certificates" if connection.mtls else "", permissions.summary())
+    log.info("serving %s with --auth %s%s%s; rights from %s", folder.root, args.auth,
+             " and client certificates" if connection.mtls else "",
+             ", Flight SQL on" if sql is not None else "", permissions.summary())
     return Running(server, connection, handler, store, args.permissions, permissions_stamp)
 
 
