@@ -84,6 +84,16 @@ class FlightCallOptions:
         # A call that brings its own token overrides the session token.
         self._sets_token = any(key == AUTH_TOKEN_HEADER for key, _ in self._metadata)
 
+    def __repr__(self) -> str:
+        """pyarrow's form; unset options show the values a call uses (-1.0: no timeout)."""
+        timeout = -1.0 if self.timeout is None else float(self.timeout)
+        return (
+            f"<flight_secure.FlightCallOptions timeout={timeout} "
+            f"headers={list(self.headers or [])}\n"
+            f" read_options={self.read_options or pa.ipc.IpcReadOptions()}\n"
+            f" write_options={self.write_options or pa.ipc.IpcWriteOptions()}\n>"
+        )
+
 
 _DEFAULT_OPTIONS = FlightCallOptions()
 
@@ -659,9 +669,7 @@ class FlightStreamWriter(_StreamWriterBase):
         limit = self._size_limit
         if limit is not None and len(frame) > limit:
             raise FlightWriteSizeExceededError(
-                f"message of {len(frame)} bytes exceeds the write size limit of {limit} bytes",
-                limit,
-                len(frame),
+                "IPC payload size exceeded soft limit", limit, len(frame)
             )
         self._outbox.put(frame)
 

@@ -43,6 +43,9 @@ _TAG_HEADER = b"\x12"
 _TAG_APP_METADATA = b"\x1a"
 _TAG_BODY = b"\xc2\x3e"  # field 1000
 
+#: The largest field protobuf can carry: Arrow's implementations refuse bigger ones.
+_MAX_FIELD_BYTES = 2**31 - 1
+
 # Arrow IPC MessageHeader union values (Message.fbs).
 SCHEMA = 1
 DICTIONARY_BATCH = 2
@@ -70,8 +73,12 @@ def encode_flight_data(
     """The wire bytes of one ``FlightData`` message.
 
     ``body`` is a sequence of buffer-like pieces whose sizes add up to
-    ``body_length``; they are written back to back as ``data_body``.
+    ``body_length``; they are written back to back as ``data_body``. Raises
+    ``pyarrow.ArrowCapacityError`` for ``app_metadata`` of 2 GiB or more, as Arrow
+    does: no other Flight implementation could read that message.
     """
+    if app_metadata and len(app_metadata) > _MAX_FIELD_BYTES:
+        raise pa.ArrowCapacityError("app_metadata size overflow (>= 2**31)")
     parts: list = []
     if descriptor:
         parts += (_TAG_DESCRIPTOR, _varint(len(descriptor)), descriptor)
@@ -532,7 +539,12 @@ def _validate_strings(column: pa.Array) -> None:
 
 
 def encode_bytes_message(payload: bytes, tag: bytes = b"\x0a") -> bytes:
-    """A message whose only field is one bytes field (PutResult, Result, Ticket...)."""
+    """A message whose only field is one bytes field (PutResult, Result, Ticket...).
+
+    Raises ``pyarrow.ArrowCapacityError`` for a payload of 2 GiB or more.
+    """
+    if len(payload) > _MAX_FIELD_BYTES:
+        raise pa.ArrowCapacityError("field size overflow (>= 2**31)")
     if not payload:
         return b""
     return b"".join((tag, _varint(len(payload)), payload))

@@ -8,6 +8,9 @@
   Creating a dataset needs the ``write`` right, replacing one ``overwrite``. Without
   ``write`` the refusal is the same whether or not the dataset exists.
 
+With a Flight SQL service (``sql``), CMD descriptors, tickets and actions that carry
+Flight SQL messages go to it instead (:mod:`flight_secure.sql`), under the same rights.
+
 Authentication happens before any of this (the server's auth handler); here the
 caller is ``context.peer_identity()`` ("anonymous" when the server has none), and
 every call is logged to ``flight_secure.serve`` as ``"<who> <RPC> <dataset>"``, with
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flight_secure.cli.datasets import DatasetFolder, check_name, for_log
 from flight_secure.cli.permissions import Permissions
@@ -29,17 +32,23 @@ from flight_secure.errors import (
     FlightError,
     FlightInvalidArgumentError,
     FlightUnauthorizedError,
+    FlightUnimplementedError,
 )
 from flight_secure.server import FlightServerBase
 from flight_secure.streams import MetadataRecordBatchReader, RecordBatchStream
 from flight_secure.types import (
+    Action,
     DescriptorType,
     FlightDescriptor,
     FlightEndpoint,
     FlightInfo,
+    Result,
     SchemaResult,
     Ticket,
 )
+
+if TYPE_CHECKING:
+    from flight_secure.sql import Caller, FlightSqlService
 
 log = logging.getLogger("flight_secure.serve")
 
@@ -81,13 +90,15 @@ class DatasetServer(FlightServerBase):
     """Serves ``folder`` to authenticated callers, as ``permissions`` allow.
 
     ``server_options`` are FlightServerBase's (location, auth_handler,
-    tls_certificates, ...); giving any starts the server at once.
+    tls_certificates, ...); giving any starts the server at once. ``sql`` serves
+    Flight SQL beside the datasets (None: Flight SQL commands are UNIMPLEMENTED).
     """
 
     def __init__(self, folder: DatasetFolder, permissions: Permissions,
-                 **server_options: Any) -> None:
+                 sql: FlightSqlService | None = None, **server_options: Any) -> None:
         self.folder = folder
         self.permissions = permissions
+        self.sql = sql
         super().__init__(**server_options)
 
     # ------------------------------------------------------------------ helpers
@@ -103,6 +114,21 @@ class DatasetServer(FlightServerBase):
         if not allowed:
             raise FlightUnauthorizedError(f"{who} may not {right} dataset {name!r}")
         return who
+
+    def _sql_caller(self, context: ServerCallContext) -> Caller:
+        from flight_secure.sql import Caller
+
+        who, _ = caller(context)
+        return Caller(who, lambda name, right: self.permissions.allows(who, name, right),
+                      context.is_cancelled)
+
+    def _sql_command(self, descriptor: FlightDescriptor) -> bytes | None:
+        """The Flight SQL command a CMD descriptor carries (None for a dataset path)."""
+        if descriptor.descriptor_type != DescriptorType.CMD:
+            return None
+        if self.sql is None:
+            raise FlightUnimplementedError("Flight SQL is off on this server")
+        return descriptor.command if self.sql.handles_command(descriptor.command) else None
 
     def _info(self, name: str, descriptor: FlightDescriptor | None = None) -> FlightInfo:
         described = self.folder.describe(name)
@@ -125,23 +151,38 @@ class DatasetServer(FlightServerBase):
 
     def get_flight_info(self, context: ServerCallContext,
                         descriptor: FlightDescriptor) -> FlightInfo:
+        command = self._sql_command(descriptor)
+        if command is not None:
+            schema, ticket = self.sql.flight_info(self._sql_caller(context), command)
+            return FlightInfo(schema, descriptor, [FlightEndpoint(ticket, [])], -1, -1)
         name = dataset_of(descriptor)
         self._allow(context, "GetFlightInfo", name, "read")
         return self._info(name, descriptor)
 
     def get_schema(self, context: ServerCallContext,
                    descriptor: FlightDescriptor) -> SchemaResult:
+        command = self._sql_command(descriptor)
+        if command is not None:
+            return SchemaResult(self.sql.schema(self._sql_caller(context), command))
         name = dataset_of(descriptor)
         self._allow(context, "GetSchema", name, "read")
         return SchemaResult(self.folder.describe(name).schema)
 
     def do_get(self, context: ServerCallContext, ticket: Ticket) -> RecordBatchStream:
+        if self.sql is not None and self.sql.handles_ticket(ticket.ticket):
+            return RecordBatchStream(self.sql.stream(self._sql_caller(context), ticket.ticket))
         name = check_name(ticket.ticket)
         self._allow(context, "DoGet", name, "read")
         return RecordBatchStream(self.folder.reader(name))
 
     def do_put(self, context: ServerCallContext, descriptor: FlightDescriptor,
                reader: MetadataRecordBatchReader, writer: Any) -> None:
+        command = self._sql_command(descriptor)
+        if command is not None:
+            batches = (chunk.data for chunk in reader if chunk.data is not None)
+            writer.write(self.sql.put(self._sql_caller(context), command, reader.schema,
+                                      batches))
+            return
         name = dataset_of(descriptor)
         # Rights before existence: a caller who may not write learns nothing of what exists.
         may_write = self.permissions.allows(caller(context)[0], name, "write")
@@ -156,3 +197,13 @@ class DatasetServer(FlightServerBase):
             raise
         log.info("%s stored %s (%d rows)", for_log(who), for_log(name), rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
+
+    def list_actions(self, context: ServerCallContext) -> list[tuple[str, str]]:
+        return self.sql.action_types() if self.sql is not None else []
+
+    def do_action(self, context: ServerCallContext, action: Action) -> Iterator[Result]:
+        if self.sql is None or not self.sql.handles_action(action.type):
+            raise FlightUnimplementedError(f"unknown action {action.type!r}")
+        body = action.body.to_pybytes() if action.body is not None else b""
+        for result in self.sql.action(self._sql_caller(context), action.type, body):
+            yield Result(result)

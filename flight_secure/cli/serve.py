@@ -108,6 +108,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain", type=float, default=DRAIN_SECONDS, metavar="S",
                         help="on SIGTERM/Ctrl-C, seconds calls in flight get to finish "
                         f"while new ones are refused (default {DRAIN_SECONDS:g})")
+    parser.add_argument("--sql", choices=("auto", "on", "off"), default="auto",
+                        help="Flight SQL over the datasets (needs flight-secure[sql]); "
+                        "auto: on when DuckDB is installed (default)")
+    parser.add_argument("--sql-memory", default="1GB", metavar="SIZE",
+                        help="memory limit of one SQL query (default 1GB)")
+    parser.add_argument("--sql-timeout", type=float, default=600.0, metavar="S",
+                        help="seconds one SQL query may run (default 600)")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     parser.set_defaults(run=run)
 
@@ -131,6 +138,26 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--max-message-size {args.max_message_size}: give 1 to 2047 MiB")
     if not 0 <= args.drain <= 3600:
         raise CommandError(f"--drain {args.drain:g}: give 0 to 3600 seconds")
+    if not args.sql_timeout > 0:
+        raise CommandError(f"--sql-timeout {args.sql_timeout:g}: give seconds above 0")
+
+
+def _sql_service(args: argparse.Namespace, folder: DatasetFolder) -> Any:
+    """The Flight SQL service ``--sql`` asks for, or None."""
+    if args.sql == "off":
+        return None
+    try:
+        from flight_secure.sql import FlightSqlService, SqlLimits
+    except ImportError:
+        if args.sql == "on":
+            raise CommandError("--sql on needs DuckDB: pip install 'flight-secure[sql]'") \
+                from None
+        log.info("Flight SQL is off: DuckDB is not installed (pip install 'flight-secure[sql]')")
+        return None
+    from importlib.metadata import version
+
+    limits = SqlLimits(memory_limit=args.sql_memory, time_limit=args.sql_timeout)
+    return FlightSqlService(folder, limits, server_version=version("flight-secure"))
 
 
 @dataclass
@@ -210,8 +237,9 @@ def build_server(args: argparse.Namespace) -> Running:
                                "max_message_size": args.max_message_size * MIB}
     if connection.mtls:
         options.update(verify_client=True, root_certificates=client_ca)
+    sql = _sql_service(args, folder)
     try:
-        server = DatasetServer(folder, permissions, **options)
+        server = DatasetServer(folder, permissions, sql=sql, **options)
     except FlightError:
         setup.close_handler(handler)
         reason = _why_not_listening(args.host, args.port)
@@ -222,8 +250,9 @@ def build_server(args: argparse.Namespace) -> Running:
         setup.close_handler(handler)
         raise
     connection.port = server.port
-    log.info("serving %s with --auth %s%s; rights from %s", folder.root, args.auth,
-             " and client certificates" if connection.mtls else "", permissions.summary())
+    log.info("serving %s with --auth %s%s%s; rights from %s", folder.root, args.auth,
+             " and client certificates" if connection.mtls else "",
+             ", Flight SQL on" if sql is not None else "", permissions.summary())
     return Running(server, connection, handler, store, args.permissions, permissions_stamp)
 
 
