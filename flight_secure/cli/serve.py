@@ -20,10 +20,8 @@ import argparse
 import errno
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from flight_secure.cli._common import CommandError, one_line
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import default_permissions, load_permissions
+from flight_secure.cli.stopping import StopSignals, drain
 from flight_secure.errors import FlightError
 from flight_secure.types import CertKeyPair, Location
 
@@ -330,64 +329,16 @@ def run(args: argparse.Namespace) -> int:
                         stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     running = build_server(args)
-    signals = Signals()
+    signals = StopSignals()
     try:
         _warn_open_door(args, running.connection)
         print(banner(running, args), flush=True)
         print(f"listening on {running.connection.location}", flush=True)
         while not signals.wait(RELOAD_INTERVAL):
             running.reload_changed_files()
-        _drain(running, args.drain, signals)
+        drain(running.server, args.drain, signals)
     finally:
         running.close()
         signals.restore()
     print("stopped", flush=True)
     return 0
-
-
-class Signals:
-    """Counts SIGINT and SIGTERM while installed; :meth:`wait` for the next one."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._event = threading.Event()
-        self._previous = {sig: signal.signal(sig, self._received)
-                          for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _received(self, *_: object) -> None:
-        self.count += 1
-        self._event.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True when a signal came (since the last wait that returned True)."""
-        if self._event.wait(timeout):
-            self._event.clear()
-            return True
-        return False
-
-    def wake(self) -> None:
-        self._event.set()
-
-    def restore(self) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-
-
-def _drain(running: Running, seconds: float, signals: Signals) -> None:
-    """Refuse new calls and give those in flight ``seconds`` to finish; a further
-    signal cancels them at once."""
-    print(f"stopping: new calls are refused; calls in flight have up to {seconds:g} s to "
-          "finish (Ctrl-C again to stop at once)", flush=True)
-    log.info("draining for up to %g s", seconds)
-    drained = threading.Event()
-
-    def drain() -> None:
-        running.server.shutdown(seconds)
-        drained.set()
-        signals.wake()
-
-    threading.Thread(target=drain, name="serve-drain", daemon=True).start()
-    signals.wait()
-    if not drained.is_set():
-        print("stopping at once: calls in flight are cancelled", flush=True)
-        running.server.shutdown(0)
