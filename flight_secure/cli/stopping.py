@@ -50,9 +50,6 @@ class StopSignals:
 def drain(server: FlightServerBase, seconds: float, signals: StopSignals) -> None:
     """Stop ``server``: new calls refused now, calls in flight cancelled after ``seconds``
     or at the next signal, whichever comes first. Returns once it has stopped."""
-    print(f"stopping: new calls are refused; calls in flight have up to {seconds:g} s to "
-          "finish (Ctrl-C again to stop at once)", flush=True)
-    log.info("draining for up to %g s", seconds)
     drained = threading.Event()
 
     def shut_down() -> None:
@@ -61,6 +58,9 @@ def drain(server: FlightServerBase, seconds: float, signals: StopSignals) -> Non
         signals.wake()
 
     threading.Thread(target=shut_down, name="serve-drain", daemon=True).start()
+    print(f"stopping: new calls are refused; calls in flight have up to {seconds:g} s to "
+          "finish (Ctrl-C again to stop at once)", flush=True)
+    log.info("draining for up to %g s", seconds)
     signals.wait()
     if not drained.is_set():
         print("stopping at once: calls in flight are cancelled", flush=True)
