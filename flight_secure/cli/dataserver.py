@@ -5,7 +5,8 @@
   one endpoint whose ticket is the name (no location: read it from this server).
 * DoGet: ticket ``name``; the file is streamed in batches.
 * DoPut: descriptor path ``[name]``; the upload becomes ``name.parquet``, atomically.
-  Creating a dataset needs the ``write`` right, replacing one ``overwrite``.
+  Creating a dataset needs the ``write`` right, replacing one ``overwrite``. Without
+  ``write`` the refusal is the same whether or not the dataset exists.
 
 With a Flight SQL service (``sql``), CMD descriptors, tickets and actions that carry
 Flight SQL messages go to it instead (:mod:`flight_secure.sql`), under the same rights.
@@ -13,7 +14,8 @@ Flight SQL messages go to it instead (:mod:`flight_secure.sql`), under the same 
 Authentication happens before any of this (the server's auth handler); here the
 caller is ``context.peer_identity()`` ("anonymous" when the server has none), and
 every call is logged to ``flight_secure.serve`` as ``"<who> <RPC> <dataset>"``, with
-``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` attached to the record.
+``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` (ok, refused, aborted) attached
+to the record; a refusal or an upload that did not finish adds ``" <outcome>: <why>"``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from flight_secure.cli.datasets import DatasetFolder, check_name
+from flight_secure.cli.datasets import DatasetFolder, check_name, for_log
 from flight_secure.cli.permissions import Permissions
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
@@ -64,20 +66,16 @@ def caller(context: ServerCallContext) -> tuple[str, str]:
     return principal.name, scheme
 
 
-def _shown(text: str) -> str:
-    """``text`` for a log line: as is when printable, else its repr (no forged lines)."""
-    return text if text.isprintable() else repr(text)
-
-
-def _log_call(who: str, scheme: str, rpc: str, dataset: str, missing: str | None = None) -> None:
-    """Log ``"<who> <rpc> <dataset>"`` (+ " refused: no <missing> right") with the fields."""
-    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset,
-              "outcome": "refused" if missing else "ok"}
-    if missing:
-        log.warning("%s %s %s refused: no %s right", _shown(who), rpc, _shown(dataset),
-                    missing, extra=fields)
+def _log_call(who: str, scheme: str, rpc: str, dataset: str, outcome: str = "ok",
+              detail: str = "") -> None:
+    """Log ``"<who> <rpc> <dataset>"``, plus ``" <outcome>: <detail>"`` unless the outcome
+    is "ok" (then at INFO, else WARNING), with the fields attached; names are escaped."""
+    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset, "outcome": outcome}
+    if outcome == "ok":
+        log.info("%s %s %s", for_log(who), rpc, for_log(dataset), extra=fields)
     else:
-        log.info("%s %s %s", _shown(who), rpc, _shown(dataset), extra=fields)
+        log.warning("%s %s %s %s: %s", for_log(who), rpc, for_log(dataset), outcome,
+                    for_log(detail), extra=fields)
 
 
 def dataset_of(descriptor: FlightDescriptor) -> str:
@@ -109,7 +107,10 @@ class DatasetServer(FlightServerBase):
         """Log the call and return the caller's name; PERMISSION_DENIED without ``right``."""
         who, scheme = caller(context)
         allowed = self.permissions.allows(who, name, right)
-        _log_call(who, scheme, rpc, name, None if allowed else right)
+        if allowed:
+            _log_call(who, scheme, rpc, name)
+        else:
+            _log_call(who, scheme, rpc, name, "refused", f"no {right} right")
         if not allowed:
             raise FlightUnauthorizedError(f"{who} may not {right} dataset {name!r}")
         return who
@@ -183,12 +184,18 @@ class DatasetServer(FlightServerBase):
                                       batches))
             return
         name = dataset_of(descriptor)
-        exists = self.folder.exists(name)
+        # Rights before existence: a caller who may not write learns nothing of what exists.
+        may_write = self.permissions.allows(caller(context)[0], name, "write")
+        exists = may_write and self.folder.exists(name)
         who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
         batches = (chunk.data for chunk in reader if chunk.data is not None)
-        rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
-                                 cancelled=context.is_cancelled)
-        log.info("%s stored %s (%d rows)", _shown(who), name, rows)
+        try:
+            rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
+                                     cancelled=context.is_cancelled)
+        except FlightError as exc:  # cut off, refused midway, or the server stopping
+            _log_call(who, caller(context)[1], "DoPut", name, "aborted", str(exc))
+            raise
+        log.info("%s stored %s (%d rows)", for_log(who), for_log(name), rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
 
     def list_actions(self, context: ServerCallContext) -> list[tuple[str, str]]:
