@@ -88,9 +88,9 @@ class RpcDispatcher:
         self.server = server
         self.options = options
         self.gate = AuthGate(
-            options.auth_handler,
-            tls_identity=options.verify_client,
-            authorizer=options.authorizer,
+            _auth_handler(options),
+            options.authorizer,
+            require_certificate=options.verify_client,
         )
         self.middleware_factories = options.middleware
         self.handshake_slots = threading.BoundedSemaphore(options.max_concurrent_handshakes)
@@ -313,7 +313,7 @@ class RpcDispatcher:
 
     def _handshake_exchange(self, state: _CallState, requests: Iterator[bytes]):
         context = state.context
-        if self.gate.handler is None:
+        if self.options.auth_handler is None:
             raise FlightUnimplementedError(
                 "this server has no auth handler, so there is no handshake to run"
             )
@@ -325,7 +325,7 @@ class RpcDispatcher:
 
         def run() -> Any:
             try:
-                return self.gate.handshake(context.credentials, payloads, send, context)
+                return self.gate.handshake(context.credentials, payloads, send)
             finally:
                 outbox.close()
 
@@ -408,6 +408,16 @@ class RpcDispatcher:
             # blocked writing must wake up (with FlightCancelledError) and return.
             outbox.fail(FlightCancelledError("the client cancelled the call or disconnected"))
         future.result()
+
+
+def _auth_handler(options: FlightServerOptions) -> Any:
+    """The server's handler; with ``verify_client`` and none given, the certificate's
+    identity is the caller's (a call without a certificate is refused)."""
+    if options.auth_handler is None and options.verify_client:
+        from flight_secure.auth.mtls import MutualTLSServerAuthHandler
+
+        return MutualTLSServerAuthHandler()
+    return options.auth_handler
 
 
 def _read_past_end(grpc_context: Any, timeout: float) -> bool:

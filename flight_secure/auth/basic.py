@@ -22,8 +22,7 @@ wrong password alike; every login is audited (``flight_secure.audit``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -74,11 +73,11 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
     to tokens already issued); a ``roles`` claim in the token adds to them.
     ``guard`` limits and throttles password checks; by default the handler makes
     its own :class:`LoginGuard` (default limits), which :meth:`close` stops.
-    ``issue_claims(call) -> Mapping`` (optional) adds claims to each session token
-    it issues; :class:`~flight_secure.auth.mtls.MutualTLSServerAuthHandler` sets it
-    to bind tokens to the client certificate of the login.
-    The Principal of a call has ``method="basic"``, ``name`` the user name and the
-    token's claims.
+    A session token carries the login call's
+    :attr:`~flight_secure.auth.base.CallCredentials.token_claims` (how
+    :class:`~flight_secure.auth.mtls.MutualTLSServerAuthHandler` binds it to the
+    client certificate of the login). The Principal of a call has
+    ``method="basic"``, ``name`` the user name and the token's claims.
     """
 
     method = "basic"
@@ -86,9 +85,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
     def __init__(self, store: PasswordStore, issuer: JWTIssuer | None = None,
                  verifier: JWTVerifier | None = None, *,
                  roles: Mapping[str, Iterable[str]] | None = None,
-                 guard: LoginGuard | None = None, token_ttl: float = 900.0,
-                 issue_claims: Callable[[CallCredentials], Mapping[str, Any]] | None = None,
-                 ) -> None:
+                 guard: LoginGuard | None = None, token_ttl: float = 900.0) -> None:
         if (issuer is None) != (verifier is None):
             raise ValueError("give both issuer and verifier (the verifier must accept the "
                              "issuer's tokens), or neither for an ephemeral signing key")
@@ -103,7 +100,6 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         self._roles = roles
         self._owns_guard = guard is None
         self.guard = LoginGuard() if guard is None else guard
-        self.issue_claims = issue_claims
 
     def __repr__(self) -> str:
         return f"BasicServerAuthHandler(store={self.store!r}, issuer={self.issuer!r})"
@@ -118,14 +114,14 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         granted = self._roles.get(name, ()) if self._roles else ()
         return claim_roles(claims, "roles").union(granted)
 
-    def issue_token(
-        self, user: str, password: str | bytes, peer: str, call: CallCredentials | None = None
-    ) -> str:
+    def issue_token(self, user: str, password: str | bytes, call: CallCredentials) -> str:
         """A session token for ``user`` if ``password`` is right, else UNAUTHENTICATED.
 
         The check runs in the guard (which may also refuse: locked out, busy); the
-        outcome is audited with the reason, never the password.
+        outcome is audited with the reason, never the password. The token carries
+        ``call.token_claims``.
         """
+        peer = call.peer
         decision = self.guard.check(user, peer_host(peer),
                                     lambda: self.store.verify(user, password))
         if not decision.allowed:
@@ -134,8 +130,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             raise FlightUnauthenticatedError(REFUSALS[decision.reason])
         audit_event(logging.INFO, "login ok", who=user, method=self.method, peer=peer,
                     reason="password verified")
-        extra = self.issue_claims(call) if self.issue_claims and call is not None else {}
-        return self.issuer.issue(user, **extra)
+        return self.issuer.issue(user, **call.token_claims)
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """Log in from ``authorization: Basic``; a Bearer header is checked as a token.
@@ -149,17 +144,16 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         if credentials is None:
             return super().authenticate_headers(call)
         user, password = credentials
-        token = self.issue_token(user, password, call.peer, call)
+        token = self.issue_token(user, password, call)
         principal = self.login(token, call.peer)
         return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
 
-    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader,
-                     context: Any = None) -> None:
+    def authenticate_handshake(self, call: CallCredentials, outgoing: ServerAuthSender,
+                               incoming: ServerAuthReader) -> None:
         """Message handshake: read one serialized BasicAuth, reply with the token.
 
         A payload that is too large or not a BasicAuth message is refused with
-        UNAUTHENTICATED before any password check. ``context`` (flight_secure's
-        server passes the ServerCallContext) supplies the peer.
+        UNAUTHENTICATED before any password check.
         """
         payload = incoming.read()
         if len(payload) > MAX_HANDSHAKE_PAYLOAD:
@@ -173,9 +167,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             raise FlightUnauthenticatedError(
                 "handshake payload is not a serialized BasicAuth message"
             ) from None
-        peer = context.peer() if context is not None else "-"
-        call = getattr(context, "credentials", None)
-        token = self.issue_token(auth.username.decode("utf-8"), auth.password, peer, call)
+        token = self.issue_token(auth.username.decode("utf-8"), auth.password, call)
         outgoing.write(token.encode("ascii"))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from flight_secure.auth.base import (
     CallCredentials,
@@ -36,6 +35,7 @@ from flight_secure.auth.base import (
 )
 from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired
 from flight_secure.errors import FlightUnauthenticatedError
+from flight_secure.types import FlightMethod
 
 __all__ = ["JWTClientAuthHandler", "JWTServerAuthHandler", "audit_event", "claim_roles"]
 
@@ -146,16 +146,17 @@ class JWTServerAuthHandler(ServerAuthHandler):
         principal = self.login(token, call.peer)
         return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
 
-    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader,
-                     context: Any = None) -> None:
-        """Message handshake: the payload is the token; the reply echoes it.
-
-        ``context`` (the ServerCallContext, passed by flight_secure's server) only
-        supplies the peer for the audit log; pyarrow's two-argument call works too.
-        """
+    def authenticate_handshake(self, call: CallCredentials, outgoing: ServerAuthSender,
+                               incoming: ServerAuthReader) -> None:
+        """Message handshake: the payload is the token; the reply echoes it."""
         payload = incoming.read()
-        self.login(payload.decode("latin-1"), context.peer() if context is not None else "-")
+        self.login(payload.decode("latin-1"), call.peer)
         outgoing.write(payload)
+
+    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader) -> None:
+        """pyarrow's Handshake (no call at hand): as :meth:`authenticate_handshake`."""
+        self.authenticate_handshake(CallCredentials.from_values(FlightMethod.HANDSHAKE),
+                                    outgoing, incoming)
 
     def is_valid(self, token: bytes) -> str:
         """pyarrow's per-call check: the identity of a valid token, else UNAUTHENTICATED."""

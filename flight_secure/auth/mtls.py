@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from flight_secure.auth.base import (
+    CERTIFICATE_REQUIRED,
     CallCredentials,
     CertificateInfo,
     HeaderLogin,
@@ -44,7 +45,6 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
-from flight_secure.auth.gate import _accepts_context
 from flight_secure.errors import FlightUnauthenticatedError, FlightUnauthorizedError
 
 __all__ = [
@@ -70,10 +70,6 @@ _SAN_KINDS: dict[str, type[x509.GeneralName]] = {
 }
 CNF_CLAIM = "cnf"
 THUMBPRINT_MEMBER = "x5t#S256"
-CERTIFICATE_REQUIRED = (
-    "client certificate required: this server authenticates callers by mutual TLS "
-    "(connect over grpc+tls:// with cert_chain= and private_key=)"
-)
 
 
 def _certificate(pem: bytes | str) -> x509.Certificate:
@@ -178,27 +174,31 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
 
     The server must verify client certificates (``verify_client=True`` with
     ``root_certificates``); a call without one is refused with UNAUTHENTICATED
-    (:data:`CERTIFICATE_REQUIRED`). ``identity_from`` orders the identity sources
-    (see :func:`principal_from_certificate`). ``allowed``, when given, lists the
-    identities let in (an empty list lets no one in); a verified certificate with
-    another identity is refused with PERMISSION_DENIED.
+    (:data:`CERTIFICATE_REQUIRED`), and an engine that cannot see certificates
+    refuses this handler at configuration (``needs_certificate``). ``identity_from``
+    orders the identity sources (see :func:`principal_from_certificate`).
+    ``allowed``, when given, lists the identities let in (an empty list lets no one
+    in); a verified certificate with another identity is refused with
+    PERMISSION_DENIED.
 
     Without ``inner``, the certificate's Principal is the caller's. With ``inner``
     (a token handler), each call needs the certificate *and* ``inner``'s approval:
-    the Handshake is delegated to ``inner`` (``authenticate_headers``, then
-    ``authenticate``), every other call to ``inner.authenticate_call`` (or to
-    ``inner.is_valid`` with the ``auth-token-bin`` header), and the caller's
-    Principal is ``inner``'s with ``certificate`` attached.
+    this handler checks the certificate, then hands the call to the same hook of
+    ``inner`` (``authenticate_headers``, ``authenticate_handshake``,
+    ``authenticate_call``); the caller's Principal is ``inner``'s with
+    ``certificate`` attached.
 
     ``bind_tokens=True`` (needs ``inner``) accepts a token only if the Principal
     ``inner`` returns carries the claim ``cnf: {"x5t#S256": ...}`` equal to the
-    thumbprint of the connection's certificate; unbound tokens are refused. If
-    ``inner`` has an ``issue_claims`` attribute (the hook by which a token-issuing
-    handler adds claims, called as ``issue_claims(call) -> Mapping`` whenever it
-    issues a token in a Handshake), this handler sets it so issued tokens carry
-    the binding for the certificate presented in that Handshake (an existing
-    hook's claims are kept).
+    thumbprint of the connection's certificate; unbound tokens are refused. In a
+    Handshake, ``inner`` is handed the call with that binding in its
+    :attr:`~flight_secure.auth.base.CallCredentials.token_claims`, so a handler
+    that issues tokens (``BasicServerAuthHandler``) binds them to the certificate
+    presented. ``inner`` itself is never changed: wrapping it twice binds the same
+    certificate once.
     """
+
+    needs_certificate = True
 
     def __init__(
         self,
@@ -216,9 +216,10 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
         self.identity_from = _sources(identity_from)
         self.allowed = None if allowed is None else frozenset(allowed)
         self.bind_tokens = bind_tokens
-        self._inner_wants_context = _accepts_context(inner)
-        if bind_tokens and hasattr(inner, "issue_claims"):
-            inner.issue_claims = _with_binding(inner.issue_claims)
+
+    def __repr__(self) -> str:
+        return (f"MutualTLSServerAuthHandler(inner={self.inner!r}, "
+                f"bind_tokens={self.bind_tokens})")
 
     # ------------------------------------------------------------ the contract
 
@@ -227,7 +228,9 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
         certificate = self._certified(call)
         if self.inner is None:
             return Principal(name=certificate.identity, method="mtls", certificate=certificate)
-        principal = self._inner_principal(call)
+        principal = self.inner.authenticate_call(call)
+        if not isinstance(principal, Principal):
+            raise FlightUnauthenticatedError("the token was not accepted")
         if self.bind_tokens:
             _check_binding(principal, certificate)
         return dataclasses.replace(principal, certificate=certificate)
@@ -235,36 +238,35 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """A Handshake: check the certificate, then let ``inner`` log in from headers."""
         certificate = self._certified(call)
-        hook = getattr(self.inner, "authenticate_headers", None)
-        login = hook(call) if hook is not None else None
+        if self.inner is None:
+            return None
+        login = self.inner.authenticate_headers(self._for_inner(call))
         if login is None:
             return None
         principal = dataclasses.replace(login.principal, certificate=certificate)
         return HeaderLogin(principal, login.response_headers)
 
-    def authenticate(
-        self, outgoing: ServerAuthSender, incoming: ServerAuthReader, context: Any = None
-    ) -> None:
-        """A Handshake without header login: check the certificate, then run ``inner``'s.
+    def authenticate_handshake(self, call: CallCredentials, outgoing: ServerAuthSender,
+                               incoming: ServerAuthReader) -> None:
+        """A Handshake without header login: check the certificate, then run ``inner``'s."""
+        self._certified(call)
+        if self.inner is not None:
+            self.inner.authenticate_handshake(self._for_inner(call), outgoing, incoming)
 
-        ``context`` is the call's ServerCallContext (the server passes it); without
-        it the certificate cannot be seen and the Handshake is refused.
-        """
-        if context is None:
-            raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
-        self._certified(context.credentials)
-        if self.inner is None:
-            return
-        if self._inner_wants_context:
-            self.inner.authenticate(outgoing, incoming, context)
-        else:
-            self.inner.authenticate(outgoing, incoming)
+    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader) -> None:
+        """Not usable alone: without the call there is no certificate to check."""
+        raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
 
     def is_valid(self, token: bytes) -> bytes:
         """Not usable alone: a token says nothing about the connection's certificate."""
         raise FlightUnauthenticatedError(
             "MutualTLSServerAuthHandler needs the call's certificate: use authenticate_call"
         )
+
+    def close(self) -> None:
+        """Close ``inner``."""
+        if self.inner is not None:
+            self.inner.close()
 
     # ---------------------------------------------------------------- helpers
 
@@ -284,32 +286,11 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
             )
         return info
 
-    def _inner_principal(self, call: CallCredentials) -> Principal:
-        hook = getattr(self.inner, "authenticate_call", None)
-        if hook is not None:
-            return hook(call)
-        identity = self.inner.is_valid(call.auth_token or b"")
-        if identity is None:
-            raise FlightUnauthenticatedError("the token was not accepted")
-        name = identity.decode("utf-8", "replace") if isinstance(identity, bytes) else str(identity)
-        return Principal(name=name, method="token")
-
-
-ClaimsHook = Callable[[CallCredentials], Mapping[str, Any]]
-
-
-def _with_binding(existing: ClaimsHook | None) -> ClaimsHook:
-    """An ``issue_claims`` hook adding the binding of the Handshake's certificate."""
-
-    def issue_claims(call: CallCredentials) -> Mapping[str, Any]:
-        pem = call.peer_certificate_pem
-        if pem is None:
-            raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
-        claims = dict(existing(call)) if existing is not None else {}
-        claims.update(binding_claims(pem))
-        return claims
-
-    return issue_claims
+    def _for_inner(self, call: CallCredentials) -> CallCredentials:
+        """The call as ``inner`` sees it: with the certificate binding to put in tokens."""
+        if not self.bind_tokens:
+            return call
+        return call.with_token_claims(binding_claims(call.peer_certificate_pem))
 
 
 def _check_binding(principal: Principal, certificate: CertificateInfo) -> None:

@@ -129,9 +129,9 @@ class CountingLogins(BasicServerAuthHandler):
         super().__init__(store)
         self.entered = threading.Semaphore(0)
 
-    def authenticate(self, outgoing: Any, incoming: Any, context: Any = None) -> None:
+    def authenticate_handshake(self, call: Any, outgoing: Any, incoming: Any) -> None:
         self.entered.release()
-        super().authenticate(outgoing, incoming, context)
+        super().authenticate_handshake(call, outgoing, incoming)
 
 
 def test_concurrent_handshakes_are_bounded(store: PasswordStore) -> None:
