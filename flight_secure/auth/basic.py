@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,6 +33,7 @@ from flight_secure.auth.base import (
     ClientAuthReader,
     ClientAuthSender,
     HeaderLogin,
+    Principal,
     ServerAuthReader,
     ServerAuthSender,
 )
@@ -110,9 +112,16 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             self.guard.close()
 
     def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
-        """The roles ``roles`` grants ``name`` plus those of the token's ``roles`` claim."""
-        granted = self._roles.get(name, ()) if self._roles else ()
-        return claim_roles(claims, "roles").union(granted)
+        """The roles of the token's ``roles`` claim (``roles`` adds to them per call)."""
+        return claim_roles(claims, "roles")
+
+    def current(self, principal: Principal, peer: str) -> Principal:
+        """``principal`` with the roles ``roles`` grants its user now."""
+        granted = self._roles.get(principal.name) if self._roles else None
+        if not granted:
+            return principal
+        roles = principal.roles.union(granted)
+        return principal if roles == principal.roles else replace(principal, roles=roles)
 
     def issue_token(self, user: str, password: str | bytes, call: CallCredentials) -> str:
         """A session token for ``user`` if ``password`` is right, else UNAUTHENTICATED.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flight_secure.auth.base import (
     CallCredentials,
@@ -33,6 +34,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
+from flight_secure.auth.cache import TokenCache
 from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired
 from flight_secure.errors import FlightUnauthenticatedError
 from flight_secure.types import FlightMethod
@@ -45,6 +47,8 @@ ASK_FOR_CREDENTIALS = "authentication required: no token (auth-token-bin or Bear
 EXPIRED = "token has expired; authenticate again"
 INVALID = "invalid token"
 SCOPE_CLAIMS = ("scope", "scp")
+
+T = TypeVar("T")
 
 
 def audit_event(level: int, event: str, *, who: str, method: str, peer: str,
@@ -70,16 +74,15 @@ def _presented_token(call: CallCredentials) -> str | None:
     return call.bearer_token or None
 
 
-def _verify(verifier: JWTVerifier, token: str | None, peer: str, method: str) -> Claims:
-    """The verified claims of ``token``, or raise UNAUTHENTICATED.
+def _refuse_on_token_error(check: Callable[[Any], T], value: Any, peer: str,
+                           method: str) -> T:
+    """``check(value)``, with a TokenError turned into UNAUTHENTICATED.
 
     The client learns only "expired" or "invalid"; which check failed goes to the
     audit log (``reason``), never the token itself.
     """
-    if not token:
-        raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
     try:
-        return verifier.verify(token)
+        return check(value)
     except TokenError as exc:
         audit_event(logging.WARNING, "token refused", who="-", method=method, peer=peer,
                     reason=f"{type(exc).__name__}: {exc}")
@@ -106,33 +109,68 @@ class JWTServerAuthHandler(ServerAuthHandler):
     string, else the token is refused); ``roles_claim`` names the claim listing the
     caller's roles, joined by the roles of the ``scope``/``scp`` claims. The
     :class:`Principal` has ``method="jwt"`` and the verified claims.
+
+    The Principal of each verified token is kept for the token's life in a
+    :class:`~flight_secure.auth.cache.TokenCache` of ``cache_size`` entries, so a
+    token costs one signature check, then a lookup per call; revocation and
+    :meth:`current` are checked on every call, and the cache is not used across a
+    change of the verifier's keys.
     """
 
     method = "jwt"
 
     def __init__(self, verifier: JWTVerifier, *, identity_claim: str = "sub",
-                 roles_claim: str = "roles") -> None:
+                 roles_claim: str = "roles", cache_size: int = 4096) -> None:
         self.verifier = verifier
         self.identity_claim = identity_claim
         self._role_claims = (roles_claim, *SCOPE_CLAIMS)
+        self._verified: TokenCache[tuple[Principal, int]] = TokenCache(cache_size)
 
     def __repr__(self) -> str:
-        return f"JWTServerAuthHandler(verifier={self.verifier!r})"
+        return f"{type(self).__name__}(verifier={self.verifier!r})"
 
     def login(self, token: str | None, peer: str) -> Principal:
         """The Principal of a valid ``token`` from ``peer``, else UNAUTHENTICATED."""
-        claims = _verify(self.verifier, token, peer, self.method)
+        if not token:
+            raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
+        verifier = self.verifier
+        verifier.refresh_if_stale()
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] == verifier.generation:
+            principal = cached[0]
+            _refuse_on_token_error(verifier.check_revoked, principal.claims, peer, self.method)
+        else:
+            principal = self._verified_principal(token, peer)
+        return self.current(principal, peer)
+
+    def current(self, principal: Principal, peer: str) -> Principal:
+        """The caller as of this call, from the Principal its token established.
+
+        Called on every call, after the token was verified or found in the cache:
+        an override may refuse (raise UNAUTHENTICATED, e.g. for a session that has
+        ended) or return a Principal updated with what changed since. The default
+        returns ``principal``.
+        """
+        return principal
+
+    def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
+        """The roles a verified token grants: those its role and scope claims list."""
+        return claim_roles(claims, *self._role_claims)
+
+    def _verified_principal(self, token: str, peer: str) -> Principal:
+        generation = self.verifier.generation
+        claims = _refuse_on_token_error(self.verifier.verify, token, peer, self.method)
         name = claims.get(self.identity_claim)
         if not isinstance(name, str) or not name:
             audit_event(logging.WARNING, "token refused", who="-", method=self.method,
                         peer=peer, reason=f"no {self.identity_claim!r} claim")
             raise FlightUnauthenticatedError(INVALID)
-        return Principal(name=name, method=self.method, claims=claims,
-                         roles=self.roles_of(name, claims))
-
-    def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
-        """The caller's roles: those its role and scope claims list."""
-        return claim_roles(claims, *self._role_claims)
+        principal = Principal(name=name, method=self.method, claims=claims,
+                              roles=self.roles_of(name, claims))
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            self._verified.put(token, (principal, generation), float(exp))
+        return principal
 
     def authenticate_call(self, call: CallCredentials) -> Principal:
         """The caller of a non-Handshake RPC, from ``auth-token-bin`` or a Bearer header."""

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -24,7 +23,6 @@ import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
+from flight_secure.auth.cache import TokenCache
 from flight_secure.auth.keys import (  # the limits stay importable from here
     HMAC_ALGORITHMS,
     MAX_JWKS_BYTES,
@@ -262,8 +261,9 @@ class JWTVerifier:
     A token naming a ``kid`` uses that key (or, if none has that kid, keys without
     a kid); a token without ``kid`` is tried against every key of its algorithm.
     ``verify`` returns :class:`Claims` or raises a :class:`TokenError` subclass.
-    Successful results are cached (LRU, ``cache_size`` entries, keyed by SHA-256 of
-    the token) until the token's ``exp``; revocation is re-checked on every hit.
+    Successful results are cached (:class:`~flight_secure.auth.cache.TokenCache`,
+    ``cache_size`` entries) until the token's ``exp``; revocation is re-checked on
+    every hit.
     All methods are thread-safe.
     """
 
@@ -288,11 +288,12 @@ class JWTVerifier:
         self._issuer = issuer if issuer is None or isinstance(issuer, str) else list(issuer)
         self._leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else leeway
         self._required = list(required_claims)
-        self._revoked, self._cache_size, self._clock = revoked, cache_size, clock
+        self._revoked, self._clock = revoked, clock
         self._stale_after, self._min_refresh = jwks_refresh_interval, min_refresh_interval
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._cache: OrderedDict[bytes, tuple[Claims, float]] = OrderedDict()
+        self._cache: TokenCache[Claims] = TokenCache(cache_size)
+        self._generation = 0
         self._fetch: Callable[[], Any] | None = None
         self._source = "static keys"
         if isinstance(keys, str) and keys.startswith(("http://", "https://")):
@@ -318,18 +319,37 @@ class JWTVerifier:
         return (f"JWTVerifier(source={self._source!r}, keys={len(self._keys)}, "
                 f"algorithms={sorted(self._algorithms)})")
 
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever the key set changes (a JWKS re-read found
+        other keys). Claims verified under an older generation may rest on a key that
+        was withdrawn: a cache of verified tokens must not use them."""
+        return self._generation
+
+    def refresh_if_stale(self) -> None:
+        """Re-read a JWKS file or URL older than ``jwks_refresh_interval``, without
+        waiting for a re-read already under way. Cheap when nothing is due."""
+        self._maybe_refresh(wait=False, stale_only=True)
+
+    def check_revoked(self, claims: Claims) -> None:
+        """Raise TokenRevoked if the revocation list names the token of ``claims``."""
+        jti = claims.get("jti")
+        if self._revoked is not None and isinstance(jti, str) and self._revoked.is_revoked(jti):
+            raise TokenRevoked("token id (jti) has been revoked")
+
     def verify(self, token: str | bytes) -> Claims:
         """Return the claims of a valid token; raise a TokenError subclass otherwise."""
         raw = _normalise(token)
-        self._maybe_refresh(wait=False, stale_only=True)  # may withdraw keys and cached claims
-        digest = hashlib.sha256(raw.encode("ascii")).digest()
-        claims = self._cache_get(digest)
+        self.refresh_if_stale()  # may withdraw keys and cached claims
+        claims = self._cache.get(raw)
         if claims is None:
             claims = self._verify_uncached(raw)
-            self._check_revoked(claims)
-            self._cache_put(digest, claims)
+            self.check_revoked(claims)
+            exp = claims.get("exp")
+            if isinstance(exp, int | float):
+                self._cache.put(raw, claims, float(exp))
         else:
-            self._check_revoked(claims)
+            self.check_revoked(claims)
         return claims
 
     def _verify_uncached(self, raw: str) -> Claims:
@@ -404,34 +424,10 @@ class JWTVerifier:
             with self._lock:
                 if keys != self._keys:
                     self._keys = keys
+                    self._generation += 1
                     self._cache.clear()  # a key may have been withdrawn
         finally:
             self._refresh_lock.release()
-
-    def _check_revoked(self, claims: Claims) -> None:
-        jti = claims.get("jti")
-        if self._revoked is not None and isinstance(jti, str) and self._revoked.is_revoked(jti):
-            raise TokenRevoked("token id (jti) has been revoked")
-
-    def _cache_get(self, digest: bytes) -> Claims | None:
-        with self._lock:
-            entry = self._cache.get(digest)
-            if entry is None:
-                return None
-            if entry[1] <= time.time():
-                del self._cache[digest]
-                return None
-            self._cache.move_to_end(digest)
-            return entry[0]
-
-    def _cache_put(self, digest: bytes, claims: Claims) -> None:
-        exp = claims.get("exp")
-        if self._cache_size <= 0 or not isinstance(exp, int | float):
-            return
-        with self._lock:
-            self._cache[digest] = (claims, float(exp))
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
 
 
 def _normalise(token: Any) -> str:
