@@ -76,7 +76,8 @@ def test_the_gate_imports_no_scheme() -> None:
     modules |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     ours = {m for m in modules if m and m.startswith("flight_secure")}
-    assert ours == {"flight_secure.auth.base", "flight_secure.errors", "flight_secure.types"}
+    assert ours == {"flight_secure.auth.audit", "flight_secure.auth.base",
+                    "flight_secure.errors", "flight_secure.types"}
 
 
 def test_every_hook_has_a_documented_default() -> None:

@@ -169,7 +169,9 @@ def test_denials_are_audited_with_who_and_method(server, caplog):
     caplog.set_level(logging.WARNING, logger="flight_secure.audit")
     with client_for(server, "rita") as client, pytest.raises(flight.FlightUnauthorizedError):
         put(client)
-    assert "call refused: who=rita method=DO_PUT" in caplog.text
+    (refusal,) = [r for r in caplog.records if r.audit["event"] == "call refused"]
+    assert refusal.getMessage().startswith("call refused: who=rita scheme=")
+    assert (refusal.audit["who"], refusal.audit["rpc"]) == ("rita", "DO_PUT")
 
 
 def test_default_rule_covers_rpcs_without_their_own():

@@ -27,6 +27,7 @@ from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
     CallCredentials,
     ClientAuthHandler,
@@ -38,7 +39,7 @@ from flight_secure.auth.base import (
     ServerAuthSender,
 )
 from flight_secure.auth.guard import LoginGuard, peer_host
-from flight_secure.auth.jwt_auth import JWTServerAuthHandler, audit_event, claim_roles
+from flight_secure.auth.jwt_auth import JWTServerAuthHandler, claim_roles
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import Claims, JWTIssuer, JWTVerifier
 from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthenticatedError
@@ -115,7 +116,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         """The roles of the token's ``roles`` claim (``roles`` adds to them per call)."""
         return claim_roles(claims, "roles")
 
-    def current(self, principal: Principal, peer: str) -> Principal:
+    def current(self, principal: Principal, call: CallCredentials) -> Principal:
         """``principal`` with the roles ``roles`` grants its user now."""
         granted = self._roles.get(principal.name) if self._roles else None
         if not granted:
@@ -134,10 +135,10 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         decision = self.guard.check(user, peer_host(peer),
                                     lambda: self.store.verify(user, password))
         if not decision.allowed:
-            audit_event(logging.WARNING, "login refused", who=user, method=self.method,
-                        peer=peer, reason=decision.reason)
+            audit_event(logging.WARNING, "login refused", call=call, who=user,
+                        scheme=self.method, reason=decision.reason)
             raise FlightUnauthenticatedError(REFUSALS[decision.reason])
-        audit_event(logging.INFO, "login ok", who=user, method=self.method, peer=peer,
+        audit_event(logging.INFO, "login ok", call=call, who=user, scheme=self.method,
                     reason="password verified")
         return self.issuer.issue(user, **call.token_claims)
 
@@ -154,7 +155,7 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             return super().authenticate_headers(call)
         user, password = credentials
         token = self.issue_token(user, password, call)
-        principal = self.login(token, call.peer)
+        principal = self.login(token, call)
         return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
 
     def authenticate_handshake(self, call: CallCredentials, outgoing: ServerAuthSender,

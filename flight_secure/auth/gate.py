@@ -4,9 +4,9 @@
 (:meth:`AuthGate.admit`) and runs the Handshake RPC (:meth:`AuthGate.handshake`).
 It calls the hooks :class:`~flight_secure.auth.base.ServerAuthHandler` declares,
 and nothing else, so it works the same for every scheme and every engine. It
-records every refusal and login in the audit log (logger ``flight_secure.audit``):
-who, method, peer and reason. Secrets (passwords, tokens) never reach the log or
-the error messages.
+records every refusal and login in the audit log (:mod:`flight_secure.auth.audit`):
+who, RPC, peer, client certificate and reason. Secrets (passwords, tokens) never
+reach the log or the error messages.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
+from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
     CERTIFICATE_REQUIRED,
     CallCredentials,
@@ -29,8 +30,6 @@ from flight_secure.errors import (
     FlightUnauthorizedError,
 )
 from flight_secure.types import FlightMethod
-
-audit = logging.getLogger("flight_secure.audit")
 
 REFUSED = "authentication required: no valid credentials were presented"
 
@@ -130,11 +129,10 @@ class AuthGate:
         try:
             self.authorizer(principal, method, action_type)
         except FlightUnauthorizedError as exc:
-            audit.warning(
-                "call refused: who=%s method=%s action=%s peer=%s reason=%s",
-                principal.name if principal else "-", method.name, action_type or "-",
-                call.peer, exc,
-            )
+            audit_event(logging.WARNING, "call refused", call=call,
+                        who=principal.name if principal else None,
+                        scheme=principal.method if principal else None, rpc=method.name,
+                        action=action_type, reason=str(exc))
             raise
 
     def handshake(self, call: CallCredentials, payloads: Iterator[bytes],
@@ -160,21 +158,20 @@ class AuthGate:
             if login is not None:
                 if not isinstance(login.principal, Principal):
                     raise FlightUnauthenticatedError("the login established no principal")
-                audit.info("handshake ok: who=%s scheme=%s peer=%s",
-                           login.principal.name, login.principal.method, call.peer)
+                audit_event(logging.INFO, "handshake ok", call=call, who=login.principal.name,
+                            scheme=login.principal.method)
                 return login
             handler.authenticate_handshake(call, _Sender(send), _Reader(payloads))
         except FlightError as exc:
-            audit.warning("handshake refused: peer=%s reason=%s", call.peer, exc)
+            audit_event(logging.WARNING, "handshake refused", call=call, reason=str(exc))
             raise
         except Exception as exc:
-            audit.warning(
-                "handshake refused: peer=%s reason=%s: %s", call.peer, type(exc).__name__, exc
-            )
+            audit_event(logging.WARNING, "handshake refused", call=call,
+                        reason=f"{type(exc).__name__}: {exc}")
             raise FlightUnauthenticatedError(
                 "handshake refused: the credentials were not accepted"
             ) from None
-        audit.info("handshake ok: peer=%s handler=%s", call.peer, type(handler).__name__)
+        audit_event(logging.INFO, "handshake ok", call=call, scheme=type(handler).__name__)
         return None
 
     def _check_certificate(self, call: CallCredentials) -> None:
@@ -182,6 +179,5 @@ class AuthGate:
             raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
 
     def _refuse(self, call: CallCredentials, reason: str) -> None:
-        audit.warning(
-            "call refused: method=%s peer=%s reason=%s", call.method.name, call.peer, reason
-        )
+        audit_event(logging.WARNING, "call refused", call=call, rpc=call.method.name,
+                    reason=reason)

@@ -14,7 +14,7 @@ the ``identity_claim``; its roles come from the ``roles_claim`` and from the OAu
 scope claims (``scope``: space-separated, ``scp``: list or string).
 
 :class:`~flight_secure.auth.basic.BasicServerAuthHandler` builds on this handler
-(its session tokens are JWTs too) and shares :func:`audit_event` and :func:`claim_roles`.
+(its session tokens are JWTs too) and shares :func:`claim_roles`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
     CallCredentials,
     ClientAuthHandler,
@@ -39,9 +40,7 @@ from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpi
 from flight_secure.errors import FlightUnauthenticatedError
 from flight_secure.types import FlightMethod
 
-__all__ = ["JWTClientAuthHandler", "JWTServerAuthHandler", "audit_event", "claim_roles"]
-
-audit = logging.getLogger("flight_secure.audit")
+__all__ = ["JWTClientAuthHandler", "JWTServerAuthHandler", "claim_roles"]
 
 ASK_FOR_CREDENTIALS = "authentication required: no token (auth-token-bin or Bearer) was sent"
 EXPIRED = "token has expired; authenticate again"
@@ -49,21 +48,6 @@ INVALID = "invalid token"
 SCOPE_CLAIMS = ("scope", "scp")
 
 T = TypeVar("T")
-
-
-def audit_event(level: int, event: str, *, who: str, method: str, peer: str,
-                reason: str) -> None:
-    """Write one audit record to ``flight_secure.audit``.
-
-    The message reads ``"<event>: who=... method=... peer=... reason=..."`` and the
-    same fields are attached as ``record.audit`` (a dict) for structured handlers.
-    ``who`` is shown as a shortened repr, since it may be attacker-controlled.
-    Callers must never pass a password or token in any field.
-    """
-    shown = repr(who) if len(who) <= 64 else repr(who[:60]) + "..."
-    fields = {"event": event, "who": who, "method": method, "peer": peer, "reason": reason}
-    audit.log(level, "%s: who=%s method=%s peer=%s reason=%s", event, shown, method, peer,
-              reason, extra={"audit": fields})
 
 
 def _presented_token(call: CallCredentials) -> str | None:
@@ -74,8 +58,8 @@ def _presented_token(call: CallCredentials) -> str | None:
     return call.bearer_token or None
 
 
-def _refuse_on_token_error(check: Callable[[Any], T], value: Any, peer: str,
-                           method: str) -> T:
+def _refuse_on_token_error(check: Callable[[Any], T], value: Any, call: CallCredentials,
+                           scheme: str) -> T:
     """``check(value)``, with a TokenError turned into UNAUTHENTICATED.
 
     The client learns only "expired" or "invalid"; which check failed goes to the
@@ -84,7 +68,7 @@ def _refuse_on_token_error(check: Callable[[Any], T], value: Any, peer: str,
     try:
         return check(value)
     except TokenError as exc:
-        audit_event(logging.WARNING, "token refused", who="-", method=method, peer=peer,
+        audit_event(logging.WARNING, "token refused", call=call, scheme=scheme,
                     reason=f"{type(exc).__name__}: {exc}")
         raise FlightUnauthenticatedError(EXPIRED if isinstance(exc, TokenExpired)
                                          else INVALID) from None
@@ -129,8 +113,8 @@ class JWTServerAuthHandler(ServerAuthHandler):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(verifier={self.verifier!r})"
 
-    def login(self, token: str | None, peer: str) -> Principal:
-        """The Principal of a valid ``token`` from ``peer``, else UNAUTHENTICATED."""
+    def login(self, token: str | None, call: CallCredentials) -> Principal:
+        """The Principal of a valid ``token`` presented in ``call``, else UNAUTHENTICATED."""
         if not token:
             raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
         verifier = self.verifier
@@ -138,12 +122,12 @@ class JWTServerAuthHandler(ServerAuthHandler):
         cached = self._verified.get(token)
         if cached is not None and cached[1] == verifier.generation:
             principal = cached[0]
-            _refuse_on_token_error(verifier.check_revoked, principal.claims, peer, self.method)
+            _refuse_on_token_error(verifier.check_revoked, principal.claims, call, self.method)
         else:
-            principal = self._verified_principal(token, peer)
-        return self.current(principal, peer)
+            principal = self._verified_principal(token, call)
+        return self.current(principal, call)
 
-    def current(self, principal: Principal, peer: str) -> Principal:
+    def current(self, principal: Principal, call: CallCredentials) -> Principal:
         """The caller as of this call, from the Principal its token established.
 
         Called on every call, after the token was verified or found in the cache:
@@ -157,13 +141,13 @@ class JWTServerAuthHandler(ServerAuthHandler):
         """The roles a verified token grants: those its role and scope claims list."""
         return claim_roles(claims, *self._role_claims)
 
-    def _verified_principal(self, token: str, peer: str) -> Principal:
+    def _verified_principal(self, token: str, call: CallCredentials) -> Principal:
         generation = self.verifier.generation
-        claims = _refuse_on_token_error(self.verifier.verify, token, peer, self.method)
+        claims = _refuse_on_token_error(self.verifier.verify, token, call, self.method)
         name = claims.get(self.identity_claim)
         if not isinstance(name, str) or not name:
-            audit_event(logging.WARNING, "token refused", who="-", method=self.method,
-                        peer=peer, reason=f"no {self.identity_claim!r} claim")
+            audit_event(logging.WARNING, "token refused", call=call, scheme=self.method,
+                        reason=f"no {self.identity_claim!r} claim")
             raise FlightUnauthenticatedError(INVALID)
         principal = Principal(name=name, method=self.method, claims=claims,
                               roles=self.roles_of(name, claims))
@@ -174,21 +158,21 @@ class JWTServerAuthHandler(ServerAuthHandler):
 
     def authenticate_call(self, call: CallCredentials) -> Principal:
         """The caller of a non-Handshake RPC, from ``auth-token-bin`` or a Bearer header."""
-        return self.login(_presented_token(call), call.peer)
+        return self.login(_presented_token(call), call)
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """Answer a Handshake carrying ``authorization: Bearer``; None without one."""
         token = call.bearer_token
         if token is None:
             return None
-        principal = self.login(token, call.peer)
+        principal = self.login(token, call)
         return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
 
     def authenticate_handshake(self, call: CallCredentials, outgoing: ServerAuthSender,
                                incoming: ServerAuthReader) -> None:
         """Message handshake: the payload is the token; the reply echoes it."""
         payload = incoming.read()
-        self.login(payload.decode("latin-1"), call.peer)
+        self.login(payload.decode("latin-1"), call)
         outgoing.write(payload)
 
     def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader) -> None:
@@ -198,7 +182,8 @@ class JWTServerAuthHandler(ServerAuthHandler):
 
     def is_valid(self, token: bytes) -> str:
         """pyarrow's per-call check: the identity of a valid token, else UNAUTHENTICATED."""
-        return self.login((token or b"").decode("latin-1"), "-").name
+        call = CallCredentials.from_values(FlightMethod.INVALID)
+        return self.login((token or b"").decode("latin-1"), call).name
 
 
 class JWTClientAuthHandler(ClientAuthHandler):

@@ -22,19 +22,13 @@ certificate whose identity is not in ``allowed`` -> :class:`FlightUnauthorizedEr
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import hmac
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
-
+from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
     CERTIFICATE_REQUIRED,
     CallCredentials,
@@ -44,6 +38,13 @@ from flight_secure.auth.base import (
     ServerAuthHandler,
     ServerAuthReader,
     ServerAuthSender,
+)
+from flight_secure.auth.certificates import (
+    IDENTITY_SOURCES,
+    certificate_info,
+    certificate_thumbprint,
+    identity_sources,
+    thumbprint,
 )
 from flight_secure.errors import FlightUnauthenticatedError, FlightUnauthorizedError
 
@@ -57,96 +58,13 @@ __all__ = [
     "principal_from_certificate",
 ]
 
-audit = logging.getLogger("flight_secure.audit")
-
-#: Where an identity may come from, in the default order of preference.
-IDENTITY_SOURCES = ("uri", "email", "dns", "cn")
-#: SAN kinds kept in :attr:`CertificateInfo.sans`, labelled ``"<kind>:<value>"``.
-_SAN_KINDS: dict[str, type[x509.GeneralName]] = {
-    "uri": x509.UniformResourceIdentifier,
-    "email": x509.RFC822Name,
-    "dns": x509.DNSName,
-    "ip": x509.IPAddress,
-}
 CNF_CLAIM = "cnf"
 THUMBPRINT_MEMBER = "x5t#S256"
-
-
-def _certificate(pem: bytes | str) -> x509.Certificate:
-    data = pem.encode() if isinstance(pem, str) else bytes(pem)
-    try:
-        return x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise ValueError("not a PEM X.509 certificate") from None
-
-
-def certificate_thumbprint(pem: bytes | str) -> str:
-    """The RFC 8705 ``x5t#S256`` of a certificate: unpadded base64url of SHA-256(DER).
-
-    Raises ValueError when ``pem`` is not a PEM certificate.
-    """
-    return _thumbprint(hashlib.sha256(_certificate(pem).public_bytes(Encoding.DER)).digest())
-
-
-def _thumbprint(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def binding_claims(pem: bytes | str) -> dict[str, Any]:
     """The claims that bind a token to certificate ``pem``: ``{"cnf": {"x5t#S256": ...}}``."""
     return {CNF_CLAIM: {THUMBPRINT_MEMBER: certificate_thumbprint(pem)}}
-
-
-def _sans(certificate: x509.Certificate) -> dict[str, list[str]]:
-    try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return {}
-    return {
-        kind: [str(value) for value in extension.value.get_values_for_type(general_name)]
-        for kind, general_name in _SAN_KINDS.items()
-    }
-
-
-@lru_cache(maxsize=256)
-def _info(pem: bytes, identity_from: tuple[str, ...]) -> CertificateInfo:
-    certificate = _certificate(pem)
-    sans = _sans(certificate)
-    candidates = dict(sans)
-    candidates["cn"] = [
-        str(attribute.value)
-        for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    ]
-    identity = next((candidates[s][0] for s in identity_from if candidates.get(s)), None)
-    if not identity:
-        raise FlightUnauthenticatedError(
-            f"the client certificate names no identity in {', '.join(identity_from)}"
-        )
-    return CertificateInfo(
-        subject=certificate.subject.rfc4514_string(),
-        identity=identity,
-        sans=tuple(f"{kind}:{value}" for kind, values in sans.items() for value in values),
-        fingerprint_sha256=hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest(),
-        pem=pem,
-    )
-
-
-def _sources(identity_from: Sequence[str]) -> tuple[str, ...]:
-    sources = (identity_from,) if isinstance(identity_from, str) else tuple(identity_from)
-    unknown = [s for s in sources if s not in IDENTITY_SOURCES]
-    if unknown or not sources:
-        raise ValueError(
-            f"identity_from must name some of {', '.join(IDENTITY_SOURCES)}, not {sources!r}"
-        )
-    return sources
-
-
-def certificate_info(
-    pem: bytes | str, *, identity_from: Sequence[str] = IDENTITY_SOURCES
-) -> CertificateInfo:
-    """The details of certificate ``pem``; see :func:`principal_from_certificate`."""
-    data = pem.encode() if isinstance(pem, str) else bytes(pem)
-    return _info(data, _sources(identity_from))
 
 
 def principal_from_certificate(
@@ -213,7 +131,7 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
         if isinstance(allowed, str):
             raise TypeError("allowed must be a collection of identities, not one string")
         self.inner = inner
-        self.identity_from = _sources(identity_from)
+        self.identity_from = identity_sources(identity_from)
         self.allowed = None if allowed is None else frozenset(allowed)
         self.bind_tokens = bind_tokens
 
@@ -275,12 +193,11 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
         pem = call.peer_certificate_pem
         if pem is None:
             raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
-        info = _info(bytes(pem), self.identity_from)
+        info = certificate_info(pem, identity_from=self.identity_from)
         if self.allowed is not None and info.identity not in self.allowed:
-            audit.warning(
-                "call refused: method=%s peer=%s reason=certificate identity %r not allowed",
-                call.method.name, call.peer, info.identity,
-            )
+            audit_event(logging.WARNING, "call refused", call=call, who=info.identity,
+                        scheme="mtls", rpc=call.method.name,
+                        reason="certificate identity not allowed")
             raise FlightUnauthorizedError(
                 f"client certificate identity {info.identity!r} is not allowed on this server"
             )
@@ -301,7 +218,7 @@ def _check_binding(principal: Principal, certificate: CertificateInfo) -> None:
         raise FlightUnauthenticatedError(
             "the token is not bound to a client certificate (no cnf x5t#S256 claim)"
         )
-    expected = _thumbprint(bytes.fromhex(certificate.fingerprint_sha256))
+    expected = thumbprint(certificate)
     if not hmac.compare_digest(bound.encode(), expected.encode()):
         raise FlightUnauthenticatedError(
             "the token was issued to another client certificate than this connection's"
