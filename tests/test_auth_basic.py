@@ -234,7 +234,7 @@ def test_wrong_password_and_unknown_user_get_the_same_message(server):
 
 
 def test_failures_lock_the_user_out_and_are_audited(store, caplog):
-    guard = LoginGuard(max_failures_per_user=3, max_failures_per_peer=100, lockout=600)
+    guard = LoginGuard(max_failures_per_user=3, max_failures_per_network=100, lockout=600)
     handler = BasicServerAuthHandler(store, guard=guard)
     caplog.set_level(logging.INFO, logger="flight_secure.audit")
     try:
@@ -314,7 +314,7 @@ def test_authenticated_calls_succeed_during_a_bcrypt_flood(capsys):
     store = PasswordStore(rounds=10)
     store.add("carol", "s3cret-carol")
     guard = LoginGuard(max_concurrent_checks=2, max_failures_per_user=10**6,
-                       max_failures_per_peer=10**6)
+                       max_failures_per_network=10**6)
     handler = BasicServerAuthHandler(store, guard=guard)
     stop = threading.Event()
     attempts = []

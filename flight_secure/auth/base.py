@@ -90,6 +90,17 @@ def principal_from_identity(identity: bytes | str | None) -> Principal:
     return Principal(name=name, method="token")
 
 
+class LoginThrottledError(FlightUnauthenticatedError):
+    """A login refused until ``retry_after`` seconds have passed (UNAUTHENTICATED).
+
+    The server also sends the wait as a ``retry-after`` trailer (whole seconds).
+    """
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class HeaderLogin:
     """The result of a header-based Handshake: who logged in and the headers to send."""

@@ -34,12 +34,14 @@ from flight_secure.auth.base import (
     ClientAuthReader,
     ClientAuthSender,
     HeaderLogin,
+    LoginThrottledError,
     Principal,
     ServerAuthReader,
     ServerAuthSender,
 )
-from flight_secure.auth.guard import LoginGuard, peer_host
+from flight_secure.auth.guard import LoginGuard
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler, claim_roles
+from flight_secure.auth.network import peer_network
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import Claims, JWTIssuer, JWTVerifier
 from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthenticatedError
@@ -58,7 +60,7 @@ EPHEMERAL_ISSUER = "flight-secure-basic"
 #: wrong password are both "bad_credentials": one message, nothing to tell them apart.
 REFUSALS = {
     "bad_credentials": "invalid username or password",
-    "throttled": "too many failed logins; try again later",
+    "throttled": "too many failed logins; try again in {retry_after} s",
     "busy": "too many logins in progress; try again later",
     "timeout": "the login took too long; try again later",
 }
@@ -132,12 +134,16 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         ``call.token_claims``.
         """
         peer = call.peer
-        decision = self.guard.check(user, peer_host(peer),
+        decision = self.guard.check(user, peer_network(peer),
                                     lambda: self.store.verify(user, password))
         if not decision.allowed:
             audit_event(logging.WARNING, "login refused", call=call, who=user,
                         scheme=self.method, reason=decision.reason)
-            raise FlightUnauthenticatedError(REFUSALS[decision.reason])
+            wait = decision.retry_after_seconds
+            message = REFUSALS[decision.reason].format(retry_after=wait)
+            if wait is not None:
+                raise LoginThrottledError(message, wait)
+            raise FlightUnauthenticatedError(message)
         audit_event(logging.INFO, "login ok", call=call, who=user, scheme=self.method,
                     reason="password verified")
         return self.issuer.issue(user, **call.token_claims)

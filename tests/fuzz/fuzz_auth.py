@@ -41,7 +41,7 @@ STORE = PasswordStore(rounds=4)
 STORE.add("alice", "alice's password, never guessed")
 LOGINS = BasicServerAuthHandler(
     STORE, JWTIssuer(KEY, "EdDSA", issuer="fuzz"), VERIFIER,
-    guard=LoginGuard(max_failures_per_user=10**9, max_failures_per_peer=10**9))
+    guard=LoginGuard(max_failures_per_user=10**9, max_failures_per_network=10**9))
 #: Prefixes that steer the fuzzer towards each parser.
 PREFIXES = ("Basic ", "Bearer ", "bearer ", "", "Basic YWxpY2U6", "Bearer eyJhbGciOiJFZERTQSJ9.")
 
