@@ -3,8 +3,11 @@ limits count networks rather than addresses, and a refusal says when to retry.""
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 import flight_secure as flight
@@ -66,6 +69,24 @@ def test_guessing_from_one_network_does_not_lock_the_user_out_from_another(
         with flight.connect(f"grpc://127.0.0.1:{server.port}") as alice:
             alice.authenticate(BasicClientAuthHandler(*ALICE), OPTIONS)
             alice.authenticate_basic_token(*ALICE, OPTIONS)
+
+
+def test_a_throttled_login_says_when_to_retry_in_a_trailer(
+        handler: BasicServerAuthHandler) -> None:
+    basic = "Basic " + base64.b64encode(b"alice:guess").decode()
+    with Server(location="grpc://localhost:0", auth_handler=handler) as server, \
+            grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        handshake = channel.stream_stream("/arrow.flight.protocol.FlightService/Handshake")
+        for _ in range(5):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(handshake(iter(()), metadata=[("authorization", basic)], timeout=10))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "retry-after" not in dict(refused.value.trailing_metadata())
+        with pytest.raises(grpc.RpcError) as throttled:
+            list(handshake(iter(()), metadata=[("authorization", basic)], timeout=10))
+    wait = dict(throttled.value.trailing_metadata())["retry-after"]
+    assert 1 <= int(wait) <= 30
+    assert re.search(rf"try again in {wait} s", throttled.value.details())
 
 
 # ------------------------------------------------------- networks, not sockets

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
+    AUTHORIZATION_HEADER,
     CERTIFICATE_REQUIRED,
     CallCredentials,
     HeaderLogin,
@@ -24,6 +25,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
+from flight_secure.auth.handshakes import HandshakeAdmission
 from flight_secure.errors import (
     FlightError,
     FlightUnauthenticatedError,
@@ -45,16 +47,23 @@ class _Sender(ServerAuthSender):
 
 
 class _Reader(ServerAuthReader):
-    def __init__(self, payloads: Iterator[bytes]) -> None:
+    """The client's messages; ``on_first`` runs when the first one has arrived."""
+
+    def __init__(self, payloads: Iterator[bytes], on_first: Callable[[], None] | None) -> None:
         self._payloads = payloads
+        self._on_first = on_first
 
     def read(self) -> bytes:
         try:
-            return next(self._payloads)
+            payload = next(self._payloads)
         except StopIteration:
             raise FlightUnauthenticatedError(
                 "handshake ended before the client sent its credentials"
             ) from None
+        if self._on_first is not None:
+            on_first, self._on_first = self._on_first, None
+            on_first()
+        return payload
 
 
 class AuthGate:
@@ -136,7 +145,8 @@ class AuthGate:
             raise
 
     def handshake(self, call: CallCredentials, payloads: Iterator[bytes],
-                  send: Callable[[bytes], None]) -> HeaderLogin | None:
+                  send: Callable[[bytes], None],
+                  admission: HandshakeAdmission | None = None) -> HeaderLogin | None:
         """Run the Handshake RPC's authentication.
 
         The handler's ``authenticate_headers`` first gets the chance to log the
@@ -145,8 +155,13 @@ class AuthGate:
         exchanges messages through ``send`` and ``payloads`` and None is returned.
         Without a handler the client's messages are read and ignored. Raises a
         Flight error to refuse.
+
+        ``admission`` (see :mod:`~flight_secure.auth.handshakes`) hears when the
+        credentials arrive: before ``authenticate_headers`` when the call carries
+        an ``authorization`` header, else when the handler reads the first message.
         """
         handler = self.handler
+        arrived = admission.credentials_arrived if admission is not None else None
         try:
             if self.require_certificate:
                 self._check_certificate(call)
@@ -154,6 +169,8 @@ class AuthGate:
                 for _ in payloads:
                     pass
                 return None
+            if arrived is not None and call.header(AUTHORIZATION_HEADER) is not None:
+                arrived()
             login = handler.authenticate_headers(call)
             if login is not None:
                 if not isinstance(login.principal, Principal):
@@ -161,7 +178,7 @@ class AuthGate:
                 audit_event(logging.INFO, "handshake ok", call=call, who=login.principal.name,
                             scheme=login.principal.method)
                 return login
-            handler.authenticate_handshake(call, _Sender(send), _Reader(payloads))
+            handler.authenticate_handshake(call, _Sender(send), _Reader(payloads, arrived))
         except FlightError as exc:
             audit_event(logging.WARNING, "handshake refused", call=call, reason=str(exc))
             raise
