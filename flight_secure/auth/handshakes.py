@@ -8,8 +8,9 @@ proves nothing. So:
 * a handshake still silent after ``idle_after`` seconds is *idle*. At most
   ``max_idle_per_network`` idle handshakes may be in progress per client network
   (:func:`~flight_secure.auth.network.peer_network`: an IPv4 address or an IPv6
-  /64); one more is refused then, with RESOURCE_EXHAUSTED. Counting only from
-  ``idle_after`` on, rather than from the start, is what lets a burst of real
+  /64): a handshake that turns idle while that many older ones of its network are
+  silent is refused, with RESOURCE_EXHAUSTED (the newest go first). Judging only
+  at ``idle_after``, rather than at the start, is what lets a burst of real
   logins from one network through: under load their first message can take tens
   of milliseconds to be read. The engine ends an idle handshake that stays silent
   until its silence timeout;
@@ -27,7 +28,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 
 from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import AUTHORIZATION_HEADER, CallCredentials
@@ -37,8 +37,9 @@ from flight_secure.errors import FlightResourceExhaustedError, FlightTimedOutErr
 __all__ = ["IDLE_AFTER", "HandshakeAdmission", "HandshakeLimits"]
 
 #: Seconds of silence after which a handshake counts as idle. A real client's first
-#: message was read within 0.1 s in a storm of 256 logins on a loaded 2-CPU machine.
-IDLE_AFTER = 0.5
+#: message was read within 0.1 s in a storm of 256 logins on a loaded 2-CPU machine;
+#: four such storms at once took a few past 0.5 s.
+IDLE_AFTER = 1.0
 
 
 class HandshakeLimits:
@@ -53,28 +54,32 @@ class HandshakeLimits:
         self.idle_after = idle_after
         self._slots = threading.BoundedSemaphore(max_checking)
         self._lock = threading.Lock()
-        self._idle: Counter[str] = Counter()
+        self._silent: dict[str, list[HandshakeAdmission]] = {}  # per network, oldest first
 
     def begin(self, call: CallCredentials, deadline: float) -> HandshakeAdmission:
         """Admit the Handshake ``call``, to finish by ``deadline`` (``time.monotonic()``).
 
         A call whose headers carry credentials is never silent.
         """
-        silent = call.header(AUTHORIZATION_HEADER) is None
-        return HandshakeAdmission(self, call, deadline, silent=silent)
-
-    def _enter_idle(self, network: str) -> bool:
+        if call.header(AUTHORIZATION_HEADER) is not None:
+            return HandshakeAdmission(self, call, deadline, network=None)
+        network = peer_network(call.peer)
+        admission = HandshakeAdmission(self, call, deadline, network=network)
         with self._lock:
-            if self._idle[network] >= self.max_idle_per_network:
-                return False
-            self._idle[network] += 1
-            return True
+            self._silent.setdefault(network, []).append(admission)
+        return admission
 
-    def _leave_idle(self, network: str) -> None:
+    def _older_silent(self, admission: HandshakeAdmission, network: str) -> int:
+        """How many silent handshakes of ``network`` began before ``admission``."""
         with self._lock:
-            self._idle[network] -= 1
-            if not self._idle[network]:
-                del self._idle[network]
+            return self._silent[network].index(admission)
+
+    def _spoke(self, admission: HandshakeAdmission, network: str) -> None:
+        with self._lock:
+            silent = self._silent[network]
+            silent.remove(admission)
+            if not silent:
+                del self._silent[network]
 
 
 class HandshakeAdmission:
@@ -82,11 +87,11 @@ class HandshakeAdmission:
     checking slot until :meth:`close`. Made by :meth:`HandshakeLimits.begin`."""
 
     def __init__(self, limits: HandshakeLimits, call: CallCredentials, deadline: float, *,
-                 silent: bool) -> None:
+                 network: str | None) -> None:
         self._limits, self._call, self._deadline = limits, call, deadline
         self._lock = threading.Lock()
-        self._silent = silent
-        self._idle = False  # counted among its network's idle handshakes
+        self._network = network  # while silent: the network it is counted under
+        self._idle = False
         self._arrived = False
         self._holds_slot = False
         self._closed = False
@@ -94,25 +99,21 @@ class HandshakeAdmission:
     @property
     def has_credentials(self) -> bool:
         """Whether credentials arrived (the handshake is not silent)."""
-        return not self._silent
-
-    @property
-    def idle(self) -> bool:
-        """Whether the handshake is silent and counted as idle (see :meth:`went_idle`)."""
-        return self._idle
+        return self._network is None
 
     def went_idle(self) -> None:
-        """Count this still-silent handshake among its network's idle ones.
+        """Judge this handshake, silent for ``idle_after``: let it stay idle, or refuse it.
 
-        Raises FlightResourceExhaustedError (audited) when the network has
-        ``max_idle_per_network`` idle handshakes already. Idempotent; does nothing
-        once credentials arrived.
+        Raises FlightResourceExhaustedError (audited) when ``max_idle_per_network``
+        older handshakes of its network are silent. Idempotent; does nothing once
+        credentials arrived.
         """
         with self._lock:
-            if not self._silent or self._idle or self._closed:
+            network = self._network
+            if network is None or self._idle or self._closed:
                 return
-            network = peer_network(self._call.peer)
-            self._idle = self._limits._enter_idle(network)
+            self._idle = self._limits._older_silent(self, network) < \
+                self._limits.max_idle_per_network
             if self._idle:
                 return
         audit_event(logging.WARNING, "handshake refused", call=self._call,
@@ -155,8 +156,7 @@ class HandshakeAdmission:
                 self._limits._slots.release()
 
     def _stop_silence(self) -> None:
-        """Leave the silent state (and the idle count); lock held."""
-        self._silent = False
-        if self._idle:
-            self._idle = False
-            self._limits._leave_idle(peer_network(self._call.peer))
+        """Leave the silent state (and its network's count); lock held."""
+        if self._network is not None:
+            self._limits._spoke(self, self._network)
+            self._network = None

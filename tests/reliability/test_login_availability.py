@@ -173,3 +173,15 @@ def test_a_storm_of_real_logins_is_served_without_refusals(
     report(capsys, f"login storm ({kind}): 256 pyarrow clients at once, bcrypt cost 4: "
                    f"{dict(outcomes)} in {elapsed:.1f} s")
     assert outcomes == Counter({"ok": 256})
+
+
+@pytest.mark.slow
+def test_a_storm_of_1024_real_logins_is_served_without_refusals(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with login_server(rounds=4) as server:
+        began = time.monotonic()
+        outcomes = storm(server, 1024, "header")
+        elapsed = time.monotonic() - began
+    report(capsys, f"login storm (header): 1024 pyarrow clients at once, bcrypt cost 4: "
+                   f"{dict(outcomes)} in {elapsed:.1f} s")
+    assert outcomes == Counter({"ok": 1024})
