@@ -24,6 +24,8 @@ from flight_secure.auth import (
     LoginGuard,
     PasswordStore,
 )
+from flight_secure.auth.base import CallCredentials
+from flight_secure.types import FlightMethod
 
 PASSWORDS = {"alice": "correct horse battery", "bob": "Tr0ub4dor&3"}
 ROLES = {"alice": ["reader", "writer"]}
@@ -363,7 +365,11 @@ def test_authenticated_calls_succeed_during_a_bcrypt_flood(capsys):
 
 def test_is_valid_gives_pyarrow_servers_the_identity_of_a_session_token(handler, key):
     tokens = _refused_tokens(key)
-    assert handler.is_valid(handler.issuer.issue("alice").encode()) == "alice"
+    login = CallCredentials.from_values(FlightMethod.HANDSHAKE)
+    session = handler.issue_token("alice", PASSWORDS["alice"], login)
+    assert handler.is_valid(session.encode()) == "alice"
+    with pytest.raises(flight.FlightUnauthenticatedError):  # signed, but no login's token
+        handler.is_valid(handler.issuer.issue("alice").encode())
     for kind in ("malformed", "forged", "expired"):
         with pytest.raises(flight.FlightUnauthenticatedError):
             handler.is_valid(tokens[kind].encode())

@@ -5,7 +5,8 @@ to every call in :mod:`flight_secure.auth.gate`; each scheme in its own module:
 
 * :mod:`~flight_secure.auth.passwords` — bcrypt htpasswd ``PasswordStore``;
 * :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods;
-* :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier``, ``RevocationList``;
+* :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier``;
+* :mod:`~flight_secure.auth.revocation` — ``RevocationList``, ``RevocationFile``;
 * :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
 * :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
 * :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding;
@@ -52,7 +53,9 @@ _LAZY: dict[str, str] = {
     "PasswordStore": "passwords",
     "JWTIssuer": "tokens",
     "JWTVerifier": "tokens",
-    "RevocationList": "tokens",
+    "RevocationFile": "revocation",
+    "RevocationList": "revocation",
+    "Revocations": "revocation",
     "TokenAlgorithmRefused": "tokens",
     "TokenAudienceMismatch": "tokens",
     "TokenBadSignature": "tokens",

@@ -21,7 +21,9 @@ wrong password alike; every login is audited (``flight_secure.audit``).
 
 from __future__ import annotations
 
+import hmac
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -43,6 +45,7 @@ from flight_secure.auth.guard import LoginGuard
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler, claim_roles
 from flight_secure.auth.network import peer_network
 from flight_secure.auth.passwords import PasswordStore
+from flight_secure.auth.revocation import RevocationList, Revocations
 from flight_secure.auth.tokens import Claims, JWTIssuer, JWTVerifier
 from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthenticatedError
 from flight_secure.types import BasicAuth
@@ -55,6 +58,10 @@ MAX_HANDSHAKE_PAYLOAD = 4096
 
 #: The ``iss`` of tokens from the ephemeral issuer a handler makes for itself.
 EPHEMERAL_ISSUER = "flight-secure-basic"
+#: The session-token claim naming the password it was issued for.
+CREDENTIAL_CLAIM = "credential"
+#: What a call with a session whose password changed (or whose user is gone) is told.
+SESSION_ENDED = "session ended: the password changed or the user was removed; log in again"
 
 #: What a refused login tells the client, per LoginGuard reason. Unknown user and
 #: wrong password are both "bad_credentials": one message, nothing to tell them apart.
@@ -71,8 +78,17 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
 
     ``issuer`` signs the session tokens and ``verifier`` checks them; give both or
     neither. With neither, the handler makes an ephemeral Ed25519 key of its own
-    (tokens from one server instance are worthless to any other) and tokens live
-    ``token_ttl`` seconds; a given issuer uses its own ttl.
+    (tokens from one server instance are worthless to any other), tokens live
+    ``token_ttl`` seconds and ``revoked`` (default: a new in-memory
+    :class:`~flight_secure.auth.revocation.RevocationList`) lists revoked ones; a
+    given issuer uses its own ttl, a given verifier its own revocation list.
+
+    **Sessions end with the password.** Each session token carries the claim
+    ``credential``: the user's :meth:`PasswordStore.fingerprint` at login. Every
+    call compares it with the store (a lookup, no bcrypt), so removing the user or
+    changing the password (``store.remove``, ``store.add``, or an edited file that
+    ``store.reload`` picked up) ends every session of theirs at the next call.
+    :meth:`revoke_token` and :meth:`revoke_user` end sessions on demand.
 
     ``roles`` maps user names to roles, looked up on every call (so changes apply
     to tokens already issued); a ``roles`` claim in the token adds to them.
@@ -90,7 +106,8 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
     def __init__(self, store: PasswordStore, issuer: JWTIssuer | None = None,
                  verifier: JWTVerifier | None = None, *,
                  roles: Mapping[str, Iterable[str]] | None = None,
-                 guard: LoginGuard | None = None, token_ttl: float = 900.0) -> None:
+                 guard: LoginGuard | None = None, token_ttl: float = 900.0,
+                 revoked: Revocations | None = None) -> None:
         if (issuer is None) != (verifier is None):
             raise ValueError("give both issuer and verifier (the verifier must accept the "
                              "issuer's tokens), or neither for an ephemeral signing key")
@@ -98,7 +115,11 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             key = Ed25519PrivateKey.generate()
             issuer = JWTIssuer(key, "EdDSA", issuer=EPHEMERAL_ISSUER, ttl=token_ttl)
             verifier = JWTVerifier(key.public_key(), ["EdDSA"], issuer=EPHEMERAL_ISSUER,
-                                   leeway=0)
+                                   leeway=0,
+                                   revoked=RevocationList() if revoked is None else revoked)
+        elif revoked is not None:
+            raise ValueError("a given verifier checks its own revocation list: give "
+                             "revoked= to the JWTVerifier")
         super().__init__(verifier, identity_claim="sub", roles_claim="roles")
         self.store = store
         self.issuer = issuer
@@ -119,7 +140,16 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
         return claim_roles(claims, "roles")
 
     def current(self, principal: Principal, call: CallCredentials) -> Principal:
-        """``principal`` with the roles ``roles`` grants its user now."""
+        """``principal`` with the roles ``roles`` grants its user now; UNAUTHENTICATED
+        when the session's password is no longer the user's (or the user is gone)."""
+        expected = self.store.fingerprint(principal.name)
+        presented = principal.claims.get(CREDENTIAL_CLAIM)
+        if expected is None or not isinstance(presented, str) or not hmac.compare_digest(
+                presented.encode("utf-8"), expected.encode("ascii")):
+            audit_event(logging.WARNING, "session ended", call=call, who=principal.name,
+                        scheme=self.method, reason="the user was removed or the password "
+                        "changed")
+            raise FlightUnauthenticatedError(SESSION_ENDED)
         granted = self._roles.get(principal.name) if self._roles else None
         if not granted:
             return principal
@@ -144,9 +174,20 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             if wait is not None:
                 raise LoginThrottledError(message, wait)
             raise FlightUnauthenticatedError(message)
+        credential = self.store.fingerprint(user)
+        if credential is None:  # removed since the check
+            raise FlightUnauthenticatedError(REFUSALS["bad_credentials"])
         audit_event(logging.INFO, "login ok", call=call, who=user, scheme=self.method,
                     reason="password verified")
-        return self.issuer.issue(user, **call.token_claims)
+        return self.issuer.issue(user, **{**call.token_claims, CREDENTIAL_CLAIM: credential})
+
+    def revoke_user(self, user: str) -> None:
+        """End every session ``user`` has now; a later login starts a new one.
+
+        Raises ValueError when the verifier has no revocation list.
+        """
+        self._revocations().revoke_subject(
+            user, until=time.time() + self.issuer.ttl + self.verifier.leeway + 1)
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """Log in from ``authorization: Basic``; a Bearer header is checked as a token.

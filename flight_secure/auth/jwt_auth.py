@@ -36,7 +36,8 @@ from flight_secure.auth.base import (
     ServerAuthSender,
 )
 from flight_secure.auth.cache import TokenCache
-from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired
+from flight_secure.auth.revocation import Revocations
+from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired, TokenRevoked
 from flight_secure.errors import FlightUnauthenticatedError
 from flight_secure.types import FlightMethod
 
@@ -140,6 +141,39 @@ class JWTServerAuthHandler(ServerAuthHandler):
     def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
         """The roles a verified token grants: those its role and scope claims list."""
         return claim_roles(claims, *self._role_claims)
+
+    def revoke_token(self, token: str | bytes) -> None:
+        """Refuse ``token`` from now on (until it expires).
+
+        Raises TokenError when it is not a valid token of this handler's verifier
+        (there is nothing to revoke) and ValueError when the verifier has no
+        revocation list.
+        """
+        revocations = self._revocations()
+        try:
+            claims = self.verifier.verify(token)
+        except TokenRevoked:
+            return
+        jti, exp = claims.get("jti"), claims.get("exp")
+        if not isinstance(jti, str):
+            raise ValueError("the token has no jti claim to revoke it by")
+        revocations.revoke(jti, until=float(exp) + self.verifier.leeway + 1
+                           if isinstance(exp, int | float) else None)
+
+    def revoke_user(self, user: str) -> None:
+        """Refuse every token whose ``sub`` is ``user`` issued before now.
+
+        The entry is kept for ever: tokens from elsewhere may live long. Raises
+        ValueError when the verifier has no revocation list.
+        """
+        self._revocations().revoke_subject(user)
+
+    def _revocations(self) -> Revocations:
+        revocations = self.verifier.revocations
+        if revocations is None:
+            raise ValueError("this handler's verifier has no revocation list: give the "
+                             "JWTVerifier revoked=RevocationList()")
+        return revocations
 
     def _verified_principal(self, token: str, call: CallCredentials) -> Principal:
         generation = self.verifier.generation

@@ -50,6 +50,7 @@ from flight_secure.auth.keys import (  # the limits stay importable from here
     show_untrusted,
     static_key,
 )
+from flight_secure.auth.revocation import RevocationList, Revocations  # importable here too
 
 __all__ = [
     "MAX_JWKS_BYTES", "MIN_HMAC_SECRET_BYTES", "MIN_RSA_BITS", "SUPPORTED_ALGORITHMS",
@@ -171,6 +172,11 @@ class JWTIssuer:
     def key_id(self) -> str | None:
         return self._key_id
 
+    @property
+    def ttl(self) -> float:
+        """Seconds from issue to ``exp`` (rounded up when a token is issued)."""
+        return self._ttl
+
     def issue(self, subject: str, **claims: Any) -> str:
         """Return a signed token for ``subject`` carrying ``claims``.
 
@@ -211,43 +217,6 @@ class JWTIssuer:
         return f"JWTIssuer(algorithm={self._algorithm!r}, key_id={self._key_id!r})"
 
 
-class RevocationList:
-    """Thread-safe set of revoked token ids (``jti``).
-
-    ``revoke(jti, until)`` keeps the entry until wall-clock time ``until`` (epoch
-    seconds, typically the token's ``exp``) and forever when ``until`` is None.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[str, float | None] = {}
-        self._prune_at = 1024
-
-    def revoke(self, jti: str, until: float | None = None) -> None:
-        with self._lock:
-            if len(self._entries) >= self._prune_at:  # amortised O(1) pruning
-                now = self._clock()
-                self._entries = {j: u for j, u in self._entries.items() if u is None or u > now}
-                self._prune_at = max(1024, 2 * len(self._entries))
-            self._entries[jti] = until
-
-    def is_revoked(self, jti: str) -> bool:
-        with self._lock:
-            if jti not in self._entries:
-                return False
-            until = self._entries[jti]
-            if until is not None and until <= self._clock():
-                del self._entries[jti]
-                return False
-            return True
-
-    def __len__(self) -> int:
-        with self._lock:
-            now = self._clock()
-            return sum(1 for u in self._entries.values() if u is None or u > now)
-
-
 class JWTVerifier:
     """Verifies tokens against a fixed allow-list of algorithms and a set of keys.
 
@@ -272,7 +241,7 @@ class JWTVerifier:
                  issuer: str | Sequence[str] | None = None,
                  leeway: float | timedelta = 30.0,
                  required_claims: Sequence[str] = ("exp", "sub"),
-                 revoked: RevocationList | None = None,
+                 revoked: Revocations | None = None,
                  jwks_refresh_interval: float | None = 300.0,
                  min_refresh_interval: float = 30.0, fetch_timeout: float = 5.0,
                  cache_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
@@ -331,11 +300,21 @@ class JWTVerifier:
         waiting for a re-read already under way. Cheap when nothing is due."""
         self._maybe_refresh(wait=False, stale_only=True)
 
+    @property
+    def revocations(self) -> Revocations | None:
+        """The revocation list consulted on every verification, if any."""
+        return self._revoked
+
+    @property
+    def leeway(self) -> float:
+        """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
+        return self._leeway
+
     def check_revoked(self, claims: Claims) -> None:
-        """Raise TokenRevoked if the revocation list names the token of ``claims``."""
-        jti = claims.get("jti")
-        if self._revoked is not None and isinstance(jti, str) and self._revoked.is_revoked(jti):
-            raise TokenRevoked("token id (jti) has been revoked")
+        """Raise TokenRevoked if the revocation list names the token of ``claims``
+        (by its ``jti``, or as a token its ``sub`` had before a revocation)."""
+        if self._revoked is not None and self._revoked.rejects(claims):
+            raise TokenRevoked("token has been revoked")
 
     def verify(self, token: str | bytes) -> Claims:
         """Return the claims of a valid token; raise a TokenError subclass otherwise."""
