@@ -267,3 +267,9 @@ def test_a_pyarrow_style_handler_runs_unchanged() -> None:
             list(client.do_action("x"))
         client.authenticate(Login())
         assert next(iter(client.do_action("x"))).body.to_pybytes() == b"svc|token"
+
+
+@pytest.mark.parametrize("location", ["grpc://localhost:0", "grpc+tcp://localhost:0"])
+def test_verify_client_without_tls_refuses_to_start(pki: DevCertificates, location: str) -> None:
+    with pytest.raises(flight.FlightInvalidArgumentError, match="needs a grpc\\+tls:// location"):
+        WhoAmI(location=location, verify_client=True, root_certificates=pki.ca_cert_pem())
