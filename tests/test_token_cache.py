@@ -137,8 +137,8 @@ def test_a_cached_token_whose_key_was_withdrawn_is_refused(
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [old.public_jwk(), new.public_jwk()]}))
     clock = Clock()
-    handler = JWTServerAuthHandler(JWTVerifier(jwks, ["EdDSA"], jwks_refresh_interval=60,
-                                               min_refresh_interval=0, clock=clock))
+    handler = JWTServerAuthHandler(JWTVerifier.from_jwks_file(
+        jwks, ["EdDSA"], jwks_refresh_interval=60, min_refresh_interval=0, clock=clock))
     token = old.issue("alice")
     assert handler.authenticate_call(bearer_call(token)).name == "alice"
     jwks.write_text(json.dumps({"keys": [new.public_jwk()]}))

@@ -47,8 +47,10 @@ from flight_secure.auth.keys import (  # the limits stay importable from here
     hmac_secret,
     is_pem,
     jwks_keys,
+    key_object,
+    public_key,
+    secret_key,
     show_untrusted,
-    static_key,
 )
 from flight_secure.auth.revocation import RevocationList, Revocations  # importable here too
 
@@ -220,31 +222,105 @@ class JWTIssuer:
 class JWTVerifier:
     """Verifies tokens against a fixed allow-list of algorithms and a set of keys.
 
-    ``keys`` is one of: a public key / certificate object; PEM text or bytes of a
-    public key or certificate; an HMAC secret (bytes/str, at least 32 bytes); a list
-    of those; a JWKS dict; a JWKS JSON file (``pathlib.Path`` or str ending ``.json``);
-    or an ``http(s)://`` URL of a JWKS.  A file or URL is read at construction
-    (errors propagate), re-read when a token names an unknown ``kid`` (at most once
-    per ``min_refresh_interval`` seconds) and when older than ``jwks_refresh_interval``.
+    Each source of keys has its own constructor, so nothing is guessed from a
+    value's shape:
+
+    * :meth:`from_public_key` — PEM (text or bytes) of a public key or certificate,
+      or a key / certificate object, or a list of those;
+    * :meth:`from_secret` — an HMAC secret (at least 32 bytes), or a list of them;
+    * :meth:`from_jwks` — a JWKS document (a dict with ``keys``);
+    * :meth:`from_jwks_file` / :meth:`from_jwks_url` — a JWKS read from a JSON file
+      or fetched from an ``http(s)://`` URL: read at construction (errors
+      propagate), re-read when a token names an unknown ``kid`` (at most once per
+      ``min_refresh_interval`` seconds) and when older than ``jwks_refresh_interval``.
+
+    ``JWTVerifier(keys, algorithms)`` itself takes what cannot be mistaken: public
+    key or certificate objects (one or a list) or a JWKS dict. A str, bytes or path
+    could mean several of the above, so it raises TypeError naming the constructors.
 
     A token naming a ``kid`` uses that key (or, if none has that kid, keys without
     a kid); a token without ``kid`` is tried against every key of its algorithm.
     ``verify`` returns :class:`Claims` or raises a :class:`TokenError` subclass.
     Successful results are cached (:class:`~flight_secure.auth.cache.TokenCache`,
-    ``cache_size`` entries) until the token's ``exp``; revocation is re-checked on
-    every hit.
-    All methods are thread-safe.
+    ``cache_size`` entries) until the token's ``exp``; revocation (``revoked``) is
+    re-checked on every hit. The options of every constructor: ``audience``,
+    ``issuer`` (the values ``aud`` / ``iss`` must have), ``leeway`` (clock skew),
+    ``required_claims``, ``revoked``, ``cache_size``, ``clock`` (monotonic, for
+    the JWKS refresh intervals). All methods are thread-safe.
     """
 
-    def __init__(self, keys: Any, algorithms: Sequence[str], *,
-                 audience: str | Sequence[str] | None = None,
-                 issuer: str | Sequence[str] | None = None,
-                 leeway: float | timedelta = 30.0,
-                 required_claims: Sequence[str] = ("exp", "sub"),
-                 revoked: Revocations | None = None,
-                 jwks_refresh_interval: float | None = 300.0,
-                 min_refresh_interval: float = 30.0, fetch_timeout: float = 5.0,
-                 cache_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, keys: Any, algorithms: Sequence[str], **options: Any) -> None:
+        if isinstance(keys, Mapping):
+            found, source = jwks_keys(keys, "JWKS"), "JWKS"
+        else:
+            found, source = tuple(key_object(k) for k in _as_list(keys)), "public keys"
+        self._configure(found, source, None, algorithms, **options)
+
+    @classmethod
+    def from_public_key(cls, keys: Any, algorithms: Sequence[str],
+                        **options: Any) -> JWTVerifier:
+        """Keys from PEM (text or bytes) of public keys or certificates, or from objects.
+
+        Raises ValueError for a private key, a weak key or text that is not PEM.
+        """
+        found = tuple(public_key(k) for k in _as_list(keys))
+        return cls._made(found, "public keys", None, algorithms, **options)
+
+    @classmethod
+    def from_secret(cls, secrets: str | bytes | Sequence[str | bytes],
+                    algorithms: Sequence[str], **options: Any) -> JWTVerifier:
+        """HMAC secrets (``HS*`` only); ValueError for one under 32 bytes or a PEM/SSH key."""
+        found = tuple(secret_key(k) for k in _as_list(secrets))
+        return cls._made(found, "secrets", None, algorithms, **options)
+
+    @classmethod
+    def from_jwks(cls, document: Mapping[str, Any], algorithms: Sequence[str],
+                  **options: Any) -> JWTVerifier:
+        """Keys from a JWKS document; entries that are unusable are skipped (logged)."""
+        return cls._made(jwks_keys(document, "JWKS"), "JWKS", None, algorithms, **options)
+
+    @classmethod
+    def from_jwks_file(cls, path: str | os.PathLike[str], algorithms: Sequence[str], *,
+                       jwks_refresh_interval: float | None = 300.0,
+                       min_refresh_interval: float = 30.0, **options: Any) -> JWTVerifier:
+        """Keys from a JWKS JSON file, re-read as the class docstring says."""
+        source = Path(path)
+        return cls._made(None, str(source), lambda: json.loads(source.read_bytes()),
+                         algorithms, jwks_refresh_interval=jwks_refresh_interval,
+                         min_refresh_interval=min_refresh_interval, **options)
+
+    @classmethod
+    def from_jwks_url(cls, url: str, algorithms: Sequence[str], *,
+                      fetch_timeout: float = 5.0,
+                      jwks_refresh_interval: float | None = 300.0,
+                      min_refresh_interval: float = 30.0, **options: Any) -> JWTVerifier:
+        """Keys from the JWKS at an ``http(s)://`` URL (fetched with ``fetch_timeout``),
+        re-fetched as the class docstring says; ValueError for another scheme."""
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError("a JWKS URL must start with http:// or https://")
+        return cls._made(None, url, lambda: fetch_jwks(url, fetch_timeout), algorithms,
+                         jwks_refresh_interval=jwks_refresh_interval,
+                         min_refresh_interval=min_refresh_interval, **options)
+
+    @classmethod
+    def _made(cls, keys: tuple[VerificationKey, ...] | None, source: str,
+              fetch: Callable[[], Any] | None, algorithms: Sequence[str],
+              **options: Any) -> JWTVerifier:
+        verifier = cls.__new__(cls)
+        verifier._configure(keys, source, fetch, algorithms, **options)
+        return verifier
+
+    def _configure(self, keys: tuple[VerificationKey, ...] | None, source: str,
+                   fetch: Callable[[], Any] | None, algorithms: Sequence[str], *,
+                   audience: str | Sequence[str] | None = None,
+                   issuer: str | Sequence[str] | None = None,
+                   leeway: float | timedelta = 30.0,
+                   required_claims: Sequence[str] = ("exp", "sub"),
+                   revoked: Revocations | None = None,
+                   jwks_refresh_interval: float | None = None,
+                   min_refresh_interval: float = 30.0, cache_size: int = 1024,
+                   clock: Callable[[], float] = time.monotonic) -> None:
+        """Set up from ``keys`` (or, with ``fetch``, what it returns: a JWKS document)."""
         if isinstance(algorithms, str) or not isinstance(algorithms, Sequence):
             raise TypeError("algorithms must be a list of names, e.g. ['EdDSA']")
         if not algorithms:
@@ -263,22 +339,8 @@ class JWTVerifier:
         self._refresh_lock = threading.Lock()
         self._cache: TokenCache[Claims] = TokenCache(cache_size)
         self._generation = 0
-        self._fetch: Callable[[], Any] | None = None
-        self._source = "static keys"
-        if isinstance(keys, str) and keys.startswith(("http://", "https://")):
-            url = keys
-            self._fetch, self._source = (lambda: fetch_jwks(url, fetch_timeout)), url
-        elif isinstance(keys, os.PathLike) or (isinstance(keys, str) and keys.endswith(".json")):
-            path = Path(keys)
-            self._fetch, self._source = (lambda: json.loads(path.read_bytes())), str(path)
-        if self._fetch is not None:
-            self._keys = jwks_keys(self._fetch(), self._source)
-        elif isinstance(keys, Mapping):
-            self._keys = jwks_keys(keys, "JWKS")
-        elif isinstance(keys, list | tuple):
-            self._keys = tuple(static_key(k) for k in keys)
-        else:
-            self._keys = (static_key(keys),)
+        self._fetch, self._source = fetch, source
+        self._keys = jwks_keys(fetch(), source) if fetch is not None else keys or ()
         if not any(k.algorithms & self._algorithms for k in self._keys):
             raise ValueError(f"{self._source}: no key usable with {sorted(self._algorithms)}")
         self._last_success = clock()
@@ -407,6 +469,10 @@ class JWTVerifier:
                     self._cache.clear()  # a key may have been withdrawn
         finally:
             self._refresh_lock.release()
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _normalise(token: Any) -> str:

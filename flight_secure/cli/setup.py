@@ -78,21 +78,22 @@ def password_store(args: argparse.Namespace) -> PasswordStore:
 def jwt_verifier(args: argparse.Namespace, revoked: Revocations | None = None) -> JWTVerifier:
     """The verifier of ``--jwt-key`` (public key, certificate or HS secret) or ``--jwks``,
     refusing the tokens ``revoked`` lists."""
+    # Every key is bound to its own algorithm family by JWTVerifier, so the allow-list
+    # can name them all without opening the door to HS/RS key confusion.
+    options: dict[str, Any] = {"issuer": args.jwt_issuer, "audience": args.jwt_audience,
+                               "revoked": revoked}
+    algorithms = sorted(SUPPORTED_ALGORITHMS)
     if args.jwks is not None:
         if not args.jwks.is_file():
             raise FileNotFoundError(2, "No such file or directory", str(args.jwks))
-        keys: Any = args.jwks
-    else:
-        keys = args.jwt_key.read_bytes()
-        if b"PRIVATE KEY" in keys:
-            raise CommandError(f"--jwt-key {args.jwt_key} is a private key; give the server "
-                               "only the public half (openssl pkey -in KEY -pubout)")
-        if not keys.lstrip().startswith(b"-----BEGIN"):
-            keys = keys.rstrip(b"\r\n")  # an HS256 secret file
-    # Every key is bound to its own algorithm family by JWTVerifier, so the allow-list
-    # can name them all without opening the door to HS/RS key confusion.
-    return JWTVerifier(keys, sorted(SUPPORTED_ALGORITHMS), issuer=args.jwt_issuer,
-                       audience=args.jwt_audience, revoked=revoked)
+        return JWTVerifier.from_jwks_file(args.jwks, algorithms, **options)
+    key = args.jwt_key.read_bytes()
+    if b"PRIVATE KEY" in key:
+        raise CommandError(f"--jwt-key {args.jwt_key} is a private key; give the server "
+                           "only the public half (openssl pkey -in KEY -pubout)")
+    if key.lstrip().startswith(b"-----BEGIN"):
+        return JWTVerifier.from_public_key(key, algorithms, **options)
+    return JWTVerifier.from_secret(key.rstrip(b"\r\n"), algorithms, **options)  # HS256
 
 
 def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
