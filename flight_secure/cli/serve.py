@@ -134,18 +134,14 @@ class Running:
         restart. A file that cannot be read is logged (once per problem) and the rules
         in force are kept."""
         problems = set()
-        if self.revocations is not None:
+        for source, what in ((self.store, "users"), (self.revocations, "revocations")):
+            if source is None:
+                continue
             try:
-                if self.revocations.reload():
-                    log.info("reloaded %s", self.revocations.path)
+                if source.reload():
+                    log.info("reloaded %s", source.path)
             except (OSError, ValueError) as exc:
-                problems.add(f"kept the revocations in force: {one_line(exc)}")
-        if self.store is not None:
-            try:
-                if self.store.reload():
-                    log.info("reloaded %s", self.store.path)
-            except (OSError, ValueError) as exc:
-                problems.add(f"kept the users in force: {one_line(exc)}")
+                problems.add(f"kept the {what} in force: {one_line(exc)}")
         if self.permissions_file is not None:
             try:
                 stamp = _stamp(self.permissions_file)
