@@ -15,7 +15,9 @@ Everything a handler may implement is declared here, with its default, and
   It is built the same way by every engine, from a grpcio context or from plain
   values (pyarrow's C++ engine shows a middleware the headers and the method,
   and ``ServerCallContext.peer()``, never the certificate).
-* :class:`Principal` — who the caller is, as a handler established it.
+* :class:`Principal` — who the caller is, as a handler established it;
+  :class:`HeaderLogin` — a Handshake answered from its headers;
+  :class:`LoginThrottledError` — a refused login that says when to retry.
 * :class:`ClientAuthHandler` — the client half (pyarrow.flight's interface).
 """
 
