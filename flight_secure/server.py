@@ -50,9 +50,13 @@ class FlightServerOptions:
     """How a server listens and whom it lets in.
 
     The first six arguments are Arrow's. The rest are flight_secure's limits:
-    ``max_workers`` threads serve calls; ``max_concurrent_handshakes`` bounds
-    handshakes in progress (more are refused with RESOURCE_EXHAUSTED);
-    ``handshake_timeout`` ends a stuck handshake; ``max_message_size`` (bytes,
+    ``max_workers`` threads serve calls; ``max_concurrent_handshakes`` bounds the
+    handshakes whose credentials are being checked (more wait for their turn);
+    ``max_idle_handshakes_per_peer`` bounds the handshakes one client network (an
+    IPv4 address, an IPv6 /64) may keep open without sending credentials (more
+    are refused with RESOURCE_EXHAUSTED), and ``handshake_silence_timeout`` ends
+    each that sends none in time; ``handshake_timeout`` ends a handshake that
+    has not finished (see :mod:`flight_secure.auth.handshakes`); ``max_message_size`` (bytes,
     -1 for no limit) caps one received message; ``max_metadata_size`` caps a
     call's headers; ``authorizer`` decides per call after authentication;
     ``end_of_stream_grace`` is how long a DoPut's end is confirmed before the
@@ -86,6 +90,8 @@ class FlightServerOptions:
         *,
         max_workers: int = 64,
         max_concurrent_handshakes: int = 16,
+        max_idle_handshakes_per_peer: int = 8,
+        handshake_silence_timeout: float = 2.0,
         handshake_timeout: float = 10.0,
         max_message_size: int = -1,
         max_metadata_size: int = 16 * 1024,
@@ -103,6 +109,8 @@ class FlightServerOptions:
         self.middleware = dict(middleware or {})
         self.max_workers = max_workers
         self.max_concurrent_handshakes = max_concurrent_handshakes
+        self.max_idle_handshakes_per_peer = max_idle_handshakes_per_peer
+        self.handshake_silence_timeout = handshake_silence_timeout
         self.handshake_timeout = handshake_timeout
         self.max_message_size = max_message_size
         self.max_metadata_size = max_metadata_size
@@ -122,6 +130,7 @@ def _check_limits(options: FlightServerOptions) -> None:
     for name, minimum, optional in (
         ("max_workers", 1, False),
         ("max_concurrent_handshakes", 1, False),
+        ("max_idle_handshakes_per_peer", 1, False),
         ("stream_window_bytes", 1, False),
         ("max_streams_per_connection", 1, True),  # None: no limit
     ):
@@ -132,7 +141,8 @@ def _check_limits(options: FlightServerOptions) -> None:
             raise ValueError(
                 f"{name} must be an integer from {minimum} to {_INT32_MAX}, not {value!r}"
             )
-    for name, zero_allowed in (("handshake_timeout", False), ("end_of_stream_grace", True)):
+    for name, zero_allowed in (("handshake_timeout", False), ("handshake_silence_timeout", False),
+                               ("end_of_stream_grace", True)):
         value = getattr(options, name)
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or value < 0 or (value == 0 and not zero_allowed):
@@ -209,6 +219,11 @@ class FlightServerBase:
         ):
             raise FlightInvalidArgumentError(
                 "a grpc+tls:// location needs tls_certificates=[CertKeyPair(cert, key)]"
+            )
+        if options.verify_client and not location.is_tls:
+            raise FlightInvalidArgumentError(
+                "verify_client=True needs a grpc+tls:// location: without TLS no client "
+                "certificate can be asked for, and no caller would be identified"
             )
         if options.verify_client and not (options.root_certificates or options.tls_credentials):
             raise FlightInvalidArgumentError(
