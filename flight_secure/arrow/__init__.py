@@ -24,6 +24,7 @@ refusals, the same audit records. What pyarrow's engine does not show Python
 
 from __future__ import annotations
 
+from flight_secure.arrow.errors import from_pyarrow, to_pyarrow
 from flight_secure.arrow.server import (
     MIDDLEWARE_KEY,
     authorize_action,
@@ -31,4 +32,11 @@ from flight_secure.arrow.server import (
     server_options,
 )
 
-__all__ = ["MIDDLEWARE_KEY", "authorize_action", "principal", "server_options"]
+__all__ = [
+    "MIDDLEWARE_KEY",
+    "authorize_action",
+    "from_pyarrow",
+    "principal",
+    "server_options",
+    "to_pyarrow",
+]
