@@ -322,12 +322,14 @@ class Engine:
 
     ``flight`` is the module whose ``FlightServerBase`` and value types the
     server uses; ``knows_peers`` says whether the audit log and the login throttle
-    see the client's address (pyarrow's engine does not show it to Python).
+    see the client's address, ``sees_certificates`` whether handlers see the client
+    certificate (pyarrow's engine shows Python neither).
     """
 
     name: str
     flight: ModuleType
     knows_peers: bool
+    sees_certificates: bool
 
     def start(self, behaviour: type, *, auth_handler: Any = None, authorizer: Any = None,
               **options: Any) -> Any:
@@ -354,8 +356,8 @@ class Engine:
 
 #: The engines, by the name tests use in ids.
 ENGINES: dict[str, Engine] = {
-    "python": Engine("python", flight_secure, knows_peers=True),
-    "arrow": Engine("arrow", pa_flight, knows_peers=False),
+    "python": Engine("python", flight_secure, knows_peers=True, sees_certificates=True),
+    "arrow": Engine("arrow", pa_flight, knows_peers=False, sees_certificates=False),
 }
 
 
