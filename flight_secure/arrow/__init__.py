@@ -22,13 +22,16 @@ The handlers are the ones flight_secure's own engine runs, decided by the same
 refusals, the same audit records. What pyarrow's engine does not show Python
 (the client certificate, the peer's address) is listed in :func:`server_options`.
 
-On the client side, :func:`connect` gives a ``pyarrow.flight.FlightClient`` logged
-in with a flight_secure client handler, renewing its token before it expires;
-:class:`ClientAuth` wraps such a handler for a client made elsewhere.
+A server written for flight_secure's engine runs on pyarrow's, unchanged, with
+:class:`ArrowServer`. On the client side, :func:`connect` gives a
+``pyarrow.flight.FlightClient`` logged in with a flight_secure client handler,
+renewing its token before it expires; :class:`ClientAuth` wraps such a handler
+for a client made elsewhere.
 """
 
 from __future__ import annotations
 
+from flight_secure.arrow.bridge import ArrowServer, HandlerContext
 from flight_secure.arrow.client import ClientAuth, connect
 from flight_secure.arrow.errors import from_pyarrow, to_pyarrow
 from flight_secure.arrow.server import (
@@ -40,7 +43,9 @@ from flight_secure.arrow.server import (
 
 __all__ = [
     "MIDDLEWARE_KEY",
+    "ArrowServer",
     "ClientAuth",
+    "HandlerContext",
     "authorize_action",
     "connect",
     "from_pyarrow",

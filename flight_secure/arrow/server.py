@@ -40,7 +40,6 @@ import pyarrow.flight as pa_flight
 from flight_secure.arrow.errors import from_pyarrow, to_pyarrow
 from flight_secure.auth.base import CallCredentials, Principal, ServerAuthHandler
 from flight_secure.auth.gate import AuthGate, Authorizer
-from flight_secure.context import ServerCallContext
 from flight_secure.types import FlightMethod
 
 __all__ = [
@@ -281,27 +280,29 @@ def server_options(auth_handler: ServerAuthHandler | pa_flight.ServerAuthHandler
 def principal(context: Any) -> Principal | None:
     """The caller's Principal in a handler of either engine; None without a handler.
 
-    ``context`` is the handler's ServerCallContext: pyarrow's (the call is then
-    read on the thread pyarrow serves it on) or flight_secure's (its
-    ``principal``). Raises RuntimeError for a pyarrow call whose server was not
-    configured with :func:`server_options`, or from another thread.
+    ``context`` is the handler's context: pyarrow's ServerCallContext (the call is
+    then read on the thread pyarrow serves it on), or one that carries its
+    ``principal`` (flight_secure's ServerCallContext, the bridge's
+    ``HandlerContext``). Raises RuntimeError for a pyarrow call whose server was
+    not configured with :func:`server_options`, or from another thread.
     """
-    if isinstance(context, ServerCallContext):
+    if isinstance(context, pa_flight.ServerCallContext):
+        return _current_call().principal
+    try:
         return context.principal
-    if not isinstance(context, pa_flight.ServerCallContext):
-        raise TypeError(f"expected a ServerCallContext, not {type(context).__name__}")
-    return _current_call().principal
+    except AttributeError:
+        raise TypeError(f"expected a ServerCallContext, not {type(context).__name__}") from None
 
 
 def authorize_action(context: Any, action: Any) -> None:
     """Apply the server's rules for ``action``'s type; call it first in ``do_action``.
 
     On pyarrow's engine this is where an ``AccessPolicy``'s rules per action
-    type apply (refusal: PERMISSION_DENIED, audited). On flight_secure's engine
-    the server applied them before ``do_action`` and this does nothing, so the
-    same handler runs on both.
+    type apply (refusal: PERMISSION_DENIED, audited). On flight_secure's engine,
+    and under the bridge's ``ArrowServer``, they were applied before ``do_action``
+    and this does nothing, so the same handler runs on both.
     """
-    if isinstance(context, ServerCallContext):
+    if not isinstance(context, pa_flight.ServerCallContext):
         return
     served = _current_call()
     gate = served.gate
