@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import pyarrow.flight as pa_flight
 
 from flight_secure.arrow.errors import from_pyarrow, to_pyarrow
-from flight_secure.auth.base import CallCredentials, Principal, ServerAuthHandler
+from flight_secure.auth.base import UNKNOWN_PEER, CallCredentials, Principal, ServerAuthHandler
 from flight_secure.auth.gate import AuthGate, Authorizer
 from flight_secure.types import FlightMethod
 
@@ -127,6 +128,19 @@ class _LoginHeaders(pa_flight.ServerMiddleware):
         return "_LoginHeaders(<redacted>)"
 
 
+def _header_pairs(headers: dict[str, list]) -> list[tuple[str, str | bytes]]:
+    """pyarrow's ``{name: [values]}`` (names already lowercase) as (name, value) pairs."""
+    return [(name, value) for name, values in headers.items() for value in values]
+
+
+def _unknown_peer() -> str:
+    return UNKNOWN_PEER
+
+
+def _no_certificate() -> None:
+    return None
+
+
 class AuthMiddlewareFactory(pa_flight.ServerMiddlewareFactory):
     """Admits or refuses each call at ``start_call``, through ``gate``.
 
@@ -146,7 +160,9 @@ class AuthMiddlewareFactory(pa_flight.ServerMiddlewareFactory):
         served.principal = served.handshake = None
         served.gate = gate = self.gate
         method = _METHODS[info.method]
-        served.credentials = call = CallCredentials.from_values(method, headers)
+        served.credentials = call = CallCredentials(
+            method, metadata=partial(_header_pairs, headers), peer=_unknown_peer,
+            certificate=_no_certificate, certificates_visible=False)
         try:
             if method is FlightMethod.HANDSHAKE:
                 login = gate.login_from_headers(call)
