@@ -1,10 +1,10 @@
 """Specification of flight_secure.arrow where pyarrow's engine differs from flight_secure's.
 
 The auth scenarios common to both engines run in the test_auth_* modules (the
-``engine`` fixture). Here: what pyarrow's engine cannot see and is refused at
-configuration, the CA gate it keeps, where the caller may be read, the adapter's
-composition with user middleware, its bound on message handshakes, and that no
-refusal carries a Python traceback.
+``engine`` fixture), the bound on message handshakes in the reliability suite.
+Here: what pyarrow's engine cannot see and is refused at configuration, the CA
+gate it keeps, where the caller may be read, the adapter's composition with user
+middleware, and that no refusal carries a Python traceback.
 """
 
 from __future__ import annotations
@@ -24,13 +24,10 @@ from flight_secure.arrow import authorize_action, principal, server_options
 from flight_secure.arrow.server import AuthMiddlewareFactory
 from flight_secure.auth import (
     AccessPolicy,
-    BasicClientAuthHandler,
-    BasicServerAuthHandler,
     JWTIssuer,
     JWTServerAuthHandler,
     JWTVerifier,
     MutualTLSServerAuthHandler,
-    PasswordStore,
 )
 from flight_secure.auth.gate import AuthGate
 from flight_secure.certs import DevCertificates, generate_dev_certificates
@@ -272,53 +269,6 @@ def test_the_adapters_middleware_key_cannot_be_taken():
 
 
 # ---------------------------------------------------------- handshakes and errors
-
-
-class StuckRequests:
-    """A Handshake request stream that sends nothing until released."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.release.wait(TIMEOUT)
-        yield from ()
-
-
-@pytest.fixture
-def store() -> PasswordStore:
-    made = PasswordStore(rounds=4)
-    made.add("jo", "jo's password")
-    return made
-
-
-def test_message_handshakes_in_progress_are_bounded(store):
-    handler = BasicServerAuthHandler(store)
-    stuck = [StuckRequests() for _ in range(3)]
-    options = server_options(handler, max_concurrent_handshakes=2)
-    try:
-        with WhoServer("grpc://localhost:0", **options) as server, \
-                grpc.insecure_channel(f"localhost:{server.port}") as channel:
-            handshake = channel.stream_stream(SERVICE + "Handshake")
-            holding = [handshake(iter(s), timeout=TIMEOUT) for s in stuck[:2]]
-            for _ in range(100):  # a refusal shows both slots are taken
-                with pytest.raises(grpc.RpcError) as extra:
-                    list(handshake(iter(stuck[2]), timeout=TIMEOUT))
-                if extra.value.code() == grpc.StatusCode.UNAVAILABLE:
-                    break
-            assert "too many handshakes in progress" in extra.value.details()
-            assert "Traceback" not in extra.value.details()
-            for requests in stuck:
-                requests.release.set()
-            for call in holding:
-                assert call.code() == grpc.StatusCode.UNAUTHENTICATED
-            with flight.connect(f"grpc://localhost:{server.port}") as client:
-                client.authenticate(BasicClientAuthHandler("jo", "jo's password"))
-                assert next(iter(client.do_action("whoami"))).body.to_pybytes() == b"jo|basic"
-    finally:
-        for requests in stuck:
-            requests.release.set()
-        handler.close()
 
 
 def test_max_concurrent_handshakes_must_be_a_positive_integer():
