@@ -60,23 +60,34 @@ _METHODS: Mapping[Any, FlightMethod] = {
     method: FlightMethod[method.name] for method in pa_flight.FlightMethod
 }
 
+NOT_SERVING = (
+    "no call is known on this thread: principal() and authorize_action() work on the "
+    "thread pyarrow serves the call on, in a server configured with "
+    "flight_secure.arrow.server_options()"
+)
+ENGINE_CANNOT_SEE_CERTIFICATES = (
+    "pyarrow.flight's engine does not show Python the client certificate, so it "
+    "cannot give certificate identities or check certificate-bound tokens; serve with "
+    "flight_secure.FlightServerBase for those (verify_client=True still admits only "
+    "clients with a certificate from root_certificates)"
+)
 
 
 class _ServedCall:
     """What the thread serving a call knows of it, from its ``start_call`` on.
 
-    ``gate`` is the AuthGate of the call's server; ``credentials`` and
-    ``principal`` what it established; ``handshake`` the credentials of a
-    Handshake whose messages are still to be exchanged. ``thread`` is the
-    ``threading.current_thread()`` the record belongs to.
+    ``gate`` is the AuthGate of the call's server; ``principal`` the caller it
+    admitted; ``handshake`` the credentials of a Handshake whose messages are
+    still to be exchanged (dropped once they are: the record outlives the call,
+    and no header of a call, where tokens travel, is kept past it). ``thread`` is
+    the ``threading.current_thread()`` the record belongs to.
     """
 
-    __slots__ = ("credentials", "gate", "handshake", "principal", "thread")
+    __slots__ = ("gate", "handshake", "principal", "thread")
 
     def __init__(self, thread: threading.Thread) -> None:
         self.thread = thread
         self.gate: AuthGate | None = None
-        self.credentials: CallCredentials | None = None
         self.principal: Principal | None = None
         self.handshake: CallCredentials | None = None
 
@@ -101,19 +112,6 @@ def _current_call() -> _ServedCall:
     if record is None or record.thread is not thread or record.gate is None:
         raise RuntimeError(NOT_SERVING)
     return record
-
-NOT_SERVING = (
-    "no call is known on this thread: principal() and authorize_action() work on the "
-    "thread pyarrow serves the call on, in a server configured with "
-    "flight_secure.arrow.server_options()"
-)
-ENGINE_CANNOT_SEE_CERTIFICATES = (
-    "pyarrow.flight's engine does not show Python the client certificate, so it "
-    "cannot give certificate identities or check certificate-bound tokens; serve with "
-    "flight_secure.FlightServerBase for those (verify_client=True still admits only "
-    "clients with a certificate from root_certificates)"
-)
-
 
 class _LoginHeaders(pa_flight.ServerMiddleware):
     """Sends the response headers of a header login (the session token)."""
@@ -160,9 +158,9 @@ class AuthMiddlewareFactory(pa_flight.ServerMiddlewareFactory):
         served.principal = served.handshake = None
         served.gate = gate = self.gate
         method = _METHODS[info.method]
-        served.credentials = call = CallCredentials(
-            method, metadata=partial(_header_pairs, headers), peer=_unknown_peer,
-            certificate=_no_certificate, certificates_visible=False)
+        call = CallCredentials(method, metadata=partial(_header_pairs, headers),
+                               peer=_unknown_peer, certificate=_no_certificate,
+                               certificates_visible=False)
         try:
             if method is FlightMethod.HANDSHAKE:
                 login = gate.login_from_headers(call)
@@ -207,7 +205,10 @@ class HandshakeHandler(pa_flight.ServerAuthHandler):
         self._slots = threading.BoundedSemaphore(max_concurrent_handshakes)
 
     def authenticate(self, outgoing: Any, incoming: Any) -> None:
-        served = _current_call()
+        try:
+            served = _current_call()
+        except RuntimeError as exc:
+            raise to_pyarrow(exc) from None
         call, served.handshake = served.handshake, None
         if call is None:
             return  # logged in from its headers by the middleware
@@ -324,8 +325,8 @@ def authorize_action(context: Any, action: Any) -> None:
     gate = served.gate
     if gate.authorizer is None:
         return
+    call = CallCredentials.from_values(FlightMethod.DO_ACTION)  # for the audit record
     try:
-        gate.authorize(served.principal, FlightMethod.DO_ACTION, action.type,
-                       served.credentials)
+        gate.authorize(served.principal, FlightMethod.DO_ACTION, action.type, call)
     except Exception as exc:
         raise to_pyarrow(exc) from None
