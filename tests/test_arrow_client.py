@@ -155,3 +155,28 @@ def test_a_failed_renewal_reaches_the_call_that_tried_and_the_old_token_goes_on(
         with pytest.raises(pa_flight.FlightUnauthenticatedError):
             whoami(client)  # its renewal presented the forged token
         assert whoami(client) == first  # the old token, still valid, until the retry
+
+
+def test_threads_sharing_a_client_renew_its_token_once(engine, key, monkeypatch):
+    monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
+    short = JWTIssuer(key, issuer=ISS, ttl=3)
+    issued: list[str] = []
+
+    def fresh_token() -> str:
+        issued.append(short.issue("ola"))
+        return issued[-1]
+
+    handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS,
+                                               leeway=0))
+    with engine.running(WhoServer, auth_handler=handler) as server, \
+            connect(location(server), JWTClientAuthHandler(fresh_token)) as client:
+        expiry = jwt.decode(issued[0], options={"verify_signature": False})["exp"]
+        seen: list[list[tuple[bytes, str]]] = []
+        threads = [threading.Thread(target=lambda: seen.append(calls_past(client, expiry)))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert len(seen) == 6 and all(who == b"ola" for answers in seen for who, _ in answers)
+    assert len(issued) == 2  # the first token and one renewal, whichever thread made it

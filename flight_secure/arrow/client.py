@@ -81,7 +81,9 @@ class ClientAuth(pa_flight.ClientAuthHandler):
         return self._token
 
     def _renew(self, due: float) -> None:
-        with self._renewing:
+        if not self._renewing.acquire(blocking=False):
+            return  # another thread renews; the current token is still valid
+        try:
             if self._renew_at != due:
                 return  # renewed by another thread meanwhile
             self._renew_at = time.time() + own_client.REFRESH_RETRY
@@ -89,6 +91,8 @@ class ClientAuth(pa_flight.ClientAuthHandler):
             with self._reconnect() as renewal:
                 renewal.authenticate(self, self._options)
             log.debug("renewed the session token of %r", self.handler)
+        finally:
+            self._renewing.release()
 
 
 def connect(location: Any, auth_handler: ClientAuthHandler | None = None, *,
