@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only.split(",") if args.only else None
     workloads = plan.build(settings, args.tls, args.auth, only)
     impls = list(dict.fromkeys(args.impls.split(",")))
-    if args.arrow:
+    if args.arrow and args.calibrate:
+        itself = plan.arrow_calibration(settings, only)
+        groups = [("calibrate", (i, i), itself) for i in ("fs_arrow", "pyarrow")]
+    elif args.arrow:
         groups = plan.arrow(settings, only)
-        if args.calibrate:
-            itself = [replace(w, baseline=None, target=None) for w in groups[0][2]]
-            groups = [("calibrate", (i, i), itself) for i in ("fs_arrow", "pyarrow")]
     elif args.calibrate:
         groups = [("calibrate", (i, i), workloads) for i in impls]
     else:

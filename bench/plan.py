@@ -192,5 +192,13 @@ def arrow(s: Settings, only: list[str] | None) -> list[tuple[str, tuple[str, str
     ]
 
 
+def arrow_calibration(s: Settings, only: list[str] | None) -> list[Workload]:
+    """Every (workload, variant) either side of the arrow groups runs, once each."""
+    table = catalogue(s)
+    seen = dict.fromkeys((name, variant) for name, a, b, _ in ARROW_VS_PYARROW + ARROW_VS_HOOK
+                         for variant in (a, b))
+    return _only([replace(table[name], variant=variant) for name, variant in seen], only)
+
+
 def _only(plan: list[Workload], only: list[str] | None) -> list[Workload]:
     return [w for w in plan if only is None or w.name in only or w.label in only]
