@@ -13,6 +13,13 @@ presents it.
 * pyarrow: handlers written here on pyarrow's ``ServerAuthHandler``/
   ``ClientAuthHandler``; tokens are ``base64(claims).base64(HMAC-SHA256)`` with
   an expiry, checked in ``is_valid`` on every call.
+* fs_arrow: flight_secure's server handlers on pyarrow's engine
+  (``flight_secure.arrow.server_options``, see bench.server); the client is
+  pyarrow's with flight_secure's client handlers wrapped by
+  ``flight_secure.arrow.ClientAuth``.
+* pa_hook: the floor of Python auth on pyarrow's engine: a handler whose
+  handshake reads one message and answers a fixed token, and whose ``is_valid``
+  returns a fixed identity without looking at the token.
 """
 
 from __future__ import annotations
@@ -100,6 +107,20 @@ def _pyarrow_client_handler(flight: ModuleType, message: bytes) -> Any:
     return MessageClientAuthHandler()
 
 
+def _fixed_identity_handler(flight: ModuleType) -> Any:
+    class FixedIdentity(flight.ServerAuthHandler):
+        """Reads the handshake's message, answers a fixed token; every call is USER."""
+
+        def authenticate(self, outgoing: Any, incoming: Any) -> None:
+            incoming.read()
+            outgoing.write(b"fixed-token")
+
+        def is_valid(self, token: bytes) -> bytes:
+            return b"bench"
+
+    return FixedIdentity()
+
+
 def server_handler(impl: str, flight: ModuleType, scheme: str, cost: int, secret: bytes) -> Any:
     """The server auth handler of ``impl`` for ``scheme``.
 
@@ -107,6 +128,8 @@ def server_handler(impl: str, flight: ModuleType, scheme: str, cost: int, secret
     identity provider's HMAC key (jwt). Raises ImportError/AttributeError when
     flight_secure's auth API is missing.
     """
+    if impl == "pa_hook":
+        return _fixed_identity_handler(flight)
     if impl == "pyarrow":
         if scheme == "jwt":
             return _pyarrow_server_handler(flight, HmacTokens(secret), None)
@@ -126,12 +149,18 @@ def client_handler(impl: str, flight: ModuleType, scheme: str, secret: bytes) ->
 
     For jwt a new token is minted with ``secret`` (the identity provider's part).
     """
-    if impl == "pyarrow":
+    if impl in ("pyarrow", "pa_hook"):
         if scheme == "jwt":
             return _pyarrow_client_handler(flight, HmacTokens(secret).issue(USER))
         return _pyarrow_client_handler(flight, f"{USER}:{PASSWORD}".encode())
     from flight_secure import auth
 
     if scheme == "jwt":
-        return auth.JWTClientAuthHandler(auth.JWTIssuer(secret, "HS256").issue(USER))
-    return auth.BasicClientAuthHandler(USER, PASSWORD)
+        handler = auth.JWTClientAuthHandler(auth.JWTIssuer(secret, "HS256").issue(USER))
+    else:
+        handler = auth.BasicClientAuthHandler(USER, PASSWORD)
+    if impl == "fs_arrow":
+        from flight_secure.arrow import ClientAuth
+
+        return ClientAuth(handler)
+    return handler

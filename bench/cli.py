@@ -67,6 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="add basic and jwt auth variants (over TLS), handshakes, and per-call "
         "auth overhead (over TLS and in plaintext)",
     )
+    p.add_argument(
+        "--arrow",
+        action="store_true",
+        help="instead, measure pyarrow's engine with flight_secure.arrow (fs_arrow) against "
+        "bare pyarrow and against pyarrow with a do-nothing auth hook (pa_hook), with "
+        "targets; with --calibrate, fs_arrow and pyarrow each against itself",
+    )
     args = p.parse_args(argv)
     impls = args.impls.split(",")
     if len(impls) != 2 or not set(impls) <= set(IMPL_MODULES):
@@ -120,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only.split(",") if args.only else None
     workloads = plan.build(settings, args.tls, args.auth, only)
     impls = list(dict.fromkeys(args.impls.split(",")))
-    if args.calibrate:
+    if args.arrow and args.calibrate:
+        itself = plan.arrow_calibration(settings, only)
+        groups = [("calibrate", (i, i), itself) for i in ("fs_arrow", "pyarrow")]
+    elif args.arrow:
+        groups = plan.arrow(settings, only)
+    elif args.calibrate:
         groups = [("calibrate", (i, i), workloads) for i in impls]
     else:
         a, b = args.impls.split(",")
@@ -134,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     document: dict[str, Any] = {
         "machine": report.machine_info(),
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
-        "mode": "calibrate" if args.calibrate else "compare",
+        "mode": ("arrow " if args.arrow else "") + ("calibrate" if args.calibrate else "compare"),
         "rounds": rounds,
         "warmup": args.warmup,
         "settings": asdict(settings),
@@ -184,6 +196,10 @@ def _print(groups: list[dict[str, Any]]) -> None:
         if group["kind"] == "calibrate":
             group["band"] = report.calibration_band(group["rows"])
             print("\ncalibration band: " + report.band_text(impls[0], group["band"]))
+        targets = report.targets_table(group["rows"])
+        if targets:
+            print("\ntargets (A/B, median of pair ratios; compare with the calibration band)")
+            print(targets)
     overhead = report.overhead_table(groups)
     if overhead:
         print("\nper-call auth overhead: with auth (A) vs the same transport without (B), "

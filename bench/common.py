@@ -15,6 +15,12 @@ IMPL_MODULES = {
     "flight_secure": "flight_secure",
     "pyarrow": "pyarrow.flight",
     "floor": "bench.floor",  # bare grpcio replaying prebuilt replies: the stack's floor
+    # pyarrow's engine behind flight_secure.arrow.server_options; clients are pyarrow's
+    # with flight_secure's client handlers (flight_secure.arrow.ClientAuth)
+    "fs_arrow": "pyarrow.flight",
+    # pyarrow with an auth hook that only returns a fixed identity: the floor of any
+    # Python auth on pyarrow's engine
+    "pa_hook": "pyarrow.flight",
 }
 
 

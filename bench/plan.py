@@ -32,6 +32,8 @@ class Workload:
 
     ``baseline``, when set, is the variant of side B (same op): the row then
     measures what ``variant`` costs over ``baseline``, usually for one impl.
+    ``target``, when set, is the ratio A/B the row should reach: at least it for
+    throughput, at most it for latency.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Workload:
     higher_is_better: bool
     params: dict[str, Any] = field(default_factory=dict)
     baseline: str | None = None
+    target: float | None = None
 
     @property
     def label(self) -> str:
@@ -153,6 +156,48 @@ def overhead(s: Settings, only: list[str] | None) -> list[Workload]:
         for call, scheme, baseline in pairs
     ]
     return _only(plan, only)
+
+
+#: The arrow groups' rows: (workload, variant of A, variant of B, target ratio A/B).
+ARROW_VS_PYARROW = [
+    *[(name, auth, bare, 0.97)
+      for auth, bare in (("jwt_plain", "plain"), ("basic", "tls"))
+      for name in ("doget", "doget_small", "doput", "doput_small")],
+    *[(call, auth, bare, 1.25)
+      for auth, bare in (("basic", "tls"), ("jwt", "tls"), ("jwt_plain", "plain"))
+      for call in ("action", "info")],
+    ("handshake", "jwt", "jwt", 1.2),
+    ("handshake", "basic", "basic", None),
+]
+ARROW_VS_HOOK = [(call, auth, auth, 1.05) for auth in ("basic", "jwt", "jwt_plain")
+                 for call in ("action", "info")]
+
+
+def arrow(s: Settings, only: list[str] | None) -> list[tuple[str, tuple[str, str], list[Workload]]]:
+    """The groups of ``--arrow``: pyarrow's engine with flight_secure.arrow (``fs_arrow``)
+    against bare pyarrow on the same transport without auth (and against pyarrow's own
+    handlers for handshakes), and against pyarrow with a do-nothing auth hook
+    (``pa_hook``) with the same auth; then both engines' per-call auth overhead."""
+    table = catalogue(s)
+
+    def rows(spec: list) -> list[Workload]:
+        made = [replace(table[name], variant=a, baseline=None if a == b else b, target=target)
+                for name, a, b, target in spec]
+        return _only(made, only)
+
+    return [
+        ("arrow_vs_pyarrow", ("fs_arrow", "pyarrow"), rows(ARROW_VS_PYARROW)),
+        ("arrow_vs_hook", ("fs_arrow", "pa_hook"), rows(ARROW_VS_HOOK)),
+        *[("auth_overhead", (impl, impl), overhead(s, only)) for impl in ("fs_arrow", "pyarrow")],
+    ]
+
+
+def arrow_calibration(s: Settings, only: list[str] | None) -> list[Workload]:
+    """Every (workload, variant) either side of the arrow groups runs, once each."""
+    table = catalogue(s)
+    seen = dict.fromkeys((name, variant) for name, a, b, _ in ARROW_VS_PYARROW + ARROW_VS_HOOK
+                         for variant in (a, b))
+    return _only([replace(table[name], variant=variant) for name, variant in seen], only)
 
 
 def _only(plan: list[Workload], only: list[str] | None) -> list[Workload]:

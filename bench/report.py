@@ -97,6 +97,26 @@ def memory_table(rows: list[Row], impls: tuple[str, str]) -> str:
     return _aligned(header, lines) if lines else ""
 
 
+def targets_table(rows: list[Row]) -> str:
+    """Rows with a target: the median ratio, the target, and whether the median meets it.
+
+    Meeting it means nothing where the calibration band is wider than the margin.
+    """
+    header = ["workload", "A/B median [min-max]", "target", "median meets it"]
+    lines, notes = [], []
+    for row in rows:
+        if row.get("target") is None:
+            continue
+        bound = f"{'>=' if row['higher_is_better'] else '<='} {row['target']:.2f}"
+        if row["status"] != "ok":
+            lines.append([row["label"], *_problem(row, notes)])
+            continue
+        median = row["ratio"]["median"]
+        met = median >= row["target"] if row["higher_is_better"] else median <= row["target"]
+        lines.append([row["label"], _band(row["ratio"]), bound, "yes" if met else "NO"])
+    return _with_notes(_aligned(header, lines), notes) if lines else ""
+
+
 def overhead_table(groups: list[dict[str, Any]]) -> str:
     """Per impl and call: latency with auth, without, and the pair-by-pair difference."""
     header = [

@@ -71,6 +71,7 @@ def row_for(workload: Workload, body: Row) -> Row:
         "name": workload.name,
         "variant": workload.variant,
         "baseline": workload.baseline,
+        "target": workload.target,
         "unit": workload.unit,
         "higher_is_better": workload.higher_is_better,
         **body,

@@ -1,6 +1,6 @@
 """Benchmark Flight server process, written once against the pyarrow.flight API.
 
-``python -m bench.server --impl flight_secure|pyarrow --port 0 [--cert C --key K]
+``python -m bench.server --impl IMPL --port 0 [--cert C --key K]
 [--client-ca CA] [--auth basic|jwt --bcrypt-cost N --secret FILE]``
 
 Protocol on stdout: the first line is the bound port (an integer) or, when the
@@ -83,6 +83,10 @@ def _options(flight: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
         options["auth_handler"] = auth.server_handler(
             args.impl, flight, args.auth, args.bcrypt_cost, secret
         )
+    if args.impl == "fs_arrow":
+        from flight_secure.arrow import server_options
+
+        return server_options(options.pop("auth_handler", None), **options)
     return options
 
 

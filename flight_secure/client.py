@@ -344,7 +344,7 @@ class FlightClient:
             token = to_bytes(auth_handler.get_token())
             self._token_metadata = ((AUTH_TOKEN_HEADER, token),) if token else ()
             self._reauth = (auth_handler, options)
-            self._token_refresh_at = _refresh_time(token, time.time())
+            self._token_refresh_at = refresh_time(token, time.time())
 
     def _handshake_one_request(
         self, auth_handler: ClientAuthHandler, options: FlightCallOptions
@@ -585,7 +585,7 @@ def _client_error(exc: BaseException) -> FlightError:
     return FlightError(str(exc))
 
 
-def _refresh_time(token: bytes, now: float) -> float | None:
+def refresh_time(token: bytes, now: float) -> float | None:
     """When to re-run the handshake for a JWT-shaped token; None for other tokens.
 
     The token is read unverified (it only schedules the refresh): the client renews

@@ -5,6 +5,11 @@ and run on ``flight_secure`` or on ``pyarrow.flight`` with :func:`server_class` 
 :func:`running_server`. A behaviour reaches its implementation's types through
 ``self.flight`` (the module it runs on), so the same code builds a
 ``RecordBatchStream`` or a ``FlightInfo`` of the right kind on each side.
+
+Secured servers run on either *engine* (:data:`ENGINES`, the ``engine`` fixture):
+flight_secure's own, or pyarrow.flight's with ``flight_secure.arrow``. Their
+behaviours read the caller with ``flight_secure.arrow.principal(context)``, which
+works on both.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +33,7 @@ import pyarrow.flight as pa_flight
 import pytest
 
 import flight_secure
+import flight_secure.arrow
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -307,6 +314,57 @@ class DataServer:
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         return list(self.ACTIONS)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A server engine secured servers run on in tests.
+
+    ``flight`` is the module whose ``FlightServerBase`` and value types the
+    server uses; ``knows_peers`` says whether the audit log and the login throttle
+    see the client's address, ``sees_certificates`` whether handlers see the client
+    certificate (pyarrow's engine shows Python neither).
+    """
+
+    name: str
+    flight: ModuleType
+    knows_peers: bool
+    sees_certificates: bool
+
+    def start(self, behaviour: type, *, auth_handler: Any = None, authorizer: Any = None,
+              **options: Any) -> Any:
+        """Start ``behaviour`` secured by ``auth_handler`` and ``authorizer``.
+
+        ``options`` are FlightServerBase keywords both engines take (location,
+        tls_certificates, verify_client, root_certificates, middleware).
+        """
+        options.setdefault("location", "grpc://localhost:0")
+        cls = server_class(self.flight, behaviour)
+        if self.flight is flight_secure:
+            return cls(auth_handler=auth_handler, authorizer=authorizer, **options)
+        return cls(**flight_secure.arrow.server_options(auth_handler, authorizer, **options))
+
+    @contextlib.contextmanager
+    def running(self, behaviour: type, **kwargs: Any) -> Iterator[Any]:
+        """:meth:`start`, for the duration of the block; always shut down afterwards."""
+        server = self.start(behaviour, **kwargs)
+        try:
+            yield server
+        finally:
+            server.shutdown()
+
+
+#: The engines, by the name tests use in ids.
+ENGINES: dict[str, Engine] = {
+    "python": Engine("python", flight_secure, knows_peers=True, sees_certificates=True),
+    "arrow": Engine("arrow", pa_flight, knows_peers=False, sees_certificates=False),
+}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Each engine in turn (module scope, so module fixtures may start servers on it)."""
+    return ENGINES[request.param]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 An attacker controls many logged values: action types, user names, JWT ``sub``,
 certificate names. Each is written so that it can neither end the line nor pose
 as another field or another record, and the line can be parsed back to exactly
-the values that were logged.
+the values that were logged. The tests over a real server run on both engines (the
+``engine`` fixture).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import ENGINES, Engine
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flight_secure as flight
+from flight_secure.arrow import authorize_action
 from flight_secure.auth import (
     AccessPolicy,
     BasicServerAuthHandler,
@@ -128,12 +131,16 @@ def test_unknown_fields_and_free_text_events_are_refused() -> None:
 # --------------------------------------------------------- over a real server
 
 
-class Actions(flight.FlightServerBase):
+class Actions:
+    """A behaviour (either engine) that applies the rules of each action type."""
+
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
+        authorize_action(context, action)
         yield b"done"
 
 
-def test_an_action_type_cannot_forge_an_audit_line(audit_log: AuditLines) -> None:
+def test_an_action_type_cannot_forge_an_audit_line(engine: Engine,
+                                                   audit_log: AuditLines) -> None:
     """A reader sends a DoAction whose type carries a newline and a fake login line."""
     key = Ed25519PrivateKey.generate()
     handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"]))
@@ -141,8 +148,7 @@ def test_an_action_type_cannot_forge_an_audit_line(audit_log: AuditLines) -> Non
     reader = JWTIssuer(key, "EdDSA").issue("reader", roles=["reader"])
     options = flight.FlightCallOptions(
         headers=[(b"authorization", f"Bearer {reader}".encode())], timeout=10)
-    with Actions(location="grpc://localhost:0", auth_handler=handler,
-                 authorizer=policy) as server, \
+    with engine.running(Actions, auth_handler=handler, authorizer=policy) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client, \
             pytest.raises(flight.FlightUnauthorizedError):
         list(client.do_action(flight.Action(f"x\n{FORGED}", b""), options))
@@ -151,15 +157,16 @@ def test_an_action_type_cannot_forge_an_audit_line(audit_log: AuditLines) -> Non
     assert parse(audit_log.lines[0].split(" ", 1)[1])[1]["action"] == f"x\n{FORGED}"
 
 
-def test_a_jwt_subject_cannot_forge_an_audit_line(audit_log: AuditLines) -> None:
+def test_a_jwt_subject_cannot_forge_an_audit_line(engine: Engine,
+                                                  audit_log: AuditLines) -> None:
     key = Ed25519PrivateKey.generate()
     handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"]))
     subject = f"eve\u202e\n{FORGED}"
     token = JWTIssuer(key, "EdDSA").issue(subject)
     options = flight.FlightCallOptions(
         headers=[(b"authorization", f"Bearer {token}".encode())], timeout=10)
-    with Actions(location="grpc://localhost:0", auth_handler=handler,
-                 authorizer=AccessPolicy(default=["admin"])) as server, \
+    with engine.running(Actions, auth_handler=handler,
+                        authorizer=AccessPolicy(default=["admin"])) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client, \
             pytest.raises(flight.FlightUnauthorizedError):
         list(client.do_action(flight.Action("ping", b""), options))
@@ -193,11 +200,12 @@ def hostile_client_certificate(pki: DevCertificates, common_name: str) -> tuple[
             key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
 
 
-def mtls_options(pki: DevCertificates, handler: Any) -> dict[str, Any]:
-    return {"location": "grpc+tls://localhost:0",
-            "tls_certificates": [flight.CertKeyPair(*pki.server_pems())],
-            "verify_client": True, "root_certificates": pki.ca_cert_pem(),
-            "auth_handler": handler}
+def mtls_server(pki: DevCertificates, handler: Any) -> Any:
+    """:class:`Actions` on flight_secure's engine, the one that sees client certificates."""
+    return ENGINES["python"].running(
+        Actions, auth_handler=handler, location="grpc+tls://localhost:0",
+        tls_certificates=[flight.CertKeyPair(*pki.server_pems())], verify_client=True,
+        root_certificates=pki.ca_cert_pem())
 
 
 def test_a_certificate_name_cannot_forge_an_audit_line(audit_log: AuditLines,
@@ -205,7 +213,7 @@ def test_a_certificate_name_cannot_forge_an_audit_line(audit_log: AuditLines,
     name = "eve\x85login ok: who=admin scheme=basic"
     cert, key = hostile_client_certificate(pki, name)
     handler = MutualTLSServerAuthHandler(allowed=["alice"], identity_from=["cn"])
-    with Actions(**mtls_options(pki, handler)) as server, \
+    with mtls_server(pki, handler) as server, \
             flight.connect(f"grpc+tls://localhost:{server.port}", tls_root_certs=pki.ca_cert_pem(),
                            cert_chain=cert, private_key=key) as client, \
             pytest.raises(flight.FlightUnauthorizedError):
@@ -224,7 +232,7 @@ def test_audit_lines_of_mtls_connections_name_the_certificate(audit_log: AuditLi
     cert, key = pki.client_pems("alice")
     subject = x509.load_pem_x509_certificate(cert).subject.rfc4514_string()
     try:
-        with Actions(**mtls_options(pki, handler)) as server, \
+        with mtls_server(pki, handler) as server, \
                 flight.connect(f"grpc+tls://localhost:{server.port}",
                                tls_root_certs=pki.ca_cert_pem(), cert_chain=cert,
                                private_key=key) as client:

@@ -1,4 +1,8 @@
-"""Authentication between flight_secure and real pyarrow.flight peers, and real htpasswd files."""
+"""Authentication between flight_secure and real pyarrow.flight peers, and real htpasswd files.
+
+flight_secure's server handlers run on both engines (the ``engine`` fixture):
+flight_secure's own, and pyarrow.flight's with ``flight_secure.arrow``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pyarrow as pa
 import pyarrow.flight as pf
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from identity_server import identity
 
 import flight_secure as flight
 from flight_secure.auth import (
@@ -41,6 +46,16 @@ def whoami_server(library) -> type:
     return WhoServer
 
 
+class SecuredWhoServer:
+    """A behaviour (either engine) whose DoAction and DoGet answer with the caller."""
+
+    def do_action(self, context, action):
+        yield self.flight.Result(pa.py_buffer(identity(context)))
+
+    def do_get(self, context, ticket):
+        return self.flight.RecordBatchStream(pa.table({"who": [identity(context)]}))
+
+
 def identities(client, options=None) -> tuple[bytes, bytes]:
     """What DoAction and DoGet saw as the caller's identity (either client library)."""
     action = next(iter(client.do_action(("whoami", b""), options))).body.to_pybytes()
@@ -57,9 +72,9 @@ def store() -> PasswordStore:
 
 
 @pytest.fixture(scope="module")
-def basic_server(store) -> Iterator[flight.FlightServerBase]:
+def basic_server(engine, store) -> Iterator[object]:
     handler = BasicServerAuthHandler(store)
-    with whoami_server(flight)(auth_handler=handler) as server:
+    with engine.running(SecuredWhoServer, auth_handler=handler) as server:
         yield server
     handler.close()
 
@@ -120,8 +135,9 @@ def session_auth(library) -> object:
     return SessionAuth()
 
 
-def test_pyarrow_client_handler_against_our_server_with_a_pyarrow_style_handler():
-    with whoami_server(flight)(auth_handler=session_auth(flight)) as server:
+def test_pyarrow_client_handler_against_our_server_with_a_pyarrow_style_handler(engine):
+    """The handler is written on the server engine's own ServerAuthHandler class."""
+    with engine.running(SecuredWhoServer, auth_handler=session_auth(engine.flight)) as server:
         client = pf.connect(f"grpc://localhost:{server.port}")
         try:
             client.authenticate(PyarrowBasicClient("quinn", USERS["quinn"]))
@@ -185,11 +201,11 @@ def test_our_jwt_client_handler_against_a_pyarrow_server():
             client.authenticate(JWTClientAuthHandler(forged.issue("rae")))
 
 
-def test_pyarrow_client_sends_bearer_tokens_to_our_jwt_handler():
+def test_pyarrow_client_sends_bearer_tokens_to_our_jwt_handler(engine):
     key = Ed25519PrivateKey.generate()
     handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"]))
     token = JWTIssuer(key).issue("sol")
-    with whoami_server(flight)(auth_handler=handler) as server:
+    with engine.running(SecuredWhoServer, auth_handler=handler) as server:
         client = pf.connect(f"grpc://localhost:{server.port}")
         try:
             options = pf.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
@@ -209,14 +225,14 @@ def _htpasswd(path: Path, user: str, password: str, create: bool) -> None:
 
 @pytest.mark.skipif(shutil.which("htpasswd") is None,
                     reason="htpasswd missing: apt-get install -y apache2-utils")
-def test_users_added_by_htpasswd_log_in_over_flight(tmp_path):
+def test_users_added_by_htpasswd_log_in_over_flight(engine, tmp_path):
     path = tmp_path / "users.htpasswd"
     _htpasswd(path, "tess", "tess: a passphrase", create=True)
     _htpasswd(path, "uma", "Ümläut-pässwörd", create=False)
     assert path.read_text().startswith("tess:$2y$05$")
     handler = BasicServerAuthHandler(PasswordStore.load(path))
     try:
-        with whoami_server(flight)(auth_handler=handler) as server, \
+        with engine.running(SecuredWhoServer, auth_handler=handler) as server, \
                 flight.connect(f"grpc://localhost:{server.port}") as client:
             client.authenticate(BasicClientAuthHandler("tess", "tess: a passphrase"))
             assert identities(client) == (b"tess", b"tess")

@@ -1,4 +1,7 @@
-"""Specification of JWTServerAuthHandler / JWTClientAuthHandler over real gRPC."""
+"""Specification of JWTServerAuthHandler / JWTClientAuthHandler over real gRPC.
+
+Servers run on both engines (the ``engine`` fixture); clients are flight_secure's.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 import flight_secure as flight
 import flight_secure.client
+from flight_secure.arrow import principal
 from flight_secure.auth import (
     JWTClientAuthHandler,
     JWTIssuer,
@@ -33,12 +37,13 @@ AUD = "flight"
 CARRIERS = ("handshake", "auth-token-bin", "bearer")
 
 
-class WhoServer(flight.FlightServerBase):
+class WhoServer:
     """DoAction answers with the caller's identity, then the token id it presented."""
 
     def do_action(self, context, action):
-        yield context.peer_identity()
-        yield str(context.principal.claims.get("jti", "")).encode()
+        caller = principal(context)
+        yield caller.identity
+        yield str(caller.claims.get("jti", "")).encode()
 
 
 def whoami(client: flight.FlightClient,
@@ -65,7 +70,7 @@ class Provider:
     key: Any
     issuer: JWTIssuer
     revoked: RevocationList
-    server: WhoServer
+    server: Any
 
     def sign(self, **changes: Any) -> str:
         """A token signed with the provider's key, with ``changes`` to its claims."""
@@ -86,17 +91,17 @@ def _new_key(algorithm: str) -> Any:
 
 
 @pytest.fixture(scope="module", params=["EdDSA", "RS256"])
-def provider(request) -> Iterator[Provider]:
+def provider(request, engine) -> Iterator[Provider]:
     key = _new_key(request.param)
     revoked = RevocationList()
     verifier = JWTVerifier(key.public_key(), [request.param], issuer=ISS, audience=AUD,
                            leeway=5, revoked=revoked)
     issuer = JWTIssuer(key, request.param, issuer=ISS, audience=AUD)
-    with WhoServer(auth_handler=JWTServerAuthHandler(verifier)) as server:
+    with engine.running(WhoServer, auth_handler=JWTServerAuthHandler(verifier)) as server:
         yield Provider(request.param, key, issuer, revoked, server)
 
 
-def connect(server: flight.FlightServerBase) -> flight.FlightClient:
+def connect(server) -> flight.FlightClient:
     return flight.connect(f"grpc://localhost:{server.port}")
 
 
@@ -174,12 +179,12 @@ def test_handshake_reply_echoes_the_token(provider):
     assert token not in repr(handler)
 
 
-def test_identity_claim_is_configurable():
+def test_identity_claim_is_configurable(engine):
     key = ed25519.Ed25519PrivateKey.generate()
     verifier = JWTVerifier(key.public_key(), ["EdDSA"])
     handler = JWTServerAuthHandler(verifier, identity_claim="email")
     token = JWTIssuer(key).issue("user-123", email="frank@example.test")
-    with WhoServer(auth_handler=handler) as server, connect(server) as client:
+    with engine.running(WhoServer, auth_handler=handler) as server, connect(server) as client:
         assert call_with(client, "bearer", token) == b"frank@example.test"
         with pytest.raises(flight.FlightUnauthenticatedError):
             call_with(client, "bearer", JWTIssuer(key).issue("user-456"))
@@ -217,14 +222,14 @@ class JWKSEndpoint:
         self.thread.join(5)
 
 
-def test_jwks_key_rotation_under_a_running_server():
+def test_jwks_key_rotation_under_a_running_server(engine):
     old = JWTIssuer(ed25519.Ed25519PrivateKey.generate(), issuer=ISS, key_id="k1")
     new = JWTIssuer(ed25519.Ed25519PrivateKey.generate(), issuer=ISS, key_id="k2")
     endpoint = JWKSEndpoint([old.public_jwk()])
     try:
         verifier = JWTVerifier.from_jwks_url(endpoint.url, ["EdDSA"], issuer=ISS,
                                              min_refresh_interval=0)
-        with WhoServer(auth_handler=JWTServerAuthHandler(verifier)) as server, \
+        with engine.running(WhoServer, auth_handler=JWTServerAuthHandler(verifier)) as server, \
                 connect(server) as client:
             assert call_with(client, "bearer", old.issue("gina")) == b"gina"
             with pytest.raises(flight.FlightUnauthenticatedError):
@@ -239,7 +244,7 @@ def test_jwks_key_rotation_under_a_running_server():
         endpoint.close()
 
 
-def test_client_handshakes_again_before_the_token_expires(monkeypatch):
+def test_client_handshakes_again_before_the_token_expires(engine, monkeypatch):
     monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
     key = ed25519.Ed25519PrivateKey.generate()
     short = JWTIssuer(key, issuer=ISS, ttl=3)
@@ -250,7 +255,7 @@ def test_client_handshakes_again_before_the_token_expires(monkeypatch):
         return issued[-1]
 
     verifier = JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS, leeway=0)
-    with WhoServer(auth_handler=JWTServerAuthHandler(verifier)) as server, \
+    with engine.running(WhoServer, auth_handler=JWTServerAuthHandler(verifier)) as server, \
             connect(server) as client:
         client.authenticate(JWTClientAuthHandler(fresh_token))
         first = jwt.decode(issued[0], options={"verify_signature": False})

@@ -1,4 +1,4 @@
-"""Specification of AccessPolicy and require_roles on a real server."""
+"""Specification of AccessPolicy and require_roles on a real server of either engine."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import flight_secure as flight
+from flight_secure.arrow import authorize_action, principal
 from flight_secure.auth import (
     AccessPolicy,
     BasicClientAuthHandler,
@@ -29,21 +30,25 @@ POLICY = AccessPolicy({"DoPut": {"writer"}, "DoGet": ["reader"]},
                       actions={"drop": {"admin"}, "vacuum": {"admin", "janitor"}})
 
 
-class PolicyServer(flight.FlightServerBase):
+class PolicyServer:
+    """A behaviour (either engine) with role checks in handlers beside the server's policy."""
+
     def do_get(self, context, ticket):
-        return flight.RecordBatchStream(pa.table({"n": [1]}))
+        return self.flight.RecordBatchStream(pa.table({"n": [1]}))
 
     def do_put(self, context, descriptor, reader, writer):
         reader.read_all()
 
     def do_action(self, context, action):
+        authorize_action(context, action)
         if action.type == "audit":
             require_roles("auditor").check(context)
-        yield context.peer_identity()
+        yield principal(context).identity
 
     @require_roles("auditor", "admin")
     def list_flights(self, context, criteria):
-        yield flight.FlightInfo(None, flight.FlightDescriptor.for_command(b"x"), [])
+        yield self.flight.FlightInfo(pa.schema([]), self.flight.FlightDescriptor.for_command(b"x"),
+                                     [])
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +80,20 @@ def mint(issuer, store) -> Callable[..., str]:
 
 
 @pytest.fixture(scope="module")
-def server(key, issuer, store) -> Iterator[PolicyServer]:
+def server(engine, key, issuer, store) -> Iterator[PolicyServer]:
     handler = BasicServerAuthHandler(store, issuer, JWTVerifier(key.public_key(), ["EdDSA"]),
                                      roles=ROLES)
-    with PolicyServer(auth_handler=handler, authorizer=POLICY) as running:
+    with engine.running(PolicyServer, auth_handler=handler, authorizer=POLICY) as running:
         yield running
     handler.close()
 
 
-def plain_client(server: flight.FlightServerBase) -> flight.FlightClient:
+def plain_client(server) -> flight.FlightClient:
     """A client that has not logged in: tokens go in each call's headers."""
     return flight.connect(f"grpc://localhost:{server.port}")
 
 
-def client_for(server: flight.FlightServerBase, user: str) -> flight.FlightClient:
+def client_for(server, user: str) -> flight.FlightClient:
     """A client logged in as ``user`` (its session token goes on every call)."""
     client = plain_client(server)
     client.authenticate(BasicClientAuthHandler(user, f"pw-{user}"))
@@ -158,9 +163,9 @@ def test_roles_claim_of_the_token_adds_to_the_roles_map(server, mint):
         assert client.do_get(flight.Ticket(b"t"), put_options).read_all().num_rows == 1
 
 
-def test_scope_claims_feed_roles_of_jwt_callers(key, issuer):
+def test_scope_claims_feed_roles_of_jwt_callers(engine, key, issuer):
     handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"]))
-    with PolicyServer(auth_handler=handler, authorizer=POLICY) as server, \
+    with engine.running(PolicyServer, auth_handler=handler, authorizer=POLICY) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         put(client, token_options(issuer.issue("svc", scope="writer metrics")))
         assert act(client, "drop", token_options(issuer.issue("svc", scp=["admin"]))) == b"svc"

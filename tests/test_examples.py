@@ -35,6 +35,15 @@ EXPECTED = {
         "listed weather: 2 rows",
         "read back 2 rows; identical: True",
     ],
+    "secure_pyarrow_server.py": [
+        "authenticate_basic_token: report sales for alice (admin,analyst)",
+        "purge done by alice",
+        "BasicClientAuthHandler:   report daily for bob",
+        "audit: call refused: who=bob scheme=basic rpc=DO_ACTION action=purge",
+        "bob may not purge: permission denied: action 'purge' requires role admin",
+        "audit: login refused: who=alice scheme=basic peer=- reason=bad_credentials",
+        "a wrong password is refused: invalid username or password",
+    ],
     "multi_node.py": [
         "node-1 describes 'trips': 5 rows in 2 parts",
         "node-1 serves its part to alice",

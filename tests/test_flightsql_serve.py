@@ -1,4 +1,5 @@
-"""``flight-secure serve`` as users run it, reached by the Go ADBC Flight SQL driver."""
+"""``flight-secure serve`` as users run it, reached by the Go ADBC Flight SQL driver
+(on both engines, ``--engine``, for a query)."""
 
 from __future__ import annotations
 
@@ -65,8 +66,9 @@ def connect(folder: Path, location: str) -> object:
         DatabaseOptions.TLS_ROOT_CERTS.value: (folder / "certs" / "ca.pem").read_text()})
 
 
-def test_serve_answers_sql_over_its_folder(folder: Path, serve) -> None:
-    location = serve()
+@pytest.mark.parametrize("engine", ["python", "arrow"])
+def test_serve_answers_sql_over_its_folder(folder: Path, serve, engine: str) -> None:
+    location = serve("--engine", engine)
     with connect(folder, location) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT city, sum(n) FROM visits GROUP BY city ORDER BY city")
         assert cursor.fetchall() == [("Lima", 2), ("Oslo", 4)]

@@ -1,4 +1,7 @@
-"""Many clients with distinct identities at once: every call sees exactly its own caller."""
+"""Many clients with distinct identities at once: every call sees exactly its own caller.
+
+The server runs on both engines (the ``engine`` fixture).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_auth_basic import RPCS, IdentityServer, seen_identity
+from identity_server import RPCS, IdentityServer, seen_identity
 
 import flight_secure as flight
 from flight_secure.auth import (
@@ -22,7 +25,7 @@ CLIENTS_PER_KIND = 8
 CALLS_PER_CLIENT = 50
 
 
-def test_concurrent_clients_each_see_only_their_own_identity():
+def test_concurrent_clients_each_see_only_their_own_identity(engine):
     key = Ed25519PrivateKey.generate()
     issuer = JWTIssuer(key, issuer="https://idp.test")
     verifier = JWTVerifier(key.public_key(), ["EdDSA"], issuer="https://idp.test")
@@ -65,7 +68,7 @@ def test_concurrent_clients_each_see_only_their_own_identity():
 
     people = [(kind, user) for kind, users in names.items() for user in users]
     try:
-        with IdentityServer(auth_handler=handler) as server, \
+        with engine.running(IdentityServer, auth_handler=handler) as server, \
                 ThreadPoolExecutor(max_workers=len(people)) as pool:
             futures = [pool.submit(session, kind, user, seed)
                        for seed, (kind, user) in enumerate(people)]

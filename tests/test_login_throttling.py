@@ -1,5 +1,9 @@
 """Login throttling as a client meets it: nobody can lock a user out from elsewhere,
-limits count networks rather than addresses, and a refusal says when to retry."""
+limits count networks rather than addresses, and a refusal says when to retry.
+
+On pyarrow's engine, which does not show Python the peer, every caller is of one
+network: what that costs is specified here too.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from conftest import ENGINES
 
 import flight_secure as flight
+from flight_secure.arrow import principal
 from flight_secure.auth import (
     BasicClientAuthHandler,
     BasicServerAuthHandler,
@@ -38,6 +44,13 @@ def handler() -> Iterator[BasicServerAuthHandler]:
 
 class Server(flight.FlightServerBase):
     pass
+
+
+class Whoami:
+    """A behaviour for pyarrow's engine: DoAction answers the caller's identity."""
+
+    def do_action(self, context, action):
+        yield principal(context).identity
 
 
 def login_from(handler: BasicServerAuthHandler, peer: str, password: str) -> str:
@@ -87,6 +100,25 @@ def test_a_throttled_login_says_when_to_retry_in_a_trailer(
     wait = dict(throttled.value.trailing_metadata())["retry-after"]
     assert 1 <= int(wait) <= 30
     assert re.search(rf"try again in {wait} s", throttled.value.details())
+
+
+def test_on_pyarrows_engine_guessing_locks_the_user_out_for_every_caller(
+        handler: BasicServerAuthHandler) -> None:
+    """The price of an unknown peer: 5 wrong passwords from [::1] lock alice out at
+    127.0.0.1 too; the refusal says when to retry (in its message: that engine sends no
+    trailer with a refused login); her session opened before keeps working."""
+    with ENGINES["arrow"].running(Whoami, auth_handler=handler) as server, \
+            flight.connect(f"grpc://127.0.0.1:{server.port}") as alice:
+        alice.authenticate(BasicClientAuthHandler(*ALICE), OPTIONS)
+        with flight.connect(f"grpc://[::1]:{server.port}") as attacker:
+            for _ in range(5):
+                with pytest.raises(flight.FlightUnauthenticatedError, match="invalid username"):
+                    attacker.authenticate(BasicClientAuthHandler(ALICE[0], "guess"), OPTIONS)
+        with flight.connect(f"grpc://127.0.0.1:{server.port}") as again, \
+                pytest.raises(flight.FlightUnauthenticatedError,
+                              match=r"too many failed logins; try again in \d+ s"):
+            again.authenticate(BasicClientAuthHandler(*ALICE), OPTIONS)
+        assert next(iter(alice.do_action("whoami", OPTIONS))).body.to_pybytes() == b"alice"
 
 
 # ------------------------------------------------------- networks, not sockets

@@ -3,6 +3,7 @@
 The shared server (module fixture) serves a folder with a Parquet, a Feather and a CSV
 file to two users: alice may read and write, bob may only read (and not ``people``).
 Other tests start their own server for first-run defaults, mTLS, JWT and signals.
+The shared server and the Basic and JWT servers run on both engines (``--engine``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from flight_secure.cli.serve import EPILOG
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = {"pyarrow": pa_flight, "flight_secure": flight_secure}
+ENGINES = ["python", "arrow"]
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["ann", "ben", "cy"]})
 PERMISSIONS = """\
@@ -60,11 +62,17 @@ alice = read, overwrite
 
 @dataclass
 class Site:
-    """A served folder and what clients need to reach it."""
+    """A served folder and what clients need to reach it, and the engine serving it."""
 
     server: Served
     data: Path
     ca: bytes
+    engine: str
+
+    def refusal(self, error: type) -> type:
+        """The error flight_secure's client raises for a handler's ``error`` on this engine:
+        pyarrow's sends INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS as UNKNOWN."""
+        return error if self.engine == "python" else flight_secure.FlightServerError
 
     def connect(self, flight: ModuleType, **kwargs: Any) -> Any:
         return flight.connect(f"grpc+tls://127.0.0.1:{self.server.port}", tls_root_certs=self.ca,
@@ -86,8 +94,9 @@ def write_data(data: Path) -> None:
     (data / "notes.txt").write_text("not a dataset")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+@pytest.fixture(scope="module", params=ENGINES)
+def site(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("serve")
     write_data(base / "data")
     certs = generate_dev_certificates(base / "certs")
@@ -97,8 +106,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     store.save(base / "users.htpasswd")
     (base / "rights.ini").write_text(PERMISSIONS)
     server = Served(["--data", "data", "--users", "users.htpasswd", "--permissions",
-                     "rights.ini", "--certs-dir", "certs"], cwd=base)
-    yield Site(server, base / "data", certs.ca_cert_pem())
+                     "rights.ini", "--certs-dir", "certs", "--engine", request.param], cwd=base)
+    yield Site(server, base / "data", certs.ca_cert_pem(), request.param)
     assert server.stop() == 0
 
 
@@ -228,7 +237,7 @@ def test_a_second_upload_of_the_same_new_name_is_refused_while_the_first_runs(
     first.write_table(TABLE)
     wait_until(lambda: any(n.startswith(".contested.") for n in leftovers(site.data)), 30)
     second_client, options = site.login(flight_secure, "alice")
-    with pytest.raises(flight_secure.FlightAlreadyExistsError):
+    with pytest.raises(site.refusal(flight_secure.FlightAlreadyExistsError)):
         upload(second_client, flight_secure, "contested", options, TABLE.slice(0, 1))
     first.close()
     assert pq.read_table(site.data / "contested.parquet").equals(TABLE)
@@ -277,15 +286,16 @@ BAD_NAMES = {
 def test_bad_dataset_names_are_invalid_arguments(site: Site, name: str) -> None:
     client, options = site.login(flight_secure, "alice")
     descriptor = flight_secure.FlightDescriptor.for_path(name)
+    invalid = site.refusal(flight_secure.FlightInvalidArgumentError)
     files = set(site.data.iterdir())
     refusals = []
-    with pytest.raises(flight_secure.FlightInvalidArgumentError) as refused:
+    with pytest.raises(invalid, match="dataset name") as refused:
         client.get_flight_info(descriptor, options)
     refusals.append(str(refused.value))
-    with pytest.raises(flight_secure.FlightInvalidArgumentError) as refused:
+    with pytest.raises(invalid, match="dataset name") as refused:
         client.do_get(flight_secure.Ticket(name.encode()), options).read_all()
     refusals.append(str(refused.value))
-    with pytest.raises(flight_secure.FlightInvalidArgumentError) as refused:
+    with pytest.raises(invalid, match="dataset name") as refused:
         upload(client, flight_secure, name, options)
     refusals.append(str(refused.value))
     assert set(site.data.iterdir()) == files and not (site.data.parent / "sales.parquet").exists()
@@ -298,7 +308,8 @@ def test_the_longest_name_the_file_system_takes_works_and_one_byte_more_is_refus
     longest = "\u00e9" * 117  # 234 bytes: the upload's temporary file name is 255 bytes
     assert json.loads(upload(client, flight_secure, longest, options))["rows"] == 3
     assert client.do_get(flight_secure.Ticket(longest.encode()), options).read_all() == TABLE
-    with pytest.raises(flight_secure.FlightInvalidArgumentError, match="bytes") as refused:
+    with pytest.raises(site.refusal(flight_secure.FlightInvalidArgumentError),
+                       match="bytes") as refused:
         upload(client, flight_secure, longest + "a", options)
     assert "Errno" not in str(refused.value) and "data/" not in str(refused.value)
 
@@ -319,7 +330,8 @@ def test_a_refused_upload_does_not_tell_whether_a_hidden_dataset_exists(site: Si
 ], ids=["two-element-path", "command"])
 def test_only_one_element_paths_name_datasets(site: Site, descriptor: Any) -> None:
     client, options = site.login(flight_secure, "alice")
-    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+    with pytest.raises(site.refusal(flight_secure.FlightInvalidArgumentError),
+                       match="one-element path"):
         client.get_flight_info(descriptor, options)
 
 
@@ -386,9 +398,11 @@ def test_a_client_killed_mid_upload_leaves_no_file(site: Site, tmp_path: Path) -
 # ------------------------------------------------------------------ servers of their own
 
 
-def test_first_run_makes_certificates_and_shows_the_admin_password_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_first_run_makes_certificates_and_shows_the_admin_password_once(tmp_path: Path,
+                                                                        engine: str) -> None:
     write_data(tmp_path / "data")
-    server = Served(["--data", "data"], cwd=tmp_path)
+    server = Served(["--data", "data", "--engine", engine], cwd=tmp_path)
     try:
         text = server.out.text
         password = text.split("shown only this once:", 1)[1].split()[0]
@@ -474,7 +488,54 @@ def test_passwords_plus_client_certificates_with_ca(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
-def test_edits_of_the_users_and_rights_files_apply_without_a_restart(tmp_path: Path) -> None:
+def test_certificate_identity_on_the_arrow_engine_is_refused_clearly(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_secure", "serve", "--data", "data", "--auth", "mtls",
+         "--engine", "arrow", "--port", "0"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=START_TIMEOUT, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--auth mtls needs --engine python" in result.stderr
+    assert "client certificate" in result.stderr
+
+
+def test_the_arrow_engine_keeps_the_ca_gate_in_front_of_passwords(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    certs = generate_dev_certificates(tmp_path / "certs", clients=["alice"])
+    store = PasswordStore(rounds=4)
+    store.add("alice", PASSWORDS["alice"])
+    store.save(tmp_path / "users.htpasswd")
+    server = Served(["--data", "data", "--users", "users.htpasswd", "--ca", "certs/ca.pem",
+                     "--engine", "arrow"], cwd=tmp_path)
+    try:
+        cert, key = certs.client_pems("alice")
+        alice = pa_flight.connect(server.location, tls_root_certs=certs.ca_cert_pem(),
+                                  cert_chain=cert, private_key=key)
+        token = alice.authenticate_basic_token("alice", PASSWORDS["alice"])
+        options = pa_flight.FlightCallOptions(headers=[token], timeout=10)
+        assert alice.do_get(pa_flight.Ticket(b"sales"), options).read_all().equals(TABLE)
+        server.err.wait_for("alice DoGet sales")
+        without = pa_flight.connect(server.location, tls_root_certs=certs.ca_cert_pem())
+        with pytest.raises(pa_flight.FlightError):  # the TLS handshake fails
+            without.authenticate_basic_token("alice", PASSWORDS["alice"])
+        with pytest.raises(pa_flight.FlightUnavailableError):  # even with alice's token
+            list(without.list_flights(options=options))
+    finally:
+        assert server.stop() == 0
+
+
+def test_serve_help_says_which_engine_to_pick() -> None:
+    result = subprocess.run([sys.executable, "-m", "flight_secure", "serve", "--help"],
+                            capture_output=True, text=True, timeout=START_TIMEOUT, check=True)
+    text = " ".join(result.stdout.split())
+    assert "--engine {python,arrow}" in text
+    assert "the only one that sees client certificates" in text
+    assert "pyarrow.flight's C++ engine" in text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_edits_of_the_users_and_rights_files_apply_without_a_restart(tmp_path: Path,
+                                                                     engine: str) -> None:
     write_data(tmp_path / "data")
     generate_dev_certificates(tmp_path / "certs")
     store = PasswordStore(rounds=4)
@@ -482,7 +543,7 @@ def test_edits_of_the_users_and_rights_files_apply_without_a_restart(tmp_path: P
     store.save(tmp_path / "users.htpasswd")
     (tmp_path / "rights.ini").write_text("[users]\nalice = read\n")
     server = Served(["--data", "data", "--users", "users.htpasswd", "--permissions",
-                     "rights.ini"], cwd=tmp_path)
+                     "rights.ini", "--engine", engine], cwd=tmp_path)
     try:
         client = flight_secure.connect(server.location,
                                        tls_root_certs=(tmp_path / "certs/ca.pem").read_bytes())
@@ -507,14 +568,16 @@ def test_edits_of_the_users_and_rights_files_apply_without_a_restart(tmp_path: P
         assert server.stop() == 0
 
 
-def test_jwt_mode_accepts_tokens_signed_by_the_configured_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_jwt_mode_accepts_tokens_signed_by_the_configured_key(tmp_path: Path,
+                                                              engine: str) -> None:
     write_data(tmp_path / "data")
     key = ed25519.Ed25519PrivateKey.generate()
     (tmp_path / "jwt.pub").write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     certs = generate_dev_certificates(tmp_path / "certs")
     server = Served(["--data", "data", "--auth", "jwt", "--jwt-key", "jwt.pub",
-                     "--jwt-audience", "data"], cwd=tmp_path)
+                     "--jwt-audience", "data", "--engine", engine], cwd=tmp_path)
     try:
         client = pa_flight.connect(server.location, tls_root_certs=certs.ca_cert_pem())
         good = JWTIssuer(key, "EdDSA", audience="data").issue("carol").encode()
@@ -531,10 +594,11 @@ def test_jwt_mode_accepts_tokens_signed_by_the_configured_key(tmp_path: Path) ->
         assert server.stop() == 0
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_the_server_cleanly(tmp_path: Path, signum: int) -> None:
+def test_a_signal_stops_the_server_cleanly(tmp_path: Path, signum: int, engine: str) -> None:
     write_data(tmp_path / "data")
-    server = Served(["--data", "data", "--auth", "none"], cwd=tmp_path)
+    server = Served(["--data", "data", "--auth", "none", "--engine", engine], cwd=tmp_path)
     assert server.stop(signum) == 0
     assert "stopping" in server.out.text and "Traceback" not in server.err.text
 
@@ -543,7 +607,8 @@ def test_a_port_in_use_is_a_one_line_error(site: Site, tmp_path: Path) -> None:
     write_data(tmp_path / "data")
     result = subprocess.run(
         [sys.executable, "-m", "flight_secure", "serve", "--data", "data", "--auth", "none",
-         "--port", str(site.server.port)], cwd=tmp_path, capture_output=True, text=True,
+         "--port", str(site.server.port), "--engine", site.engine], cwd=tmp_path,
+        capture_output=True, text=True,
         timeout=START_TIMEOUT, check=False)
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr

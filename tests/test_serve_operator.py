@@ -1,7 +1,8 @@
 """``flight-secure serve`` as an operator meets it: checks at start, limits, messages, stopping.
 
 Each test starts its own ``python -m flight_secure serve`` (or runs the command in
-this process when it must fail before serving) in a temporary folder.
+this process when it must fail before serving) in a temporary folder. Stopping is
+tested on both engines (``--engine``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from serving import START_TIMEOUT, Served
 
 import flight_secure
+from flight_secure._generated import flight_pb2 as pb
 from flight_secure.certs import CertificateAuthority, DevCertificates, generate_dev_certificates
 from flight_secure.cli import main
 from flight_secure.cli.serve import MAX_MESSAGE_MIB
@@ -39,6 +41,7 @@ BIG_ROWS = 2_000_000  # streamed in batches of 64K rows
 MIB = 1024 * 1024
 GET_FLIGHT_INFO = "/arrow.flight.protocol.FlightService/GetFlightInfo"
 CALL_TIMEOUT = 30.0
+ENGINES = ["python", "arrow"]
 
 
 @pytest.fixture
@@ -151,7 +154,8 @@ def test_a_default_password_file_others_may_write_is_refused(
     assert "--users users.htpasswd is writable by other accounts" in line
 
 
-def test_a_port_in_use_is_called_so(site: tuple[Path, DevCertificates],
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_port_in_use_is_called_so(site: tuple[Path, DevCertificates], engine: str,
                                     capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     folder, _ = site
@@ -160,7 +164,8 @@ def test_a_port_in_use_is_called_so(site: tuple[Path, DevCertificates],
         taken.listen()
         port = taken.getsockname()[1]
         monkeypatch.chdir(folder)
-        status = main(["serve", "--data", "data", "--auth", "none", "--port", str(port)])
+        status = main(["serve", "--data", "data", "--auth", "none", "--port", str(port),
+                       "--engine", engine])
     err = capsys.readouterr().err
     assert status == 1 and f"port {port} is in use" in err and "Traceback" not in err, err
 
@@ -266,6 +271,33 @@ def test_serve_bounds_the_size_of_a_message(site: tuple[Path, DevCertificates],
         assert server.stop() == 0
 
 
+def test_the_arrow_engine_says_it_cannot_bound_message_sizes(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, certs = site
+    line = serve_fails(folder, "--engine", "arrow", "--max-message-size", "1", capsys=capsys,
+                       monkeypatch=monkeypatch)
+    assert "--max-message-size needs --engine python" in line
+    (folder / "users.htpasswd").write_text("")
+    server = Served(["--data", "data", "--users", "users.htpasswd", "--engine", "arrow"],
+                    cwd=folder)
+    try:
+        warning = server.err.wait_for("--engine arrow: pyarrow.flight's engine reads a message "
+                                      "of any size")
+        assert "--max-message-size applies to --engine python only" in warning
+        descriptor = pb.FlightDescriptor(type=pb.FlightDescriptor.CMD,
+                                         cmd=b"c" * (MAX_MESSAGE_MIB * MIB + 1024))
+        channel = grpc.secure_channel(f"localhost:{server.port}",
+                                      grpc.ssl_channel_credentials(certs.ca_cert_pem()),
+                                      options=[("grpc.max_send_message_length", -1)])
+        with channel, pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary(GET_FLIGHT_INFO)(descriptor.SerializeToString(),
+                                                 timeout=CALL_TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # read whole first
+    finally:
+        assert server.stop() == 0
+
+
 def peak_rss_mib(pid: int) -> int:
     """The peak resident set size of process ``pid`` so far (VmHWM), in MiB."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -314,10 +346,12 @@ def new_call_refused(port: int, certs: DevCertificates) -> bool:
     return False
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_signal_refuses_new_calls_and_lets_calls_in_flight_finish(
-        site: tuple[Path, DevCertificates]) -> None:
+        site: tuple[Path, DevCertificates], engine: str) -> None:
     folder, certs = site
-    server = Served(["--data", "data", "--auth", "none", "--drain", "60"], cwd=folder)
+    server = Served(["--data", "data", "--auth", "none", "--drain", "60", "--engine", engine],
+                    cwd=folder)
     options = flight_secure.FlightCallOptions(timeout=CALL_TIMEOUT)
     try:
         reader = connect(server.port, certs).do_get(flight_secure.Ticket(b"big"), options)
@@ -334,9 +368,12 @@ def test_a_signal_refuses_new_calls_and_lets_calls_in_flight_finish(
     assert "stopped" in server.out.text and "Traceback" not in server.err.text
 
 
-def test_a_second_signal_ends_the_drain_at_once(site: tuple[Path, DevCertificates]) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_second_signal_ends_the_drain_at_once(site: tuple[Path, DevCertificates],
+                                                engine: str) -> None:
     folder, certs = site
-    server = Served(["--data", "data", "--auth", "none", "--drain", "600"], cwd=folder)
+    server = Served(["--data", "data", "--auth", "none", "--drain", "600", "--engine", engine],
+                    cwd=folder)
     options = flight_secure.FlightCallOptions(timeout=CALL_TIMEOUT)
     try:
         reader = connect(server.port, certs).do_get(flight_secure.Ticket(b"big"), options)
@@ -350,12 +387,14 @@ def test_a_second_signal_ends_the_drain_at_once(site: tuple[Path, DevCertificate
         server.stop()
 
 
-@pytest.fixture
-def endless_upload(site: tuple[Path, DevCertificates]) -> Iterator[tuple[Served, threading.Thread]]:
-    """A server with ``--drain 1`` and a thread uploading "partial" to it until it fails."""
+@pytest.fixture(params=ENGINES)
+def endless_upload(site: tuple[Path, DevCertificates],
+                   request: pytest.FixtureRequest) -> Iterator[tuple[Served, threading.Thread]]:
+    """A server (each engine) with ``--drain 1`` and a thread uploading "partial" to it
+    until it fails."""
     folder, certs = site
     server = Served(["--data", "data", "--auth", "none", "--permissions", "rights.ini",
-                     "--drain", "1"], cwd=_with_rights(folder))
+                     "--drain", "1", "--engine", request.param], cwd=_with_rights(folder))
     started = threading.Event()
 
     def upload() -> None:
@@ -397,10 +436,38 @@ def test_an_upload_running_when_the_drain_ends_is_aborted_logged_and_leaves_noth
         "big.parquet", "items.parquet", "sales.parquet"]
 
 
-def test_a_signal_with_nothing_in_flight_stops_at_once(site: tuple[Path, DevCertificates]
-                                                       ) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_signal_with_nothing_in_flight_stops_at_once(site: tuple[Path, DevCertificates],
+                                                       engine: str) -> None:
     folder, _ = site
-    server = Served(["--data", "data", "--auth", "none", "--drain", "600"], cwd=folder)
+    server = Served(["--data", "data", "--auth", "none", "--drain", "600", "--engine", engine],
+                    cwd=folder)
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=START_TIMEOUT) == 0
     assert "stopped" in server.out.text
+
+
+def test_on_the_arrow_engine_a_call_it_cannot_cancel_does_not_keep_the_server_alive(
+        site: tuple[Path, DevCertificates]) -> None:
+    """An upload whose client went silent stays blocked in pyarrow's engine, where no
+    cancellation reaches it: after ``--drain`` the server exits anyway, says so, and
+    stores nothing."""
+    folder, certs = site
+    server = Served(["--data", "data", "--auth", "none", "--permissions", "rights.ini",
+                     "--drain", "1", "--engine", "arrow"], cwd=_with_rights(folder))
+    client = connect(server.port, certs)
+    try:
+        batch = pa.record_batch({"v": pa.array(range(10), pa.int64())})
+        writer, _ = client.do_put(flight_secure.FlightDescriptor.for_path("silent"),
+                                  batch.schema)
+        writer.write_batch(batch)  # then nothing more
+        server.err.wait_for("anonymous DoPut silent")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=START_TIMEOUT) == 0
+        server.err.wait_closed()
+        assert "could not cancel were still running" in server.err.text
+        assert "stopped" in server.out.text and "Traceback" not in server.err.text
+        assert not (folder / "data" / "silent.parquet").exists()
+    finally:
+        client.close()
+        server.stop()

@@ -1,5 +1,6 @@
 """Specification of how sessions end: with the user, with the password, on revocation;
-in the library and in ``flight-secure serve``."""
+in the library and in ``flight-secure serve``, on both engines (the ``engine`` fixture,
+``--engine``)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from typing import Any
 
 import jwt
 import pytest
+from conftest import ENGINES, Engine
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import flight_secure as flight
+from flight_secure.arrow import principal
 from flight_secure.auth import (
     BasicServerAuthHandler,
     JWTIssuer,
@@ -35,9 +38,11 @@ PASSWORDS = {"alice": "alice's password", "bob": "bob's password"}
 TIMEOUT = flight.FlightCallOptions(timeout=10)
 
 
-class Whoami(flight.FlightServerBase):
+class Whoami:
+    """A behaviour (either engine): DoAction answers the caller's identity."""
+
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
-        yield context.peer_identity()
+        yield principal(context).identity
 
 
 def whoami(client: flight.FlightClient, header: tuple[bytes, bytes]) -> bytes:
@@ -71,9 +76,10 @@ def store() -> PasswordStore:
 
 
 @pytest.fixture
-def served(store: PasswordStore) -> Iterator[tuple[Whoami, BasicServerAuthHandler]]:
+def served(engine: Engine, store: PasswordStore
+           ) -> Iterator[tuple[Whoami, BasicServerAuthHandler]]:
     handler = BasicServerAuthHandler(store)
-    with Whoami(location="grpc://localhost:0", auth_handler=handler) as server:
+    with engine.running(Whoami, auth_handler=handler) as server:
         yield server, handler
     handler.close()
 
@@ -110,12 +116,12 @@ def test_changing_a_password_ends_the_sessions_of_the_old_one(
 
 
 def test_an_edited_password_file_ends_sessions_once_reloaded(
-        tmp_path: Path, store: PasswordStore) -> None:
+        engine: Engine, tmp_path: Path, store: PasswordStore) -> None:
     store.save(tmp_path / "users.htpasswd")
     loaded = PasswordStore.load(tmp_path / "users.htpasswd")
     handler = BasicServerAuthHandler(loaded)
     try:
-        with Whoami(location="grpc://localhost:0", auth_handler=handler) as server, \
+        with engine.running(Whoami, auth_handler=handler) as server, \
                 flight.connect(f"grpc://localhost:{server.port}") as client:
             bob = client.authenticate_basic_token("bob", PASSWORDS["bob"], TIMEOUT)
             assert main(["users", "remove", "--file", str(tmp_path / "users.htpasswd"),
@@ -155,13 +161,13 @@ def test_revoke_user_ends_every_session_they_have_now(
         "bob", PASSWORDS["bob"], TIMEOUT))) == b"bob"
 
 
-def test_an_identity_providers_tokens_are_revoked_by_id_or_by_subject() -> None:
+def test_an_identity_providers_tokens_are_revoked_by_id_or_by_subject(engine: Engine) -> None:
     key = Ed25519PrivateKey.generate()
     handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"],
                                                revoked=RevocationList()))
     issuer = JWTIssuer(key, "EdDSA")
     carol, dave, dave_again = issuer.issue("carol"), issuer.issue("dave"), issuer.issue("dave")
-    with Whoami(location="grpc://localhost:0", auth_handler=handler) as server, \
+    with engine.running(Whoami, auth_handler=handler) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         def call(token: str) -> bytes:
             return whoami(client, (b"authorization", f"Bearer {token}".encode()))
@@ -266,11 +272,12 @@ def listing(running: Running, site: Path, user: str, password: str) -> list[Any]
         return list(client.list_flights(options=options))
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
 def test_serve_ends_the_sessions_of_removed_users_and_changed_passwords(
-        serve_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        serve_site: Path, monkeypatch: pytest.MonkeyPatch, engine_name: str) -> None:
     """``users remove`` and ``users add`` (a new password), picked up by serve's reload:
     the existing sessions end at their next call."""
-    running = build_server(serve_args(serve_site))
+    running = build_server(serve_args(serve_site, "--engine", engine_name))
     users = str(serve_site / "users.htpasswd")
     bob, bob_options = serve_login(running, serve_site, "bob", PASSWORDS["bob"])
     alice, alice_options = serve_login(running, serve_site, "alice", PASSWORDS["alice"])
@@ -291,8 +298,11 @@ def test_serve_ends_the_sessions_of_removed_users_and_changed_passwords(
         running.close()
 
 
-def test_serve_session_ttl_sets_the_lifetime_of_session_tokens(serve_site: Path) -> None:
-    running = build_server(serve_args(serve_site, "--session-ttl", "120"))
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_serve_session_ttl_sets_the_lifetime_of_session_tokens(serve_site: Path,
+                                                               engine_name: str) -> None:
+    running = build_server(serve_args(serve_site, "--session-ttl", "120",
+                                      "--engine", engine_name))
     try:
         client, options = serve_login(running, serve_site, "bob", PASSWORDS["bob"])
         client.close()
@@ -303,10 +313,13 @@ def test_serve_session_ttl_sets_the_lifetime_of_session_tokens(serve_site: Path)
         running.close()
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
 def test_flight_secure_revoke_ends_sessions_in_serve(serve_site: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     engine_name: str) -> None:
     revoked = str(serve_site / "revoked.jsonl")
-    running = build_server(serve_args(serve_site, "--revocations", revoked))
+    running = build_server(serve_args(serve_site, "--revocations", revoked,
+                                      "--engine", engine_name))
     client, bob = serve_login(running, serve_site, "bob", PASSWORDS["bob"])
     one = serve_login(running, serve_site, "alice", PASSWORDS["alice"])[1]
     other = serve_login(running, serve_site, "alice", PASSWORDS["alice"])[1]

@@ -1,5 +1,6 @@
 """Specification of the cache of verified tokens: a token costs one signature check,
-then a lookup per call, and nothing that changed since is ever missed."""
+then a lookup per call, and nothing that changed since is ever missed (over gRPC, on
+both engines)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Engine
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import flight_secure as flight
+from flight_secure.arrow import principal
 from flight_secure.auth.base import CallCredentials
 from flight_secure.auth.basic import BasicServerAuthHandler
 from flight_secure.auth.cache import TokenCache
@@ -174,19 +177,22 @@ def test_role_changes_apply_to_cached_session_tokens() -> None:
         handler.close()
 
 
-class Whoami(flight.FlightServerBase):
+class Whoami:
+    """A behaviour (either engine): DoAction answers the caller's identity."""
+
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
-        yield context.peer_identity()
+        yield principal(context).identity
 
 
-def test_over_grpc_a_revoked_session_ends_at_the_next_call(key: Ed25519PrivateKey) -> None:
+def test_over_grpc_a_revoked_session_ends_at_the_next_call(engine: Engine,
+                                                           key: Ed25519PrivateKey) -> None:
     revoked = RevocationList()
     verifier = CountingVerifier(key.public_key(), ["EdDSA"], revoked=revoked)
     handler = JWTServerAuthHandler(verifier)
     token = JWTIssuer(key, "EdDSA").issue("alice")
     options = flight.FlightCallOptions(
         headers=[(b"authorization", f"Bearer {token}".encode())], timeout=10)
-    with Whoami(location="grpc://localhost:0", auth_handler=handler) as server, \
+    with engine.running(Whoami, auth_handler=handler) as server, \
             flight.connect(f"grpc://localhost:{server.port}") as client:
         for _ in range(20):
             assert next(iter(client.do_action("w", options))).body.to_pybytes() == b"alice"

@@ -11,6 +11,7 @@ reach the log or the error messages.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
@@ -147,38 +148,72 @@ class AuthGate:
     def handshake(self, call: CallCredentials, payloads: Iterator[bytes],
                   send: Callable[[bytes], None],
                   admission: HandshakeAdmission | None = None) -> HeaderLogin | None:
-        """Run the Handshake RPC's authentication.
+        """Run the Handshake RPC's authentication: :meth:`login_from_headers`, then,
+        when that found nothing to log in with, :meth:`exchange_messages`.
 
-        The handler's ``authenticate_headers`` first gets the chance to log the
-        caller in from the call's headers; its :class:`HeaderLogin` is returned for
-        the server to send its headers. Otherwise ``authenticate_handshake``
-        exchanges messages through ``send`` and ``payloads`` and None is returned.
-        Without a handler the client's messages are read and ignored. Raises a
-        Flight error to refuse.
-
+        Returns the :class:`HeaderLogin` (for the server to send its headers) or
+        None after a message exchange. Raises a Flight error to refuse.
         ``admission`` (see :mod:`~flight_secure.auth.handshakes`) hears when the
         credentials arrive: before ``authenticate_headers`` when the call carries
         an ``authorization`` header, else when the handler reads the first message.
         """
-        handler = self.handler
-        arrived = admission.credentials_arrived if admission is not None else None
-        try:
+        login = self.login_from_headers(call, admission)
+        if login is not None:
+            return login
+        self.exchange_messages(call, payloads, send, admission)
+        return None
+
+    def login_from_headers(self, call: CallCredentials,
+                           admission: HandshakeAdmission | None = None) -> HeaderLogin | None:
+        """The Handshake's first step: the handler's ``authenticate_headers``.
+
+        Returns its :class:`HeaderLogin` (audited), or None when the headers hold
+        nothing to log in with (also without a handler). An engine that must send
+        the response headers before it reads the client's messages calls this and
+        :meth:`exchange_messages` at those two moments. Raises a Flight error to
+        refuse (audited).
+        """
+        login = None
+        with self._handshake_refusals(call):
             if self.require_certificate:
                 self._check_certificate(call)
+            if self.handler is None:
+                return None
+            if admission is not None and call.header(AUTHORIZATION_HEADER) is not None:
+                admission.credentials_arrived()
+            login = self.handler.authenticate_headers(call)
+            if login is not None and not isinstance(login.principal, Principal):
+                raise FlightUnauthenticatedError("the login established no principal")
+        if login is not None:
+            audit_event(logging.INFO, "handshake ok", call=call, who=login.principal.name,
+                        scheme=login.principal.method)
+        return login
+
+    def exchange_messages(self, call: CallCredentials, payloads: Iterator[bytes],
+                          send: Callable[[bytes], None],
+                          admission: HandshakeAdmission | None = None) -> None:
+        """The Handshake's second step: the handler's ``authenticate_handshake``.
+
+        It reads the client's messages from ``payloads`` and replies through
+        ``send``; without a handler the messages are read and ignored. Call it only
+        after :meth:`login_from_headers` returned None for the same call. Raises a
+        Flight error to refuse (audited).
+        """
+        handler = self.handler
+        arrived = admission.credentials_arrived if admission is not None else None
+        with self._handshake_refusals(call):
             if handler is None:
                 for _ in payloads:
                     pass
-                return None
-            if arrived is not None and call.header(AUTHORIZATION_HEADER) is not None:
-                arrived()
-            login = handler.authenticate_headers(call)
-            if login is not None:
-                if not isinstance(login.principal, Principal):
-                    raise FlightUnauthenticatedError("the login established no principal")
-                audit_event(logging.INFO, "handshake ok", call=call, who=login.principal.name,
-                            scheme=login.principal.method)
-                return login
+                return
             handler.authenticate_handshake(call, _Sender(send), _Reader(payloads, arrived))
+        audit_event(logging.INFO, "handshake ok", call=call, scheme=type(handler).__name__)
+
+    @contextlib.contextmanager
+    def _handshake_refusals(self, call: CallCredentials) -> Iterator[None]:
+        """Audit a refused Handshake; anything but a Flight error becomes UNAUTHENTICATED."""
+        try:
+            yield
         except FlightError as exc:
             audit_event(logging.WARNING, "handshake refused", call=call, reason=str(exc))
             raise
@@ -188,8 +223,6 @@ class AuthGate:
             raise FlightUnauthenticatedError(
                 "handshake refused: the credentials were not accepted"
             ) from None
-        audit_event(logging.INFO, "handshake ok", call=call, scheme=type(handler).__name__)
-        return None
 
     def _check_certificate(self, call: CallCredentials) -> None:
         if call.peer_certificate_pem is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from flight_secure.auth.base import Principal
+from flight_secure.context import ServerCallContext
 from flight_secure.errors import FlightUnauthorizedError
 from flight_secure.types import FlightMethod
 
@@ -128,13 +129,20 @@ class RoleRequirement:
     def check(self, subject: Any) -> None:
         """Raise FlightUnauthorizedError unless the caller has one of the roles.
 
-        ``subject`` is a ServerCallContext (its ``principal`` is checked), a
-        Principal, or None (no authenticated caller: always refused).
+        ``subject`` is a handler's ServerCallContext, of flight_secure's engine or
+        of pyarrow's (see :func:`flight_secure.arrow.principal`; the refusal is then
+        pyarrow's FlightUnauthorizedError), a Principal, or None (no authenticated
+        caller: always refused).
         """
-        principal = subject if subject is None or isinstance(subject, Principal) \
-            else subject.principal
-        if not _has_any(principal, self.roles):
-            raise _denial("this call", self.roles)
+        if subject is None or isinstance(subject, Principal | ServerCallContext):
+            principal = subject.principal if isinstance(subject, ServerCallContext) else subject
+            if not _has_any(principal, self.roles):
+                raise _denial("this call", self.roles)
+            return
+        from flight_secure import arrow  # a handler on pyarrow's engine
+
+        if not _has_any(arrow.principal(subject), self.roles):
+            raise arrow.to_pyarrow(_denial("this call", self.roles))
 
     def __call__(self, handler: F) -> F:
         """Decorate a FlightServerBase method ``handler(self, context, ...)``."""

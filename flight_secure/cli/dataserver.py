@@ -25,10 +25,13 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from flight_secure.cli.datasets import DatasetFolder, check_name, for_log
 from flight_secure.cli.permissions import Permissions
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
+    FlightCancelledError,
     FlightError,
     FlightInvalidArgumentError,
     FlightUnauthorizedError,
@@ -76,6 +79,20 @@ def _log_call(who: str, scheme: str, rpc: str, dataset: str, outcome: str = "ok"
     else:
         log.warning("%s %s %s %s: %s", for_log(who), rpc, for_log(dataset), outcome,
                     for_log(detail), extra=fields)
+
+
+def _uploaded(reader: MetadataRecordBatchReader,
+              context: ServerCallContext) -> Iterator[pa.RecordBatch]:
+    """The batches of an upload; FlightCancelledError as soon as the call is cancelled.
+
+    Checked before each batch, for an engine that cannot end a call by itself
+    (pyarrow's tells the handler through ``is_cancelled()`` when its server stops).
+    """
+    for chunk in reader:
+        if context.is_cancelled():
+            raise FlightCancelledError("the upload was cancelled before it finished")
+        if chunk.data is not None:
+            yield chunk.data
 
 
 def dataset_of(descriptor: FlightDescriptor) -> str:
@@ -179,19 +196,17 @@ class DatasetServer(FlightServerBase):
                reader: MetadataRecordBatchReader, writer: Any) -> None:
         command = self._sql_command(descriptor)
         if command is not None:
-            batches = (chunk.data for chunk in reader if chunk.data is not None)
             writer.write(self.sql.put(self._sql_caller(context), command, reader.schema,
-                                      batches))
+                                      _uploaded(reader, context)))
             return
         name = dataset_of(descriptor)
         # Rights before existence: a caller who may not write learns nothing of what exists.
         may_write = self.permissions.allows(caller(context)[0], name, "write")
         exists = may_write and self.folder.exists(name)
         who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
-        batches = (chunk.data for chunk in reader if chunk.data is not None)
         try:
-            rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
-                                     cancelled=context.is_cancelled)
+            rows = self.folder.write(name, reader.schema, _uploaded(reader, context),
+                                     overwrite=exists, cancelled=context.is_cancelled)
         except FlightError as exc:  # cut off, refused midway, or the server stopping
             _log_call(who, caller(context)[1], "DoPut", name, "aborted", str(exc))
             raise

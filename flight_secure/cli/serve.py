@@ -5,13 +5,16 @@ It runs with no configuration at all: missing development certificates are made 
 one ``admin`` user whose random password is printed once (never logged). Given TLS
 files are checked first, and a bad one is named (:mod:`flight_secure.cli.tlsfiles`).
 It then prints the datasets found, how to connect, how to stop, and ``listening on
-grpc+tls://HOST:PORT`` (the real port when ``--port 0``). Edits of the password and
-permissions files apply within a few seconds, without a restart.
+grpc+tls://HOST:PORT`` (the real port when ``--port 0``). Edits of the password,
+permissions and revocation files apply within a few seconds, without a restart.
+``--engine`` picks flight_secure's engine or pyarrow.flight's
+(:mod:`flight_secure.cli.engines`).
 
 SIGINT or SIGTERM starts a drain: new calls are refused at once, calls in flight get
 up to ``--drain`` seconds to finish, then the rest are cancelled (an upload cut off
 this way leaves no file and is logged as aborted); a second signal ends the drain
-at once. The exit status is then 0.
+at once. The exit status is then 0. On pyarrow's engine, calls it runs without
+Python cannot be cancelled: the process exits without them.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from typing import Any
 
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.revocation import RevocationFile
-from flight_secure.cli import setup, tlsfiles
+from flight_secure.cli import engines, setup, tlsfiles
 from flight_secure.cli._common import CommandError, one_line
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import default_permissions, load_permissions
-from flight_secure.cli.stopping import StopSignals, drain
+from flight_secure.cli.stopping import StopSignals, drain, exit_leaving_calls
 from flight_secure.errors import FlightError
 from flight_secure.types import CertKeyPair, Location
 
@@ -110,12 +113,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for --auth jwt: required aud claim")
     parser.add_argument("--certs-dir", type=Path, default=Path("certs"), metavar="DIR",
                         help="where development certificates are kept (default ./certs)")
-    parser.add_argument("--max-message-size", type=int, default=MAX_MESSAGE_MIB, metavar="MIB",
+    parser.add_argument("--engine", choices=engines.ENGINES, default="python",
+                        help="python: flight_secure's own engine (default), the only one "
+                        "that sees client certificates (--auth mtls; with --ca, tokens "
+                        "bound to the client's certificate) and bounds message sizes; "
+                        "arrow: pyarrow.flight's C++ engine with the same logins, rights "
+                        "and audit in front, for more calls per second and faster "
+                        "transfers (Basic and JWT; with --ca a certificate from that CA "
+                        "is still required, but not bound to tokens; messages of any "
+                        "size are read, and --max-message-size cannot apply). See "
+                        "README: choosing an engine")
+    parser.add_argument("--max-message-size", type=int, metavar="MIB",
                         help="largest message a client may send, in MiB (default "
-                        f"{MAX_MESSAGE_MIB}); larger uploads must be sent in batches")
+                        f"{MAX_MESSAGE_MIB}); larger uploads must be sent in batches. "
+                        "--engine python only: pyarrow's engine has no such bound")
     parser.add_argument("--drain", type=float, default=DRAIN_SECONDS, metavar="S",
                         help="on SIGTERM/Ctrl-C, seconds calls in flight get to finish "
-                        f"while new ones are refused (default {DRAIN_SECONDS:g})")
+                        f"while new ones are refused (default {DRAIN_SECONDS:g}). On "
+                        "--engine arrow, calls pyarrow runs without Python (a download "
+                        "under way, an upload whose client went silent) cannot be "
+                        "cancelled then: the server exits and cuts them off")
     parser.add_argument("--sql", choices=("auto", "on", "off"), default="auto",
                         help="Flight SQL over the datasets (needs flight-secure[sql]); "
                         "auto: on when DuckDB is installed (default)")
@@ -146,8 +163,16 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError("--auth mtls with your own --tls-cert needs --ca (the client CA)")
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port}: not a TCP port")
-    if not 1 <= args.max_message_size <= 2047:
-        raise CommandError(f"--max-message-size {args.max_message_size}: give 1 to 2047 MiB")
+    if args.engine == "arrow" and args.auth == "mtls":
+        raise CommandError("--auth mtls needs --engine python: pyarrow.flight's engine does "
+                           "not show Python the client certificate")
+    if args.max_message_size is not None:
+        if args.engine == "arrow":
+            raise CommandError("--max-message-size needs --engine python: pyarrow.flight's "
+                               "engine reads messages of any size")
+        if not 1 <= args.max_message_size <= 2047:
+            raise CommandError(f"--max-message-size {args.max_message_size}: give 1 to "
+                               "2047 MiB")
     if not 0 <= args.drain <= 3600:
         raise CommandError(f"--drain {args.drain:g}: give 0 to 3600 seconds")
     if not args.sql_timeout > 0:
@@ -174,9 +199,15 @@ def _sql_service(args: argparse.Namespace, folder: DatasetFolder) -> Any:
 
 @dataclass
 class Running:
-    """A started server and what came with it; :meth:`close` stops it."""
+    """A started server and what came with it; :meth:`close` stops it.
 
-    server: DatasetServer
+    ``datasets`` serves the calls; ``server`` is the running ``engine``: ``datasets``
+    itself, or pyarrow's ArrowServer calling its handlers.
+    """
+
+    server: Any
+    datasets: DatasetServer
+    engine: str
     connection: setup.Connection
     handler: Any
     store: PasswordStore | None
@@ -203,7 +234,7 @@ class Running:
             try:
                 stamp = _stamp(self.permissions_file)
                 if stamp != self._permissions_stamp:
-                    self.server.permissions = load_permissions(self.permissions_file)
+                    self.datasets.permissions = load_permissions(self.permissions_file)
                     self._permissions_stamp = stamp
                     log.info("reloaded %s", self.permissions_file)
             except (OSError, ValueError) as exc:
@@ -213,9 +244,16 @@ class Running:
         self._problems = problems
 
     def close(self, grace: float = 0.0) -> None:
-        """Refuse new calls, give those in flight ``grace`` seconds, then cancel them."""
+        """Refuse new calls, give those in flight ``grace`` seconds, then cancel them
+        (on pyarrow's engine, those it can: see :attr:`calls_left`)."""
         self.server.shutdown(grace)
         setup.close_handler(self.handler)
+
+    @property
+    def calls_left(self) -> bool:
+        """Whether calls still run after :meth:`close`: calls pyarrow's engine runs
+        without Python, which it cannot cancel."""
+        return self.engine == "arrow" and not self.server.stopped
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -248,17 +286,20 @@ def build_server(args: argparse.Namespace) -> Running:
     store = setup.password_store(args) if args.auth == "basic" else None
     if store is not None and setup.ADMIN in store:
         connection.user = setup.ADMIN
-    handler = setup.auth_handler(store, verifier, mtls=connection.mtls,
+    # pyarrow's engine checks client certificates against --ca, but cannot show them
+    handler = setup.auth_handler(store, verifier,
+                                 mtls=connection.mtls and args.engine == "python",
                                  session_ttl=args.session_ttl or SESSION_TTL,
                                  revoked=revocations)
-    options: dict[str, Any] = {"location": Location.for_grpc_tls(args.host, args.port),
-                               "tls_certificates": [pair], "auth_handler": handler,
-                               "max_message_size": args.max_message_size * MIB}
+    tls: dict[str, Any] = {"tls_certificates": [pair]}
     if connection.mtls:
-        options.update(verify_client=True, root_certificates=client_ca)
+        tls.update(verify_client=True, root_certificates=client_ca)
     sql = _sql_service(args, folder)
+    datasets = DatasetServer(folder, permissions, sql=sql)
     try:
-        server = DatasetServer(folder, permissions, sql=sql, **options)
+        server = engines.start(args.engine, datasets, Location.for_grpc_tls(args.host, args.port),
+                               handler, tls=tls,
+                               max_message_size=(args.max_message_size or MAX_MESSAGE_MIB) * MIB)
     except FlightError:
         setup.close_handler(handler)
         reason = _why_not_listening(args.host, args.port)
@@ -269,11 +310,11 @@ def build_server(args: argparse.Namespace) -> Running:
         setup.close_handler(handler)
         raise
     connection.port = server.port
-    log.info("serving %s with --auth %s%s%s; rights from %s", folder.root, args.auth,
-             " and client certificates" if connection.mtls else "",
+    log.info("serving %s on the %s engine with --auth %s%s%s; rights from %s", folder.root,
+             args.engine, args.auth, " and client certificates" if connection.mtls else "",
              ", Flight SQL on" if sql is not None else "", permissions.summary())
-    return Running(server, connection, handler, store, args.permissions, permissions_stamp,
-                   revocations)
+    return Running(server, datasets, args.engine, connection, handler, store,
+                   args.permissions, permissions_stamp, revocations)
 
 
 def _tls(args: argparse.Namespace, connection: setup.Connection
@@ -324,7 +365,7 @@ def _why_not_listening(host: str, port: int) -> str | None:
 
 def banner(running: Running, args: argparse.Namespace) -> str:
     """What the operator reads at start: the datasets found, how to connect and stop."""
-    names = running.server.folder.names()
+    names = running.datasets.folder.names()
     shown = ", ".join(names[:LISTED_DATASETS])
     if len(names) > LISTED_DATASETS:
         shown += f", ... ({len(names) - LISTED_DATASETS} more)"
@@ -344,6 +385,13 @@ def _warn_open_door(args: argparse.Namespace, connection: setup.Connection) -> N
         log.warning("--auth none: every client is let in without credentials")
 
 
+def _warn_unbounded_messages(args: argparse.Namespace) -> None:
+    if args.engine == "arrow":
+        log.warning("--engine arrow: pyarrow.flight's engine reads a message of any size "
+                    "whole, before its caller is authenticated (--max-message-size applies "
+                    "to --engine python only); keep untrusted clients away from the port")
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM, then drain; 0 after the stop."""
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -353,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
     signals = StopSignals()
     try:
         _warn_open_door(args, running.connection)
+        _warn_unbounded_messages(args)
         print(banner(running, args), flush=True)
         print(f"listening on {running.connection.location}", flush=True)
         while not signals.wait(RELOAD_INTERVAL):
@@ -362,4 +411,6 @@ def run(args: argparse.Namespace) -> int:
         running.close()
         signals.restore()
     print("stopped", flush=True)
+    if running.calls_left:
+        exit_leaving_calls()
     return 0

@@ -1,21 +1,30 @@
 """How ``serve`` stops: SIGINT or SIGTERM starts a drain, a further one ends it at once.
 
 :class:`StopSignals` turns SIGINT and SIGTERM into an event the serving loop waits on.
-:func:`drain` has gRPC refuse new calls at once, gives the calls in flight up to
+:func:`drain` has the engine refuse new calls at once, gives the calls in flight up to
 ``seconds`` to finish, and then cancels what is left (a cancelled upload removes its
 temporary file and is logged by the server as aborted); a further signal cancels them
-at once.
+at once. pyarrow.flight's engine cancels only the calls whose handlers check for it;
+:func:`exit_leaving_calls` ends the process without the others.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
-
-from flight_secure.server import FlightServerBase
+from typing import NoReturn, Protocol
 
 log = logging.getLogger("flight_secure.serve")
+
+
+class Stoppable(Protocol):
+    """A running server of either engine."""
+
+    def shutdown(self, grace: float | None) -> None:
+        """Refuse new calls; cancel those in flight after ``grace`` seconds."""
 
 
 class StopSignals:
@@ -47,7 +56,7 @@ class StopSignals:
             signal.signal(sig, previous)
 
 
-def drain(server: FlightServerBase, seconds: float, signals: StopSignals) -> None:
+def drain(server: Stoppable, seconds: float, signals: StopSignals) -> None:
     """Stop ``server``: new calls refused now, calls in flight cancelled after ``seconds``
     or at the next signal, whichever comes first. Returns once it has stopped."""
     drained = threading.Event()
@@ -65,3 +74,19 @@ def drain(server: FlightServerBase, seconds: float, signals: StopSignals) -> Non
     if not drained.is_set():
         print("stopping at once: calls in flight are cancelled", flush=True)
         server.shutdown(0)
+
+
+def exit_leaving_calls() -> NoReturn:
+    """End the process now, with status 0, cutting off the calls still in flight.
+
+    For the calls pyarrow.flight's engine runs without Python (a download under way,
+    an upload whose client went silent): nothing can cancel them, and pyarrow's
+    shutdown, which runs again at interpreter exit, would wait for them for ever.
+    Logs and output are flushed first.
+    """
+    log.warning("calls that pyarrow's engine could not cancel were still running; they "
+                "are cut off as the server exits")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,7 +1,8 @@
 """Shared pieces of the reliability suite.
 
 * :func:`bounded`: how every wait here loops, bounded in attempts *and* in time.
-* :class:`EchoServer` and :func:`echo_call`: every data RPC answers ``who|scheme|nonce``,
+* :class:`Echo` (a behaviour for either engine), :class:`EchoServer` (it on
+  flight_secure's) and :func:`echo_call`: every data RPC answers ``who|scheme|nonce``,
   the caller's identity and auth scheme as the handler saw them plus the call's own
   nonce, so a test sees cross-talk between callers and answers given to the wrong call.
 * :class:`TokenOrCertificate`: one server that admits Basic, JWT and mTLS callers.
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -36,6 +38,7 @@ from hypothesis import strategies as st
 
 import flight_secure as flight
 from flight_secure._generated import flight_pb2 as pb
+from flight_secure.arrow import principal
 from flight_secure.auth.base import CallCredentials, HeaderLogin, Principal, ServerAuthHandler
 from flight_secure.auth.basic import BasicClientAuthHandler
 from flight_secure.certs import DevCertificates, generate_dev_certificates
@@ -89,30 +92,34 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
 # ------------------------------------------------------------------- echo server
 
 
-class EchoServer(flight.FlightServerBase):
-    """Each data RPC answers ``who|scheme|nonce`` (DoPut and DoExchange add ``|rows``).
+class Echo:
+    """A behaviour (either engine): each data RPC answers ``who|scheme|nonce``.
 
-    The nonce is the descriptor's command (GetFlightInfo, DoPut, DoExchange), the
-    ticket (DoGet) or the action body (DoAction ``echo``). ``seen`` counts the calls
-    per (identity, RPC) as the handlers saw them. DoAction ``fail`` raises
-    ``RuntimeError`` with the body as its message.
+    DoPut and DoExchange add ``|rows``. The nonce is the descriptor's command
+    (GetFlightInfo, DoPut, DoExchange), the ticket (DoGet) or the action body
+    (DoAction ``echo``). ``seen`` counts the calls per (identity, RPC) as the
+    handlers saw them. DoAction ``fail`` raises ``RuntimeError`` with the body as
+    its message.
     """
 
-    def __init__(self, **options: Any) -> None:
+    flight: ModuleType
+
+    def __init__(self, *args: Any, **options: Any) -> None:
         self.seen: Counter[tuple[str, str]] = Counter()
         self._seen_lock = threading.Lock()
-        super().__init__(**options)
+        super().__init__(*args, **options)
 
-    def _answer(self, context: flight.ServerCallContext, rpc: str, nonce: bytes) -> bytes:
-        principal = context.principal
-        who, scheme = (principal.name, principal.method) if principal else ("", "none")
+    def _answer(self, context: Any, rpc: str, nonce: bytes) -> bytes:
+        caller = principal(context)
+        who, scheme = (caller.name, caller.method) if caller else ("", "none")
         with self._seen_lock:
             self.seen[(who, rpc)] += 1
         return f"{who}|{scheme}|".encode() + nonce
 
-    def get_flight_info(self, context: Any, descriptor: Any) -> flight.FlightInfo:
+    def get_flight_info(self, context: Any, descriptor: Any) -> Any:
         answer = self._answer(context, "GetFlightInfo", descriptor.command)
-        return flight.FlightInfo(None, flight.FlightDescriptor.for_command(answer), [])
+        return self.flight.FlightInfo(pa.schema([]),
+                                      self.flight.FlightDescriptor.for_command(answer), [])
 
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
         body = action.body.to_pybytes()
@@ -120,9 +127,10 @@ class EchoServer(flight.FlightServerBase):
             raise RuntimeError(body.decode())
         yield self._answer(context, "DoAction", body)
 
-    def do_get(self, context: Any, ticket: Any) -> flight.RecordBatchStream:
+    def do_get(self, context: Any, ticket: Any) -> Any:
         answer = self._answer(context, "DoGet", ticket.ticket)
-        return flight.RecordBatchStream(pa.table({"answer": pa.array([answer], pa.binary())}))
+        table = pa.table({"answer": pa.array([answer], pa.binary())})
+        return self.flight.RecordBatchStream(table)
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
         rows = reader.read_all().num_rows
@@ -134,6 +142,12 @@ class EchoServer(flight.FlightServerBase):
         answer = self._answer(context, "DoExchange", descriptor.command)
         writer.begin(pa.schema([("answer", pa.binary())]))
         writer.write_table(pa.table({"answer": pa.array([answer + f"|{rows}".encode()])}))
+
+
+class EchoServer(Echo, flight.FlightServerBase):
+    """:class:`Echo` on flight_secure's engine."""
+
+    flight = flight
 
 
 def upload(rows: int) -> pa.Table:

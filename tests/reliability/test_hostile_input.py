@@ -1,5 +1,9 @@
 """Hostile input, fuzzed with hypothesis, sent with raw gRPC to a server with Basic logins.
 
+The auth properties run against both engines (the ``engine`` fixture); FlightData
+frames against flight_secure's, whose data path is its own (pyarrow's engine reads
+frames in C++, outside flight_secure).
+
 Whatever arrives (auth headers, handshake payloads, BasicAuth messages, JWT-shaped
 strings, FlightData frames), the call ends within its timeout with a refusal that
 names the problem (UNAUTHENTICATED, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED,
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import ENGINES, Engine
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
@@ -43,7 +48,7 @@ from .conftest import (
     CALL_TIMEOUT,
     HOSTILE_OUTCOMES,
     Child,
-    EchoServer,
+    Echo,
     assert_refused_cleanly,
     crafted_string_offsets,
     echo_call,
@@ -61,11 +66,12 @@ FRAME_OUTCOMES = HOSTILE_OUTCOMES | {grpc.StatusCode.OK}
 
 @dataclass
 class Target:
-    server: EchoServer
+    server: Echo
     channel: grpc.Channel
     client: flight.FlightClient
     token: bytes = field(repr=False)
     issuer: JWTIssuer = field(repr=False)
+    handler: BasicServerAuthHandler = field(repr=False)
 
     def assert_serving(self) -> None:
         """A logged-in client's call still gets its own answer."""
@@ -73,8 +79,9 @@ class Target:
         assert echo_call(self.client, "DoAction", b"alive?", options) == b"alice|basic|alive?"
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
+@contextlib.contextmanager
+def running_target(engine: Engine) -> Iterator[Target]:
+    """An Echo server on ``engine`` with Basic logins, a raw channel and a logged-in client."""
     store = PasswordStore(rounds=4)
     for user, password in USERS.items():
         store.add(user, password)
@@ -84,17 +91,31 @@ def target() -> Iterator[Target]:
     # Limits so high that fuzzed logins reach the password check instead of a lockout.
     guard = LoginGuard(max_failures_per_user=10**9, max_failures_per_network=10**9)
     handler = BasicServerAuthHandler(store, issuer, verifier, guard=guard)
-    server = EchoServer(location="grpc://localhost:0", auth_handler=handler)
+    server = engine.start(Echo, auth_handler=handler)
     client = flight.connect(f"grpc://localhost:{server.port}")
     login = BasicClientAuthHandler("alice", USERS["alice"])
     client.authenticate(login)
     try:
         with raw_channel(server.port) as channel:
-            yield Target(server, channel, client, login.get_token(), issuer)
+            yield Target(server, channel, client, login.get_token(), issuer, handler)
     finally:
         client.close()
         server.shutdown()
         guard.close()
+
+
+@pytest.fixture(scope="module")
+def target(engine: Engine) -> Iterator[Target]:
+    """The auth properties' server, on each engine."""
+    with running_target(engine) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def python_target() -> Iterator[Target]:
+    """The server of the FlightData and direct-parser properties: flight_secure's engine."""
+    with running_target(ENGINES["python"]) as running:
+        yield running
 
 
 # -------------------------------------------------------------------- strategies
@@ -209,11 +230,12 @@ def check_handshake(target: Target, messages: list[bytes]) -> None:
     target.assert_serving()
 
 
-def check_frames(target: Target, rpc: str, frames: list[bytes]) -> None:
+def check_frames(python_target: Target, rpc: str, frames: list[bytes]) -> None:
     """Any FlightData frames from a logged-in caller are refused cleanly (or accepted)."""
-    outcome = raw_call(target.channel, rpc, frames, [("auth-token-bin", target.token)])
+    outcome = raw_call(python_target.channel, rpc, frames,
+                       [("auth-token-bin", python_target.token)])
     assert_refused_cleanly(outcome, FRAME_OUTCOMES)
-    target.assert_serving()
+    python_target.assert_serving()
 
 
 AUTH_RPCS = st.sampled_from(["GetFlightInfo", "DoAction", "Handshake"])
@@ -279,14 +301,13 @@ token_strings = st.text(max_size=80) | jwt_shaped | st.builds(
     st.text(max_size=20))
 
 
-def check_verifier(target: Target, token: str) -> None:
+def check_verifier(python_target: Target, token: str) -> None:
     """JWTVerifier.verify raises only TokenError; the handler's pyarrow-style is_valid only
     FlightUnauthenticatedError (what a pyarrow server maps to UNAUTHENTICATED)."""
-    verifier = target.server._options.auth_handler.verifier
     with pytest.raises(TokenError):
-        verifier.verify(token)
+        python_target.handler.verifier.verify(token)
     with pytest.raises(flight.FlightUnauthenticatedError):
-        target.server._options.auth_handler.is_valid(token.encode("utf-8"))
+        python_target.handler.is_valid(token.encode("utf-8"))
 
 
 test_token_checks_refuse_any_string_with_their_own_errors, \
