@@ -121,8 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and audit in front, for more calls per second and faster "
                         "transfers (Basic and JWT; with --ca a certificate from that CA "
                         "is still required, but not bound to tokens; messages of any "
-                        "size are read, and --max-message-size cannot apply). See "
-                        "README: choosing an engine")
+                        "size are read, and --max-message-size cannot apply; callers "
+                        "are not told apart by address, so failed logins lock a user "
+                        "out for every caller). See README: choosing an engine")
     parser.add_argument("--max-message-size", type=int, metavar="MIB",
                         help="largest message a client may send, in MiB (default "
                         f"{MAX_MESSAGE_MIB}); larger uploads must be sent in batches. "
