@@ -173,6 +173,13 @@ def test_each_client_has_its_own_connection() -> None:
     assert peers[0] != peers[1]
 
 
+def test_generic_options_replace_the_clients_own_settings(fs_data_server: Any) -> None:
+    small = [("grpc.max_receive_message_length", 1024 * 1024)]
+    with flight.connect(location_of(fs_data_server), generic_options=small) as client, \
+            pytest.raises(flight.FlightResourceExhaustedError, match="larger than max"):
+        client.do_get(flight.Ticket(b"large")).read_all()
+
+
 class HoldingServer(flight.FlightServerBase):
     """DoAction handlers count themselves in, then wait until released."""
 

@@ -13,7 +13,7 @@ import datetime as dt
 import ipaddress
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -194,6 +194,53 @@ def test_override_hostname_checks_the_certificate_against_that_name(pki: Pki) ->
             assert who_is(client) == ""
         error, _ = refusal(flight_secure, location, tls_root_certs=pki.ca_pem)
         assert "not valid for the host name" in str(error)
+
+
+# ------------------------------------------- TLS options never fall back to plaintext
+
+
+@pytest.mark.parametrize("implementation", ["flight_secure", "pyarrow"])
+def test_a_host_port_pair_with_tls_roots_is_dialled_over_tls(
+    pki: Pki, implementation: str
+) -> None:
+    flight = IMPLEMENTATIONS[implementation]
+    with running_server(flight_secure, Who, **pki.tls_server()) as server, \
+            flight.FlightClient(("localhost", server.port), tls_root_certs=pki.ca_pem) as client:
+        assert who_is(client) == ""
+
+
+def test_a_host_port_pair_with_a_client_certificate_is_dialled_over_mutual_tls(pki: Pki) -> None:
+    with running_server(flight_secure, Who, **pki.mtls_server()) as server, \
+            flight_secure.FlightClient(("localhost", server.port), tls_root_certs=pki.ca_pem,
+                                       **pki.client("alice")) as client:
+        assert who_is(client) == "alice"
+
+
+def test_a_host_port_pair_without_tls_options_is_dialled_in_plaintext() -> None:
+    with running_server(flight_secure, Who, location="grpc://localhost:0") as server, \
+            flight_secure.FlightClient(("localhost", server.port)) as client:
+        assert client.location.scheme == "grpc+tcp"
+        assert who_is(client) == ""
+
+
+#: TLS options a client may be given, by name.
+TLS_OPTIONS: dict[str, Callable[[Pki], dict[str, Any]]] = {
+    "tls_root_certs": lambda pki: {"tls_root_certs": pki.ca_pem},
+    "client certificate": lambda pki: pki.client("alice"),
+    "override_hostname": lambda pki: {"override_hostname": "flight.internal"},
+    "disable_server_verification": lambda pki: {"disable_server_verification": True},
+}
+
+
+@pytest.mark.parametrize("location", [
+    "grpc://localhost:1", "grpc+tcp://localhost:1", "grpc+unix:///tmp/flight.sock",
+])
+@pytest.mark.parametrize("option", sorted(TLS_OPTIONS))
+def test_tls_options_with_a_plaintext_location_are_refused(
+    pki: Pki, location: str, option: str
+) -> None:
+    with pytest.raises(flight_secure.FlightInvalidArgumentError, match=r"use a grpc\+tls://"):
+        flight_secure.connect(location, **TLS_OPTIONS[option](pki))
 
 
 # ------------------------------------------------------ disable_server_verification
