@@ -3,9 +3,10 @@
 :class:`RpcDispatcher` builds the gRPC service for one :class:`FlightServerBase`.
 Each call goes through :meth:`RpcDispatcher._open_call` (the auth gate, then
 middleware), the server's handler, and :meth:`RpcDispatcher._close_call` (response
-headers, trailers, middleware ``call_completed``). An exception from the handler
-is sent to the client as the matching gRPC status with its message, and the
-server keeps serving.
+headers, trailers, middleware ``call_completed``). No request message is read
+before ``_open_call`` has admitted the call. An exception from the handler is
+sent to the client as the matching gRPC status with its message, and the server
+keeps serving.
 """
 
 from __future__ import annotations
@@ -172,18 +173,18 @@ class RpcDispatcher:
         grpc_context.abort(code, message)
 
     def _unary(self, method: FlightMethod, run):
-        def behavior(request: bytes, grpc_context: Any) -> bytes:
+        def behavior(requests: Iterator[bytes], grpc_context: Any) -> bytes:
             state = None
             try:
                 state = self._open_call(grpc_context, method)
-                response = run(state.context, request)
+                response = run(state.context, _only_request(requests))
                 self._send_headers(state)
             except Exception as exc:
                 self._abort(grpc_context, state, exc)
             self._close_call(state, None)
             return response
 
-        return grpc.unary_unary_rpc_method_handler(behavior)
+        return grpc.stream_unary_rpc_method_handler(behavior)
 
     def _stream_responses(
         self, grpc_context: Any, method: FlightMethod, produce: Any
@@ -212,12 +213,12 @@ class RpcDispatcher:
                 self._close_call(state, FlightCancelledError("the client cancelled the call"))
 
     def _server_stream(self, method: FlightMethod, run):
-        def behavior(request: bytes, grpc_context: Any) -> Iterator[bytes]:
+        def behavior(requests: Iterator[bytes], grpc_context: Any) -> Iterator[bytes]:
             return self._stream_responses(
-                grpc_context, method, lambda state: run(state.context, request)
+                grpc_context, method, lambda state: run(state.context, _only_request(requests))
             )
 
-        return grpc.unary_stream_rpc_method_handler(behavior)
+        return grpc.stream_stream_rpc_method_handler(behavior)
 
     def _bidi_stream(self, method: FlightMethod, run, deserializer=None):
         def behavior(requests: Iterator[Any], grpc_context: Any) -> Iterator[bytes]:
@@ -408,6 +409,21 @@ class RpcDispatcher:
             # blocked writing must wake up (with FlightCancelledError) and return.
             outbox.fail(FlightCancelledError("the client cancelled the call or disconnected"))
         future.result()
+
+
+def _only_request(requests: Iterator[bytes]) -> bytes:
+    """The one request message of a unary-request call, read once the call is admitted.
+
+    Every RPC is served as a request stream so that nothing of a request is read
+    before the auth gate has admitted the call: until then gRPC holds at most the
+    stream's flow-control window of it.
+    """
+    try:
+        return next(requests)
+    except StopIteration:
+        raise FlightInvalidArgumentError("the call carried no request message") from None
+    except grpc.RpcError:
+        raise FlightCancelledError("the client cancelled the call or disconnected") from None
 
 
 def _read_past_end(grpc_context: Any, timeout: float) -> bool:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import signal as _signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 
-from flight_secure.auth.base import ServerAuthHandler
+from flight_secure.auth.base import Principal, ServerAuthHandler
 from flight_secure.context import ServerCallContext
 from flight_secure.dispatch import RpcDispatcher
 from flight_secure.errors import (
@@ -42,37 +42,75 @@ from flight_secure.types import (
 
 log = logging.getLogger("flight_secure.server")
 
+#: The largest message a server reads unless told otherwise, in bytes (64 MiB).
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
 SERVICE = "arrow.flight.protocol.FlightService"
 _M = FlightMethod
 
 
 class FlightServerOptions:
-    """How a server listens and whom it lets in.
+    """How a server listens, whom it lets in, and how much one caller can make it hold.
 
-    The first six arguments are Arrow's. The rest are flight_secure's limits:
-    ``max_workers`` threads serve calls; ``max_concurrent_handshakes`` bounds
-    handshakes in progress (more are refused with RESOURCE_EXHAUSTED);
-    ``handshake_timeout`` ends a stuck handshake; ``max_message_size`` (bytes,
-    -1 for no limit) caps one received message; ``max_metadata_size`` caps a
-    call's headers; ``authorizer`` decides per call after authentication;
-    ``end_of_stream_grace`` is how long a DoPut's end is confirmed before the
-    handler's reader reports it (so a cut-off upload never looks finished): the
-    confirmation is normally one more read through gRPC (well under a
-    millisecond) and waits out the whole grace only where grpcio's internals
-    differ from the ones it was built on; 0 turns the check off;
-    ``stream_window_bytes`` is how much of one incoming stream gRPC reads ahead
-    of the handler (the HTTP/2 stream window's floor; uploads of big batches flow
-    faster with a larger one). Each open stream may hold this much in memory
-    before its handler, and the auth gate, run: lower it where many untrusted
-    clients may queue uploads behind busy workers. ``max_streams_per_connection``
-    (default None: no limit, as in gRPC and Arrow) is how many calls one
-    connection may have open at once (HTTP/2's ``SETTINGS_MAX_CONCURRENT_STREAMS``);
-    a client's further calls wait in that client until one ends. It bounds the
-    stream windows one connection can fill, and below ``max_workers`` it keeps one
-    connection from occupying every worker. Caveat, seen in the hostile-input
-    fuzz: with a limit set, a connection whose calls keep being refused later gets
-    some calls reset with ``REFUSED_STREAM`` (UNAVAILABLE) instead of their real
-    error, as gRPC's defence against rapid resets lowers the limit for a while.
+    The first six parameters are pyarrow.flight's; the others are keywords. Each
+    limit is checked here: ValueError names the first one that cannot work.
+
+    Args:
+        location: where to listen: a URI (``grpc://``, ``grpc+tcp://``,
+            ``grpc+tls://``, ``grpc+unix://``), a Location or ``(host, port)``;
+            None is localhost at a port the OS chooses.
+        auth_handler: authenticates every call but Handshake, and runs Handshake;
+            None admits every caller (or, with ``verify_client``, every certificate).
+        tls_certificates: the server's certificate and key pairs; a ``grpc+tls``
+            location needs one (or ``tls_credentials``).
+        verify_client: demand a client certificate signed by ``root_certificates``;
+            without an ``auth_handler`` it is the caller's identity.
+        root_certificates: PEM of the CAs that sign client certificates.
+        middleware: server middleware factories, by the key handlers look them up with.
+        max_workers: threads that serve calls; as many more run the handlers of
+            DoPut, DoExchange and Handshake beside their calls. Further calls wait.
+        max_concurrent_handshakes: handshakes in progress at once; more are
+            refused with RESOURCE_EXHAUSTED.
+        handshake_timeout: seconds a handshake may take before it is ended with
+            DEADLINE_EXCEEDED.
+        max_message_size: the largest message the server reads, in bytes (-1: no
+            limit). Larger ones are refused with RESOURCE_EXHAUSTED from their
+            5-byte length prefix, before their body is read. The default, 64 MiB,
+            sits between Arrow's servers: C++ and Java read messages of any size
+            (C++ lifts gRPC's 4 MiB default so that big record batches flow), Go
+            keeps grpc-go's 4 MiB, which refuses the multi-megabyte batches a
+            pyarrow client sends by default (one message per chunk of a table).
+            64 MiB passes a 131,072-row batch (Arrow's default scanner batch) of 64
+            eight-byte columns, and bounds what one message can make the server
+            hold, a Handshake message included. Send larger batches in chunks
+            (``write_table(table, max_chunksize=...)``) or raise the limit.
+        max_metadata_size: the largest header block of a call, in bytes.
+        authorizer: called as ``authorizer(principal, method, action_type)`` after
+            authentication; raises FlightUnauthorizedError to refuse (see
+            :class:`~flight_secure.auth.AccessPolicy`).
+        tls_credentials: gRPC server credentials used instead of
+            ``tls_certificates``, e.g. ``tls.reloading_server_credentials(...)``.
+        end_of_stream_grace: seconds for which a DoPut's end is confirmed before the
+            handler's reader reports it, so that a cut-off upload never looks
+            finished. The confirmation is normally one more read through gRPC (well
+            under a millisecond); the whole grace is waited out only where grpcio's
+            internals differ from the ones it was built on. 0 turns the check off.
+        stream_window_bytes: how much of one call's request stream gRPC accepts
+            ahead of the handler: the HTTP/2 stream window, kept fixed (the
+            server does not grow it by bandwidth probing). A call's messages are
+            read only once the auth gate has admitted it, so this is also all that
+            an unauthenticated call, or one waiting for a worker, can make the
+            server hold. Big batches upload faster with a larger window; over a
+            link with round-trip time RTT one upload moves at most window/RTT.
+        max_streams_per_connection: how many calls one connection may have open at
+            once (HTTP/2's ``SETTINGS_MAX_CONCURRENT_STREAMS``); a client's further
+            calls wait in that client. None: no limit, as in gRPC and Arrow. It
+            bounds how many stream windows one connection can fill, and below
+            ``max_workers`` it keeps one connection from occupying every worker.
+            Caveat, seen in the hostile-input fuzz: with a limit, a connection whose
+            calls keep being refused later gets some calls reset with
+            ``REFUSED_STREAM`` (UNAVAILABLE) instead of their real error, as gRPC's
+            defence against rapid resets lowers the limit for a while.
     """
 
     def __init__(
@@ -87,10 +125,10 @@ class FlightServerOptions:
         max_workers: int = 64,
         max_concurrent_handshakes: int = 16,
         handshake_timeout: float = 10.0,
-        max_message_size: int = -1,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_metadata_size: int = 16 * 1024,
-        authorizer: Any = None,
-        tls_credentials: Any = None,
+        authorizer: Callable[[Principal | None, FlightMethod, str | None], None] | None = None,
+        tls_credentials: grpc.ServerCredentials | None = None,
         end_of_stream_grace: float = 0.01,
         stream_window_bytes: int = 4 * 1024 * 1024,
         max_streams_per_connection: int | None = None,
@@ -119,18 +157,21 @@ _INT32_MAX = 2**31 - 1
 
 def _check_limits(options: FlightServerOptions) -> None:
     """Raise ValueError naming the first limit that cannot work."""
-    for name, minimum, optional in (
-        ("max_workers", 1, False),
-        ("max_concurrent_handshakes", 1, False),
-        ("stream_window_bytes", 1, False),
-        ("max_streams_per_connection", 1, True),  # None: no limit
+    for name, minimum, also_allowed in (
+        ("max_workers", 1, ()),
+        ("max_concurrent_handshakes", 1, ()),
+        ("max_message_size", 1, (-1,)),  # -1: no limit
+        ("stream_window_bytes", 1, ()),
+        ("max_streams_per_connection", 1, (None,)),  # None: no limit
     ):
         value = getattr(options, name)
-        if value is None and optional:
+        if any(value is allowed for allowed in also_allowed):
             continue
         if type(value) is not int or not minimum <= value <= _INT32_MAX:
+            extra = "".join(f" or {allowed!r}" for allowed in also_allowed)
             raise ValueError(
-                f"{name} must be an integer from {minimum} to {_INT32_MAX}, not {value!r}"
+                f"{name} must be an integer from {minimum} to {_INT32_MAX}{extra}, "
+                f"not {value!r}"
             )
     for name, zero_allowed in (("handshake_timeout", False), ("end_of_stream_grace", True)):
         value = getattr(options, name)
@@ -222,6 +263,9 @@ class FlightServerBase:
             ("grpc.max_metadata_size", options.max_metadata_size),
             ("grpc.so_reuseport", 0),
             ("grpc.http2.lookahead_bytes", options.stream_window_bytes),
+            # Bandwidth probing would grow stream windows past stream_window_bytes
+            # (measured: ~12 MiB held per queued upload on one connection, not 4).
+            ("grpc.http2.bdp_probe", 0),
         ]
         if options.max_streams_per_connection is not None:
             limit = options.max_streams_per_connection

@@ -541,10 +541,43 @@ class ReadsValues(flight.FlightServerBase):
         yield b"pong"
 
 
+#: The token :class:`NeedsAToken` admits.
+ADMITTED_TOKEN = b"let-me-in"
+
+
+class NeedsAToken(ServerAuthHandler):
+    """Admits calls that carry :data:`ADMITTED_TOKEN`; every handshake is refused."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        incoming.read()
+        raise flight.FlightUnauthenticatedError("this server takes no logins")
+
+    def is_valid(self, token: bytes) -> bytes:
+        if token != ADMITTED_TOKEN:
+            raise flight.FlightUnauthenticatedError("no valid token")
+        return b"admitted"
+
+
+class EchoNeedingAToken(EchoServer):
+    """An :class:`EchoServer` whose callers need :data:`ADMITTED_TOKEN`."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(auth_handler=NeedsAToken(), **options)
+
+
 CHILD_SERVERS: dict[str, type[flight.FlightServerBase]] = {
     "writes-until-cancelled": WritesUntilCancelled,
     "reads-values": ReadsValues,
+    "echo-needing-a-token": EchoNeedingAToken,
 }
+
+
+def peak_rss(pid: int) -> int:
+    """The most memory process ``pid`` has held resident so far (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
 
 
 def _serve(argv: list[str]) -> None:

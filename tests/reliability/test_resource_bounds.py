@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,12 +20,26 @@ import pytest
 import flight_secure as flight
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.auth import BasicClientAuthHandler, BasicServerAuthHandler, PasswordStore
+from flight_secure.server import DEFAULT_MAX_MESSAGE_SIZE
 
-from .conftest import CALL_TIMEOUT, SERVICE, EchoServer, echo_call, raw_call, raw_channel, upload
+from .conftest import (
+    ADMITTED_TOKEN,
+    CALL_TIMEOUT,
+    SERVICE,
+    Child,
+    EchoServer,
+    echo_call,
+    peak_rss,
+    raw_call,
+    raw_channel,
+    report,
+    upload,
+)
 
 USER, PASSWORD = "dave", "dave's password"
 OPTIONS = flight.FlightCallOptions(timeout=CALL_TIMEOUT)
 LIMIT = 64 * 1024
+MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +64,36 @@ def test_oversized_messages_are_refused_with_resource_exhausted() -> None:
         small = upload(LIMIT // 16)
         assert echo_call(client, "DoPut", b"ok", OPTIONS, rows=small.num_rows) == \
             f"|none|ok|{small.num_rows}".encode()
+
+
+def test_unauthenticated_requests_are_refused_before_they_are_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without credentials, 256 MiB requests and requests just under the default message
+    limit, all at once, leave the server (in a child process, with its default limits)
+    holding less than one message more at its peak."""
+    huge = b"x" * (256 * MiB)
+    under_limit = b"x" * (DEFAULT_MAX_MESSAGE_SIZE - MiB)
+    calls = [("GetFlightInfo", huge), ("DoAction", huge), ("DoPut", [huge]), ("Handshake", [huge]),
+             ("GetFlightInfo", under_limit), ("DoGet", under_limit), ("DoPut", [under_limit]),
+             ("DoExchange", [under_limit])]
+    with Child.python("serve", "echo-needing-a-token", log=tmp_path / "server.log") as server:
+        port = int(server.expect("ready").split()[1])
+        before = peak_rss(server.proc.pid)
+        with raw_channel(port) as channel, ThreadPoolExecutor(len(calls)) as pool:
+            outcomes = list(pool.map(lambda call: raw_call(channel, *call), calls))
+            admitted = raw_call(channel, "DoAction", pb.Action(type="echo", body=b"n")
+                                .SerializeToString(), [("auth-token-bin", ADMITTED_TOKEN)])
+        rise = peak_rss(server.proc.pid) - before
+    report(capsys, f"8 unauthenticated requests of {len(huge) * 4 + len(under_limit) * 4 >> 20} "
+                   f"MiB in all: the server's peak RSS rose {rise / MiB:.1f} MiB")
+    for (rpc, _), outcome in zip(calls, outcomes):
+        assert outcome.code in (grpc.StatusCode.UNAUTHENTICATED,
+                                grpc.StatusCode.RESOURCE_EXHAUSTED), (rpc, outcome)
+    handshake = outcomes[3]
+    assert handshake.code == grpc.StatusCode.RESOURCE_EXHAUSTED, handshake
+    assert "larger than max" in handshake.details
+    assert admitted.responses == (pb.Result(body=b"admitted|token|n").SerializeToString(),)
+    assert rise < DEFAULT_MAX_MESSAGE_SIZE, f"the server's peak RSS rose {rise / MiB:.0f} MiB"
 
 
 def test_oversized_handshake_payload_is_refused_with_resource_exhausted(
@@ -163,3 +209,4 @@ def test_concurrent_handshakes_are_bounded(store: PasswordStore) -> None:
         for requests in stuck:
             requests.release.set()
         handler.close()
+
