@@ -31,7 +31,12 @@ from flight_secure.errors import (
     FlightWriteSizeExceededError,
     error_from_rpc,
 )
-from flight_secure.framing import FrameDecoder, decode_flight_data, encode_bytes_message
+from flight_secure.framing import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    FrameDecoder,
+    decode_flight_data,
+    encode_bytes_message,
+)
 from flight_secure.middleware import (
     ClientMiddlewareFactory,
     headers_to_dict,
@@ -145,6 +150,9 @@ class FlightClient:
     certificate against another name; ``disable_server_verification`` trusts any
     server certificate and warns, as the name says. ``generic_options`` are gRPC
     channel arguments; each replaces the client's own setting of the same name.
+    ``max_decompressed_size`` is the most bytes a compressed batch from the server
+    (DoGet, DoExchange) may take once decompressed, checked before decompressing
+    (-1: no limit); larger ones raise FlightResourceExhaustedError.
 
     A ``(host, port)`` location is dialled with TLS when any TLS option is given
     (as pyarrow.flight does; ``disable_server_verification=False`` counts, as in
@@ -165,6 +173,7 @@ class FlightClient:
         write_size_limit_bytes: int | None = None,
         disable_server_verification: bool | None = None,
         generic_options: list[tuple[str, Any]] | None = None,
+        max_decompressed_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         tls_requested = bool(
             tls_root_certs or cert_chain or private_key or override_hostname
@@ -208,6 +217,7 @@ class FlightClient:
             self._channel = grpc.insecure_channel(target, options=list(options.items()))
         self._middleware = list(middleware or [])
         self._write_size_limit = write_size_limit_bytes
+        self._max_decompressed_size = max_decompressed_size
         self._token_metadata: tuple = ()
         self._auth_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -480,7 +490,9 @@ class FlightClient:
         options = options or _DEFAULT_OPTIONS
         request = encode_bytes_message(ticket.ticket)
         call, instances = self._server_stream("DoGet", _M.DO_GET, request, options)
-        decoder = FrameDecoder(self._iterate(call, instances), options.read_options)
+        decoder = FrameDecoder(
+            self._iterate(call, instances), options.read_options, self._max_decompressed_size
+        )
         reader = FlightStreamReader(decoder, call, _client_error)
         decoder.wait_for_schema()
         return reader
@@ -510,7 +522,9 @@ class FlightClient:
         metadata, instances = self._metadata(options, _M.DO_EXCHANGE)
         outbox = Outbox()
         call = self._rpc["DoExchange"](iter(outbox), metadata=metadata, timeout=options.timeout)
-        decoder = FrameDecoder(self._iterate(call, instances), options.read_options)
+        decoder = FrameDecoder(
+            self._iterate(call, instances), options.read_options, self._max_decompressed_size
+        )
         reader = FlightStreamReader(decoder, call, _client_error)
         writer = FlightStreamWriter(outbox, call, options.write_options, self._write_size_limit,
                                     None)

@@ -94,6 +94,10 @@ class RpcDispatcher:
             authorizer=options.authorizer,
         )
         self.middleware_factories = options.middleware
+        self.max_decompressed_size = (
+            options.max_message_size if options.max_decompressed_size is None
+            else options.max_decompressed_size
+        )
         self.handshake_slots = threading.BoundedSemaphore(options.max_concurrent_handshakes)
         self.helpers = ThreadPoolExecutor(
             max_workers=options.max_workers, thread_name_prefix="flight-stream"
@@ -390,7 +394,7 @@ class RpcDispatcher:
         """DoPut and DoExchange: the handler runs in a helper thread, reading the
         client's stream, while this generator sends what it writes (backpressured)."""
         context = state.context
-        decoder = FrameDecoder(requests)
+        decoder = FrameDecoder(requests, max_decompressed_size=self.max_decompressed_size)
         descriptor = _descriptor_of(decoder)
         reader = MetadataRecordBatchReader(decoder)
         outbox = Outbox()

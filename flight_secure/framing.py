@@ -15,7 +15,9 @@ the gRPC message.
 
 A malformed frame never raises inside gRPC's (de)serializer hooks; it becomes a
 :class:`Frame` carrying ``error``, which the reader raises as an INVALID_ARGUMENT
-Flight error in the handler's thread.
+Flight error in the handler's thread. A compressed batch is measured before Arrow
+decompresses it: one that would take more than ``max_decompressed_size`` bytes is
+refused with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from flight_secure.errors import FlightInvalidArgumentError
+from flight_secure.errors import FlightInvalidArgumentError, FlightResourceExhaustedError
 
 _CONTINUATION = b"\xff\xff\xff\xff"
 _PREFIX = struct.Struct("<Ii")
@@ -36,6 +38,11 @@ _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U16 = struct.Struct("<H")
 _I64 = struct.Struct("<q")
+_BUFFER = struct.Struct("<qq")  # an IPC Buffer struct: offset, length
+
+#: The largest message a server reads, and the most a compressed batch may take once
+#: decompressed, unless told otherwise: 64 MiB (see FlightServerOptions).
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 # Field tags of FlightData (field << 3 | wire type 2), pre-encoded.
 _TAG_DESCRIPTOR = b"\x0a"
@@ -159,29 +166,39 @@ def decode_flight_data(raw: bytes) -> Frame:
     return Frame(descriptor, header, app_metadata, body)
 
 
+def _field(buffer: memoryview | bytes, table: int, index: int) -> int:
+    """Where field ``index`` of the flatbuffer table at ``table`` is stored; 0 if absent."""
+    vtable = table - _I32.unpack_from(buffer, table)[0]
+    slot = 4 + 2 * index
+    if slot + 2 > _U16.unpack_from(buffer, vtable)[0]:
+        return 0
+    offset = _U16.unpack_from(buffer, vtable + slot)[0]
+    return table + offset if offset else 0
+
+
+def _target(buffer: memoryview | bytes, position: int) -> int:
+    """The table or vector the offset stored at ``position`` points to."""
+    return position + _U32.unpack_from(buffer, position)[0]
+
+
+def _without_prefix(header: memoryview | bytes) -> memoryview | bytes:
+    if len(header) >= 8 and bytes(header[:4]) == _CONTINUATION:
+        return header[8:]
+    return header
+
+
 def message_info(header: memoryview | bytes) -> tuple[int, int]:
     """(header type, body length) read from an IPC ``Message`` flatbuffer.
 
     Raises :class:`FlightInvalidArgumentError` when the bytes are not a plausible
     Message flatbuffer (Arrow verifies the flatbuffer in full afterwards).
     """
+    header = _without_prefix(header)
     try:
-        if len(header) >= 8 and bytes(header[:4]) == _CONTINUATION:
-            header = header[8:]
         table = _U32.unpack_from(header, 0)[0]
-        vtable = table - _I32.unpack_from(header, table)[0]
-        vtable_size = _U16.unpack_from(header, vtable)[0]
-
-        def field_pos(index: int) -> int:
-            slot = 4 + 2 * index
-            if slot + 2 > vtable_size:
-                return 0
-            offset = _U16.unpack_from(header, vtable + slot)[0]
-            return table + offset if offset else 0
-
-        type_pos = field_pos(1)
+        type_pos = _field(header, table, 1)
         header_type = header[type_pos] if type_pos else 0
-        length_pos = field_pos(3)
+        length_pos = _field(header, table, 3)
         body_length = _I64.unpack_from(header, length_pos)[0] if length_pos else 0
     except (struct.error, IndexError, ValueError):
         raise FlightInvalidArgumentError(
@@ -193,6 +210,61 @@ def message_info(header: memoryview | bytes) -> tuple[int, int]:
             f"message (type {header_type})"
         )
     return header_type, body_length
+
+
+def decompressed_size(header: memoryview | bytes, body: memoryview | bytes) -> int | None:
+    """The bytes the buffers of a compressed batch message take once decompressed.
+
+    None when the message (a record or dictionary batch) is not compressed. Each
+    compressed body buffer starts with its uncompressed length, a little-endian
+    int64 (-1: the buffer is stored uncompressed); Arrow allocates that much before
+    it decompresses, so this is read before the message reaches Arrow. Raises
+    :class:`FlightInvalidArgumentError` when a buffer lies outside ``body`` or
+    declares a negative length.
+    """
+    header = _without_prefix(header)
+    try:
+        table = _U32.unpack_from(header, 0)[0]
+        kind = header[_field(header, table, 1)]
+        batch_pos = _field(header, table, 2)
+        if kind not in (RECORD_BATCH, DICTIONARY_BATCH) or not batch_pos:
+            return None
+        batch = _target(header, batch_pos)
+        if kind == DICTIONARY_BATCH:
+            data_pos = _field(header, batch, 1)
+            if not data_pos:
+                return None
+            batch = _target(header, data_pos)
+        buffers_pos = _field(header, batch, 2)
+        if not _field(header, batch, 3) or not buffers_pos:
+            return None
+        vector = _target(header, buffers_pos)
+        count = _U32.unpack_from(header, vector)[0]
+        spans = [_BUFFER.unpack_from(header, vector + 4 + 16 * i) for i in range(count)]
+    except (struct.error, IndexError):
+        raise FlightInvalidArgumentError(
+            "FlightData data_header is not an Arrow IPC message"
+        ) from None
+    total = 0
+    for offset, length in spans:
+        if offset < 0 or length < 0 or offset + length > len(body):
+            raise FlightInvalidArgumentError(
+                f"a compressed buffer ({length} bytes at {offset}) lies outside the "
+                f"{len(body)}-byte message body"
+            )
+        if length == 0:
+            continue
+        if length < 8:
+            raise FlightInvalidArgumentError(
+                f"a compressed buffer of {length} bytes has no 8-byte length prefix"
+            )
+        declared = _I64.unpack_from(body, offset)[0]
+        if declared < -1:
+            raise FlightInvalidArgumentError(
+                f"a compressed buffer declares a negative length ({declared})"
+            )
+        total += length - 8 if declared == -1 else declared
+    return total
 
 
 def split_ipc_message(message: pa.Buffer | bytes) -> tuple[memoryview, memoryview]:
@@ -346,9 +418,15 @@ class FrameDecoder:
     frames. Nothing is read until the first call that needs data.
     """
 
-    def __init__(self, frames: Iterator[Frame], options: pa.ipc.IpcReadOptions | None = None):
+    def __init__(
+        self,
+        frames: Iterator[Frame],
+        options: pa.ipc.IpcReadOptions | None = None,
+        max_decompressed_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
         self._frames = frames
         self._options = options
+        self._max_decompressed_size = max_decompressed_size
         self._feed = _FrameFeed()
         self._reader: pa.ipc.RecordBatchStreamReader | None = None
         self._started = False
@@ -423,6 +501,8 @@ class FrameDecoder:
             raise FlightInvalidArgumentError(
                 "a second schema message arrived in the middle of the stream"
             )
+        if kind != SCHEMA and self._max_decompressed_size >= 0:
+            self._check_decompressed_size(header, body[:body_length])
         feed = self._feed
         feed.push(_PREFIX.pack(0xFFFFFFFF, len(header)))
         feed.push(header)
@@ -446,6 +526,16 @@ class FrameDecoder:
                 f"FlightData does not hold a valid Arrow IPC message: {exc}"
             ) from None
         return batch, frame.app_metadata
+
+
+    def _check_decompressed_size(self, header: memoryview, body: memoryview) -> None:
+        size = decompressed_size(header, body)
+        limit = self._max_decompressed_size
+        if size is not None and size > limit:
+            raise FlightResourceExhaustedError(
+                f"a compressed batch would take {size} bytes once decompressed, more than "
+                f"the limit of {limit} bytes (max_decompressed_size)"
+            )
 
 
 def check_field_names(schema: pa.Schema) -> None:

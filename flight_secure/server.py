@@ -21,6 +21,7 @@ from flight_secure.errors import (
     FlightError,
     FlightInvalidArgumentError,
 )
+from flight_secure.framing import DEFAULT_MAX_MESSAGE_SIZE
 from flight_secure.middleware import ServerMiddlewareFactory
 from flight_secure.streams import (
     FlightMetadataWriter,
@@ -41,9 +42,6 @@ from flight_secure.types import (
 )
 
 log = logging.getLogger("flight_secure.server")
-
-#: The largest message a server reads unless told otherwise, in bytes (64 MiB).
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 SERVICE = "arrow.flight.protocol.FlightService"
 _M = FlightMethod
@@ -84,6 +82,12 @@ class FlightServerOptions:
             eight-byte columns, and bounds what one message can make the server
             hold, a Handshake message included. Send larger batches in chunks
             (``write_table(table, max_chunksize=...)``) or raise the limit.
+        max_decompressed_size: the most bytes the buffers of one compressed record
+            or dictionary batch (DoPut, DoExchange) may take once decompressed; -1:
+            no limit; None: ``max_message_size``, so that a batch is bounded alike
+            sent compressed or not. Each compressed buffer declares its size in an
+            8-byte prefix, which is checked before anything is decompressed: a
+            larger batch is refused with RESOURCE_EXHAUSTED.
         max_metadata_size: the largest header block of a call, in bytes.
         authorizer: called as ``authorizer(principal, method, action_type)`` after
             authentication; raises FlightUnauthorizedError to refuse (see
@@ -126,6 +130,7 @@ class FlightServerOptions:
         max_concurrent_handshakes: int = 16,
         handshake_timeout: float = 10.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_decompressed_size: int | None = None,
         max_metadata_size: int = 16 * 1024,
         authorizer: Callable[[Principal | None, FlightMethod, str | None], None] | None = None,
         tls_credentials: grpc.ServerCredentials | None = None,
@@ -143,6 +148,7 @@ class FlightServerOptions:
         self.max_concurrent_handshakes = max_concurrent_handshakes
         self.handshake_timeout = handshake_timeout
         self.max_message_size = max_message_size
+        self.max_decompressed_size = max_decompressed_size
         self.max_metadata_size = max_metadata_size
         self.authorizer = authorizer
         self.tls_credentials = tls_credentials
@@ -161,6 +167,7 @@ def _check_limits(options: FlightServerOptions) -> None:
         ("max_workers", 1, ()),
         ("max_concurrent_handshakes", 1, ()),
         ("max_message_size", 1, (-1,)),  # -1: no limit
+        ("max_decompressed_size", 1, (None, -1)),  # None: max_message_size
         ("stream_window_bytes", 1, ()),
         ("max_streams_per_connection", 1, (None,)),  # None: no limit
     ):

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as pa_flight
 import pytest
 
 import flight_secure as flight
@@ -29,6 +32,7 @@ from .conftest import (
     Child,
     EchoServer,
     echo_call,
+    flight_data,
     peak_rss,
     raw_call,
     raw_channel,
@@ -210,3 +214,87 @@ def test_concurrent_handshakes_are_bounded(store: PasswordStore) -> None:
             requests.release.set()
         handler.close()
 
+
+# ----------------------------------------------------------- compressed batches
+
+
+def zeros(megabytes: int) -> pa.Table:
+    """A table of zeros: ``megabytes`` MiB that compress to a few kilobytes."""
+    return pa.table({"z": np.zeros(megabytes * MiB // 8, np.int64)})
+
+
+def compressed_upload(table: pa.Table, codec: str) -> list[bytes]:
+    """The raw FlightData frames of a DoPut of ``table``, compressed with ``codec``."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=codec)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    messages = pa.ipc.MessageReader.open_stream(sink.getvalue())
+    return [flight_data(m.metadata.to_pybytes(), m.body.to_pybytes() if m.body else b"",
+                        "bomb" if index == 0 else None)
+            for index, m in enumerate(messages)]
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_compressed_upload_is_measured_before_it_is_decompressed(
+        codec: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """256 MiB of zeros in at most a megabyte or so, to a server (in a child process) with its
+    default limits: refused with RESOURCE_EXHAUSTED, and never decompressed."""
+    frames = compressed_upload(zeros(256), codec)
+    assert sum(map(len, frames)) < 2 * MiB  # LZ4 frames compress at most ~250:1
+    with Child.python("serve", "reads-values", log=tmp_path / "server.log") as server:
+        port = int(server.expect("ready").split()[1])
+        before = peak_rss(server.proc.pid)
+        with raw_channel(port) as channel:
+            outcome = raw_call(channel, "DoPut", frames)
+            pong = raw_call(channel, "DoAction", b"").responses
+        assert pong == (pb.Result(body=b"pong").SerializeToString(),)
+        rise = peak_rss(server.proc.pid) - before
+    report(capsys, f"{codec} upload of {sum(map(len, frames)) >> 10} KiB declaring 256 MiB: "
+                   f"the server's peak RSS rose {rise / MiB:.1f} MiB")
+    assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
+    assert f"{256 * MiB} bytes once decompressed" in outcome.details
+    assert rise < DEFAULT_MAX_MESSAGE_SIZE, f"the server's peak RSS rose {rise / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("rpc", ["DoPut", "DoExchange"])
+def test_compressed_batches_are_bounded_by_the_message_limit(rpc: str) -> None:
+    zstd = flight.FlightCallOptions(timeout=CALL_TIMEOUT,
+                                    write_options=pa.ipc.IpcWriteOptions(compression="zstd"))
+    with EchoServer(max_message_size=4 * MiB) as server, \
+            flight.connect(f"grpc://localhost:{server.port}") as client:
+        data = zeros(16)
+        with pytest.raises(flight.FlightResourceExhaustedError,
+                           match=f"{16 * MiB} bytes once decompressed, more than the limit of "
+                                 f"{4 * MiB} bytes"):
+            writer, _ = (client.do_put if rpc == "DoPut" else client.do_exchange)(
+                flight.FlightDescriptor.for_command(b"bomb"),
+                *((data.schema,) if rpc == "DoPut" else ()), zstd)
+            if rpc == "DoExchange":
+                writer.begin(data.schema, zstd.write_options)
+            writer.write_table(data)
+            writer.close()
+        small = upload(1000)
+        assert echo_call(client, rpc, b"ok", zstd, rows=small.num_rows) == b"|none|ok|1000"
+
+
+class CompressedZeros:
+    """DoGet answers with 16 MiB of zeros, ZSTD-compressed to a few kilobytes."""
+
+    flight: Any
+
+    def do_get(self, context: Any, ticket: Any) -> Any:
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        return self.flight.RecordBatchStream(zeros(16), options=options)
+
+
+def test_the_client_measures_compressed_batches_before_decompressing() -> None:
+    server_class = type("Server", (CompressedZeros, pa_flight.FlightServerBase),
+                        {"flight": pa_flight})
+    with server_class("grpc://localhost:0") as server:
+        location = f"grpc://localhost:{server.port}"
+        with flight.connect(location, max_decompressed_size=4 * MiB) as client, \
+                pytest.raises(flight.FlightResourceExhaustedError, match="once decompressed"):
+            client.do_get(flight.Ticket(b"zeros"), OPTIONS).read_all()
+        with flight.connect(location, max_decompressed_size=-1) as client:
+            assert client.do_get(flight.Ticket(b"zeros"), OPTIONS).read_all().equals(zeros(16))
