@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -140,20 +142,23 @@ def upload(rows: int) -> pa.Table:
     return pa.table({"n": pa.array(range(rows), pa.int64())})
 
 
-def echo_call(client: flight.FlightClient, rpc: str, nonce: bytes,
-              options: flight.FlightCallOptions, rows: int = 3) -> bytes:
-    """Make one ``rpc`` call to an :class:`EchoServer`; its answer."""
+def echo_call(client: Any, rpc: str, nonce: bytes, options: Any, rows: int = 3,
+              peer: ModuleType = flight) -> bytes:
+    """Make one ``rpc`` call to an :class:`EchoServer`; its answer.
+
+    ``client`` and ``options`` are of ``peer``, flight_secure or pyarrow.flight.
+    """
     if rpc == "GetFlightInfo":
-        info = client.get_flight_info(flight.FlightDescriptor.for_command(nonce), options)
+        info = client.get_flight_info(peer.FlightDescriptor.for_command(nonce), options)
         return info.descriptor.command
     if rpc == "DoAction":
-        results = list(client.do_action(flight.Action("echo", nonce), options))
+        results = list(client.do_action(peer.Action("echo", nonce), options))
         assert len(results) == 1
         return results[0].body.to_pybytes()
     if rpc == "DoGet":
-        return client.do_get(flight.Ticket(nonce), options).read_all()["answer"][0].as_py()
+        return client.do_get(peer.Ticket(nonce), options).read_all()["answer"][0].as_py()
     data = upload(rows)
-    descriptor = flight.FlightDescriptor.for_command(nonce)
+    descriptor = peer.FlightDescriptor.for_command(nonce)
     if rpc == "DoPut":
         writer, acks = client.do_put(descriptor, data.schema, options)
         writer.write_table(data)
@@ -565,10 +570,25 @@ class EchoNeedingAToken(EchoServer):
         super().__init__(auth_handler=NeedsAToken(), **options)
 
 
+class HoldsTheInterpreter(EchoServer):
+    """DoAction ``hold`` keeps Python's interpreter lock for seconds: it prints
+    ``event holding``, then computes one long integer power (a single bytecode, so no
+    other thread of the server runs until it ends). Other calls are EchoServer's."""
+
+    def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
+        if action.type != "hold":
+            yield from super().do_action(context, action)
+            return
+        _event("holding")
+        7 ** 5_000_000  # noqa: B018 - the computation is the point
+        yield b"held"
+
+
 CHILD_SERVERS: dict[str, type[flight.FlightServerBase]] = {
     "writes-until-cancelled": WritesUntilCancelled,
     "reads-values": ReadsValues,
     "echo-needing-a-token": EchoNeedingAToken,
+    "holds-the-interpreter": HoldsTheInterpreter,
 }
 
 
@@ -678,8 +698,62 @@ def _guess_passwords(argv: list[str]) -> None:
     print("done", json.dumps(outcomes), flush=True)
 
 
+def _pyarrow_clients(argv: list[str]) -> None:
+    """``<config json>``: pyarrow.flight clients calling an :class:`EchoNeedingAToken`.
+
+    Config: ``location``, ``clients`` (each its own connection and thread),
+    ``seconds``. Each client cycles through :data:`ECHO_RPCS` with its own nonces
+    and checks every answer. Prints ``connected`` once every client is connected,
+    then ``done <json>``: ``calls`` per RPC, ``wrong`` answers and ``errors``
+    (``"<rpc> <error type>: <message>"`` -> count).
+    """
+    import pyarrow.flight as pa_flight
+
+    # pyarrow answers a call that ends CANCELLED by simulating Ctrl-C in the main
+    # thread; ignoring SIGINT keeps such a call an error counted here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = json.loads(argv[0])
+    options = pa_flight.FlightCallOptions(timeout=CALL_TIMEOUT,
+                                          headers=[(b"auth-token-bin", ADMITTED_TOKEN)])
+    calls: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    wrong = 0
+    lock = threading.Lock()
+    connected = threading.Barrier(config["clients"], action=lambda: print("connected",
+                                                                           flush=True))
+
+    def run(number: int) -> None:
+        nonlocal wrong
+        client = pa_flight.connect(config["location"])
+        connected.wait(CALL_TIMEOUT)
+        deadline = time.monotonic() + config["seconds"]
+        count = 0
+        while time.monotonic() < deadline:
+            rpc = ECHO_RPCS[(number + count) % len(ECHO_RPCS)]
+            nonce = f"{number}-{count}".encode()
+            count += 1
+            try:
+                answer = echo_call(client, rpc, nonce, options, peer=pa_flight)
+            except Exception as exc:
+                with lock:
+                    errors[f"{rpc} {type(exc).__name__}: {str(exc)[:160]}"] += 1
+                continue
+            with lock:
+                calls[rpc] += 1
+                wrong += answer != expected_answer("admitted", "token", rpc, nonce)
+        client.close()
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(config["clients"])]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print("done", json.dumps({"calls": calls, "wrong": wrong, "errors": errors}), flush=True)
+
+
 CHILD_MAINS: dict[str, Callable[[list[str]], None]] = {
     "serve": _serve,
     "upload-then-hang": _upload_then_hang,
     "guess-passwords": _guess_passwords,
+    "pyarrow-clients": _pyarrow_clients,
 }
