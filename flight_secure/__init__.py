@@ -20,13 +20,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
-from flight_secure.client import (
-    FlightCallOptions,
-    FlightClient,
-    FlightMetadataReader,
-    FlightStreamWriter,
-    connect,
-)
+from flight_secure.client import FlightCallOptions, FlightClient, connect
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
     FlightAlreadyExistsError,
@@ -53,9 +47,11 @@ from flight_secure.middleware import (
 from flight_secure.server import FlightServerBase, FlightServerOptions
 from flight_secure.streams import (
     FlightDataStream,
+    FlightMetadataReader,
     FlightMetadataWriter,
     FlightStreamChunk,
     FlightStreamReader,
+    FlightStreamWriter,
     GeneratorStream,
     MetadataRecordBatchReader,
     MetadataRecordBatchWriter,

@@ -10,6 +10,8 @@ Arrow error too, so ``except`` clauses written for pyarrow keep working.
 
 from __future__ import annotations
 
+import enum
+
 import grpc
 import pyarrow as pa
 
@@ -144,24 +146,40 @@ _ERROR_FOR_CODE: dict[grpc.StatusCode, type[FlightError]] = {
 }
 
 
-#: Arrow's C++ StatusCode values, for the ``x-arrow-status`` trailer. Flight errors
-#: travel as IOError with the Flight detail carried by the gRPC code itself.
-_ARROW_CODE_FOR_ERROR: dict[type[BaseException], int] = {
-    FlightInvalidArgumentError: 4,
-    FlightNotFoundError: 2,
-    FlightAlreadyExistsError: 45,
-    FlightUnimplementedError: 10,
-    FlightError: 5,
-    pa.ArrowInvalid: 4,
-    pa.ArrowKeyError: 2,
-    pa.ArrowNotImplementedError: 10,
-    NotImplementedError: 10,
-    KeyError: 2,
-    LookupError: 2,
-    IndexError: 7,
-    TypeError: 3,
-    ValueError: 4,
-    MemoryError: 1,
+class ArrowStatusCode(enum.IntEnum):
+    """Arrow C++'s ``StatusCode`` values (arrow/status.h), as sent in ``x-arrow-status``."""
+
+    OUT_OF_MEMORY = 1
+    KEY_ERROR = 2
+    TYPE_ERROR = 3
+    INVALID = 4
+    IO_ERROR = 5
+    INDEX_ERROR = 7
+    UNKNOWN_ERROR = 9
+    NOT_IMPLEMENTED = 10
+    ALREADY_EXISTS = 45
+
+
+_A = ArrowStatusCode
+
+#: Error class -> the Arrow status code Arrow's servers send for it. Flight errors
+#: travel as IOError, the Flight detail carried by the gRPC code itself.
+_ARROW_CODE_FOR_ERROR: dict[type[BaseException], ArrowStatusCode] = {
+    FlightInvalidArgumentError: _A.INVALID,
+    FlightNotFoundError: _A.KEY_ERROR,
+    FlightAlreadyExistsError: _A.ALREADY_EXISTS,
+    FlightUnimplementedError: _A.NOT_IMPLEMENTED,
+    FlightError: _A.IO_ERROR,
+    pa.ArrowInvalid: _A.INVALID,
+    pa.ArrowKeyError: _A.KEY_ERROR,
+    pa.ArrowNotImplementedError: _A.NOT_IMPLEMENTED,
+    NotImplementedError: _A.NOT_IMPLEMENTED,
+    KeyError: _A.KEY_ERROR,
+    LookupError: _A.KEY_ERROR,
+    IndexError: _A.INDEX_ERROR,
+    TypeError: _A.TYPE_ERROR,
+    ValueError: _A.INVALID,
+    MemoryError: _A.OUT_OF_MEMORY,
 }
 
 
@@ -172,9 +190,9 @@ def arrow_status_trailers(exc: BaseException, message: str) -> list[tuple[str, s
         if arrow_code is not None:
             break
     else:
-        arrow_code = 9  # UnknownError
+        arrow_code = ArrowStatusCode.UNKNOWN_ERROR
     trailers: list[tuple[str, str | bytes]] = [
-        (ARROW_STATUS_TRAILER, str(arrow_code)),
+        (ARROW_STATUS_TRAILER, str(int(arrow_code))),
         (ARROW_MESSAGE_TRAILER, message.encode()),
     ]
     extra = getattr(exc, "extra_info", b"")

@@ -21,13 +21,13 @@ from flight_secure.errors import (
     FlightError,
     FlightInvalidArgumentError,
 )
-from flight_secure.framing import DEFAULT_MAX_MESSAGE_SIZE
 from flight_secure.middleware import ServerMiddlewareFactory
 from flight_secure.streams import (
     FlightMetadataWriter,
     MetadataRecordBatchReader,
     MetadataRecordBatchWriter,
 )
+from flight_secure.tls import pem_bytes
 from flight_secure.types import (
     Action,
     ActionType,
@@ -40,11 +40,9 @@ from flight_secure.types import (
     SchemaResult,
     Ticket,
 )
+from flight_secure.wire import DEFAULT_MAX_MESSAGE_SIZE
 
 log = logging.getLogger("flight_secure.server")
-
-SERVICE = "arrow.flight.protocol.FlightService"
-_M = FlightMethod
 
 
 class FlightServerOptions:
@@ -196,12 +194,6 @@ def _as_location(location: Any) -> Location:
     return Location(location)
 
 
-def _pem(value: bytes | str | None) -> bytes | None:
-    if value is None:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
 class FlightServerBase:
     """Base class of Flight servers: override the RPC methods you serve.
 
@@ -294,8 +286,8 @@ class FlightServerBase:
             credentials = options.tls_credentials
         elif options.tls_certificates:
             credentials = grpc.ssl_server_credentials(
-                [(_pem(p.key), _pem(p.cert)) for p in options.tls_certificates],
-                root_certificates=_pem(options.root_certificates),
+                [(pem_bytes(p.key), pem_bytes(p.cert)) for p in options.tls_certificates],
+                root_certificates=pem_bytes(options.root_certificates),
                 require_client_auth=bool(options.verify_client),
             )
         else:
@@ -328,8 +320,9 @@ class FlightServerBase:
         if loc.scheme == "grpc+unix":
             return loc
         host = loc.host or "localhost"
-        scheme = "grpc+tls" if loc.is_tls else "grpc+tcp"
-        return Location(f"{scheme}://{host if ':' not in host else '[' + host + ']'}:{self.port}")
+        if loc.is_tls:
+            return Location.for_grpc_tls(host, self.port)
+        return Location.for_grpc_tcp(host, self.port)
 
     def serve(self) -> None:
         """Block until :meth:`shutdown` (or a signal set with set_shutdown_on_signals)."""

@@ -84,12 +84,9 @@ class Location:
         if self.scheme == "grpc+unix":
             return f"unix:{self.path}"
         parts = urlsplit(self._uri)
-        host = parts.hostname or "localhost"
-        if ":" in host:
-            host = f"[{host}]"
         if parts.port is None:
             raise FlightInvalidArgumentError(f"location {self._uri!r} has no port")
-        return f"{host}:{parts.port}"
+        return f"{_host_text(parts.hostname or 'localhost')}:{parts.port}"
 
     @staticmethod
     def for_grpc_tcp(host: str | bytes, port: int) -> Location:
