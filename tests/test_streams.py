@@ -17,7 +17,7 @@ import grpc
 import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
-from conftest import DataServer, connected, plain_table, running_server
+from conftest import IMPLEMENTATIONS, DataServer, connected, plain_table, running_server
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
@@ -355,6 +355,39 @@ def test_server_exchange_writer_sends_metadata_then_chunked_table(any_client: tu
         (1, None),
         (2, None),
     ]
+
+
+class WritesAfterClose:
+    """DoExchange sends PLAIN, closes its writer, then tries to write again; what that
+    write raised (or None) goes to ``after_close``."""
+
+    flight: ModuleType
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.after_close: queue.Queue = queue.Queue()
+        super().__init__(*args, **kwargs)
+
+    def do_exchange(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        writer.begin(PLAIN.schema)
+        writer.write_table(PLAIN)
+        writer.close()
+        try:
+            writer.write_table(PLAIN)
+        except Exception as exc:
+            self.after_close.put(exc)
+        else:
+            self.after_close.put(None)
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_server_exchange_writer_refuses_writes_after_close(implementation: str) -> None:
+    with running_server(IMPLEMENTATIONS[implementation], WritesAfterClose) as server, \
+            connected(flight_secure, server) as client:
+        writer, reader = client.do_exchange(flight_secure.FlightDescriptor.for_command(b"x"))
+        writer.done_writing()
+        assert reader.read_all().equals(PLAIN)
+        writer.close()
+        assert isinstance(server.after_close.get(timeout=10), pa.ArrowInvalid)
 
 
 class UploadWatcher:
