@@ -44,7 +44,8 @@ from flight_secure.middleware import (
     ServerMiddleware,
     ServerMiddlewareFactory,
 )
-from flight_secure.server import FlightServerBase, FlightServerOptions
+from flight_secure.server import FlightServerBase
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.streams import (
     FlightDataStream,
     FlightMetadataReader,

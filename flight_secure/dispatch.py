@@ -38,6 +38,7 @@ from flight_secure.grpc_internals import read_past_end
 from flight_secure.middleware import headers_to_metadata
 from flight_secure.outbox import Outbox
 from flight_secure.rpcs import RPCS, SERVICE, Rpc
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.streams import (
     FlightMetadataWriter,
     MetadataRecordBatchReader,
@@ -60,7 +61,7 @@ from flight_secure.types import (
 from flight_secure.wire import decode_flight_data, encode_bytes_message, parse_message
 
 if TYPE_CHECKING:
-    from flight_secure.server import FlightServerBase, FlightServerOptions
+    from flight_secure.server import FlightServerBase
 
 log = logging.getLogger("flight_secure.server")
 

@@ -1,6 +1,7 @@
-"""FlightServerBase and FlightServerOptions: a server's lifecycle and the RPCs to override.
+"""FlightServerBase: a server's lifecycle and the RPCs to override.
 
-How each RPC reaches these methods is :mod:`flight_secure.dispatch`'s job.
+What it is configured with is :class:`~flight_secure.server_options.FlightServerOptions`;
+how each RPC reaches these methods is :mod:`flight_secure.dispatch`'s job.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import logging
 import signal as _signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 
-from flight_secure.auth.base import Principal, ServerAuthHandler
+from flight_secure.auth.base import ServerAuthHandler
 from flight_secure.context import ServerCallContext
 from flight_secure.dispatch import RpcDispatcher
 from flight_secure.errors import (
@@ -22,6 +23,7 @@ from flight_secure.errors import (
     FlightInvalidArgumentError,
 )
 from flight_secure.middleware import ServerMiddlewareFactory
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.streams import (
     FlightMetadataWriter,
     MetadataRecordBatchReader,
@@ -34,164 +36,16 @@ from flight_secure.types import (
     CertKeyPair,
     FlightDescriptor,
     FlightInfo,
-    FlightMethod,
     Location,
     PollInfo,
     SchemaResult,
     Ticket,
 )
-from flight_secure.wire import DEFAULT_MAX_MESSAGE_SIZE
 
 log = logging.getLogger("flight_secure.server")
 
-
-class FlightServerOptions:
-    """How a server listens, whom it lets in, and how much one caller can make it hold.
-
-    The first six parameters are pyarrow.flight's; the others are keywords. Each
-    limit is checked here: ValueError names the first one that cannot work.
-
-    Args:
-        location: where to listen: a URI (``grpc://``, ``grpc+tcp://``,
-            ``grpc+tls://``, ``grpc+unix://``), a Location or ``(host, port)``;
-            None is localhost at a port the OS chooses.
-        auth_handler: authenticates every call but Handshake, and runs Handshake;
-            None admits every caller (or, with ``verify_client``, every certificate).
-        tls_certificates: the server's certificate and key pairs; a ``grpc+tls``
-            location needs one (or ``tls_credentials``).
-        verify_client: demand a client certificate signed by ``root_certificates``;
-            without an ``auth_handler`` it is the caller's identity.
-        root_certificates: PEM of the CAs that sign client certificates.
-        middleware: server middleware factories, by the key handlers look them up with.
-        max_workers: threads that serve calls; as many more run the handlers of
-            DoPut, DoExchange and Handshake beside their calls. Further calls wait.
-        max_concurrent_handshakes: handshakes in progress at once; more are
-            refused with RESOURCE_EXHAUSTED.
-        handshake_timeout: seconds a handshake may take before it is ended with
-            DEADLINE_EXCEEDED.
-        max_message_size: the largest message the server reads, in bytes (-1: no
-            limit). Larger ones are refused with RESOURCE_EXHAUSTED from their
-            5-byte length prefix, before their body is read. The default, 64 MiB,
-            sits between Arrow's servers: C++ and Java read messages of any size
-            (C++ lifts gRPC's 4 MiB default so that big record batches flow), Go
-            keeps grpc-go's 4 MiB, which refuses the multi-megabyte batches a
-            pyarrow client sends by default (one message per chunk of a table).
-            64 MiB passes a 131,072-row batch (Arrow's default scanner batch) of 64
-            eight-byte columns, and bounds what one message can make the server
-            hold, a Handshake message included. Send larger batches in chunks
-            (``write_table(table, max_chunksize=...)``) or raise the limit.
-        max_decompressed_size: the most bytes the buffers of one compressed record
-            or dictionary batch (DoPut, DoExchange) may take once decompressed; -1:
-            no limit; None: ``max_message_size``, so that a batch is bounded alike
-            sent compressed or not. Each compressed buffer declares its size in an
-            8-byte prefix, which is checked before anything is decompressed: a
-            larger batch is refused with RESOURCE_EXHAUSTED.
-        max_metadata_size: the largest header block of a call, in bytes.
-        authorizer: called as ``authorizer(principal, method, action_type)`` after
-            authentication; raises FlightUnauthorizedError to refuse (see
-            :class:`~flight_secure.auth.AccessPolicy`).
-        tls_credentials: gRPC server credentials used instead of
-            ``tls_certificates``, e.g. ``tls.reloading_server_credentials(...)``.
-        end_of_stream_grace: seconds for which a DoPut's end is confirmed before the
-            handler's reader reports it, so that a cut-off upload never looks
-            finished. The confirmation is normally one more read through gRPC (well
-            under a millisecond); the whole grace is waited out only where grpcio's
-            internals differ from the ones it was built on. 0 turns the check off.
-        stream_window_bytes: how much of one call's request stream gRPC accepts
-            ahead of the handler: the HTTP/2 stream window, kept fixed (the
-            server does not grow it by bandwidth probing). A call's messages are
-            read only once the auth gate has admitted it, so this is also all that
-            an unauthenticated call, or one waiting for a worker, can make the
-            server hold. Big batches upload faster with a larger window; over a
-            link with round-trip time RTT one upload moves at most window/RTT.
-        max_streams_per_connection: how many calls one connection may have open at
-            once (HTTP/2's ``SETTINGS_MAX_CONCURRENT_STREAMS``); a client's further
-            calls wait in that client. None: no limit, as in gRPC and Arrow. It
-            bounds how many stream windows one connection can fill, and below
-            ``max_workers`` it keeps one connection from occupying every worker.
-            Caveat, seen in the hostile-input fuzz: with a limit, a connection whose
-            calls keep being refused later gets some calls reset with
-            ``REFUSED_STREAM`` (UNAVAILABLE) instead of their real error, as gRPC's
-            defence against rapid resets lowers the limit for a while.
-    """
-
-    def __init__(
-        self,
-        location: str | Location | tuple[str, int] | None = None,
-        auth_handler: ServerAuthHandler | None = None,
-        tls_certificates: list[CertKeyPair] | None = None,
-        verify_client: bool = False,
-        root_certificates: bytes | str | None = None,
-        middleware: dict[str, ServerMiddlewareFactory] | None = None,
-        *,
-        max_workers: int = 64,
-        max_concurrent_handshakes: int = 16,
-        handshake_timeout: float = 10.0,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_decompressed_size: int | None = None,
-        max_metadata_size: int = 16 * 1024,
-        authorizer: Callable[[Principal | None, FlightMethod, str | None], None] | None = None,
-        tls_credentials: grpc.ServerCredentials | None = None,
-        end_of_stream_grace: float = 0.01,
-        stream_window_bytes: int = 4 * 1024 * 1024,
-        max_streams_per_connection: int | None = None,
-    ) -> None:
-        self.location = _as_location(location)
-        self.auth_handler = auth_handler
-        self.tls_certificates = list(tls_certificates or [])
-        self.verify_client = verify_client
-        self.root_certificates = root_certificates
-        self.middleware = dict(middleware or {})
-        self.max_workers = max_workers
-        self.max_concurrent_handshakes = max_concurrent_handshakes
-        self.handshake_timeout = handshake_timeout
-        self.max_message_size = max_message_size
-        self.max_decompressed_size = max_decompressed_size
-        self.max_metadata_size = max_metadata_size
-        self.authorizer = authorizer
-        self.tls_credentials = tls_credentials
-        self.end_of_stream_grace = end_of_stream_grace
-        self.stream_window_bytes = stream_window_bytes
-        self.max_streams_per_connection = max_streams_per_connection
-        _check_limits(self)
-
-
-_INT32_MAX = 2**31 - 1
-
-
-def _check_limits(options: FlightServerOptions) -> None:
-    """Raise ValueError naming the first limit that cannot work."""
-    for name, minimum, also_allowed in (
-        ("max_workers", 1, ()),
-        ("max_concurrent_handshakes", 1, ()),
-        ("max_message_size", 1, (-1,)),  # -1: no limit
-        ("max_decompressed_size", 1, (None, -1)),  # None: max_message_size
-        ("stream_window_bytes", 1, ()),
-        ("max_streams_per_connection", 1, (None,)),  # None: no limit
-    ):
-        value = getattr(options, name)
-        if any(value is allowed for allowed in also_allowed):
-            continue
-        if type(value) is not int or not minimum <= value <= _INT32_MAX:
-            extra = "".join(f" or {allowed!r}" for allowed in also_allowed)
-            raise ValueError(
-                f"{name} must be an integer from {minimum} to {_INT32_MAX}{extra}, "
-                f"not {value!r}"
-            )
-    for name, zero_allowed in (("handshake_timeout", False), ("end_of_stream_grace", True)):
-        value = getattr(options, name)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or value < 0 or (value == 0 and not zero_allowed):
-            bound = "0 or more" if zero_allowed else "above 0"
-            raise ValueError(f"{name} must be a number of seconds {bound}, not {value!r}")
-
-
-def _as_location(location: Any) -> Location:
-    if location is None:
-        return Location("grpc://localhost:0")
-    if isinstance(location, tuple):
-        return Location.for_grpc_tcp(*location)
-    return Location(location)
+#: The largest value of gRPC's integer channel arguments: no limit.
+_GRPC_INT_MAX = 2**31 - 1
 
 
 class FlightServerBase:
@@ -269,9 +123,9 @@ class FlightServerBase:
             # arrive faster wait in the core, which by default cancels them at random
             # beyond 1,000 waiting (or after 30 s): a bare CANCELLED, logged nowhere.
             # 1024 busy clients met it on ~0.5% of their calls. A waiting call waits.
-            ("grpc.server.max_pending_requests", _INT32_MAX),
-            ("grpc.server.max_pending_requests_hard_limit", _INT32_MAX),
-            ("grpc.server_max_unrequested_time_in_server", _INT32_MAX),
+            ("grpc.server.max_pending_requests", _GRPC_INT_MAX),
+            ("grpc.server.max_pending_requests_hard_limit", _GRPC_INT_MAX),
+            ("grpc.server_max_unrequested_time_in_server", _GRPC_INT_MAX),
         ]
         if options.max_streams_per_connection is not None:
             limit = options.max_streams_per_connection

@@ -23,7 +23,7 @@ import pytest
 import flight_secure as flight
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.auth import BasicClientAuthHandler, BasicServerAuthHandler, PasswordStore
-from flight_secure.server import DEFAULT_MAX_MESSAGE_SIZE
+from flight_secure.wire import DEFAULT_MAX_MESSAGE_SIZE
 
 from .conftest import (
     ADMITTED_TOKEN,
