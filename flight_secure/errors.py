@@ -11,6 +11,7 @@ Arrow error too, so ``except`` clauses written for pyarrow keep working.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import grpc
 import pyarrow as pa
@@ -183,14 +184,14 @@ _ARROW_CODE_FOR_ERROR: dict[type[BaseException], ArrowStatusCode] = {
 }
 
 
+def _by_class(table: dict[type[BaseException], Any], exc: BaseException, default: Any) -> Any:
+    """What ``table`` gives the nearest of ``exc``'s classes (through its MRO), or ``default``."""
+    return next((table[klass] for klass in type(exc).__mro__ if klass in table), default)
+
+
 def arrow_status_trailers(exc: BaseException, message: str) -> list[tuple[str, str | bytes]]:
     """Trailers that let Arrow's own clients rebuild the error as their servers send it."""
-    for klass in type(exc).__mro__:
-        arrow_code = _ARROW_CODE_FOR_ERROR.get(klass)
-        if arrow_code is not None:
-            break
-    else:
-        arrow_code = ArrowStatusCode.UNKNOWN_ERROR
+    arrow_code = _by_class(_ARROW_CODE_FOR_ERROR, exc, ArrowStatusCode.UNKNOWN_ERROR)
     trailers: list[tuple[str, str | bytes]] = [
         (ARROW_STATUS_TRAILER, str(int(arrow_code))),
         (ARROW_MESSAGE_TRAILER, message.encode()),
@@ -208,12 +209,7 @@ def status_for_exception(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     ``"<ExceptionType>: <message>"`` so the client sees what failed; no traceback
     is ever included (the server logs it instead).
     """
-    for klass in type(exc).__mro__:
-        code = _CODE_FOR_ERROR.get(klass)
-        if code is not None:
-            break
-    else:
-        code = _C.UNKNOWN
+    code = _by_class(_CODE_FOR_ERROR, exc, _C.UNKNOWN)
     if isinstance(exc, FlightError):
         message = str(exc)
     elif isinstance(exc, KeyError) and exc.args:
