@@ -29,11 +29,17 @@ POLICY = AccessPolicy({"DoPut": {"writer"}, "DoGet": ["reader"]},
 
 
 class PolicyServer(flight.FlightServerBase):
+    """DoPut keeps each caller's last upload in ``stored``, by peer identity."""
+
+    def __init__(self, **options) -> None:
+        self.stored: dict[bytes, pa.Table] = {}
+        super().__init__(**options)
+
     def do_get(self, context, ticket):
         return flight.RecordBatchStream(pa.table({"n": [1]}))
 
     def do_put(self, context, descriptor, reader, writer):
-        reader.read_all()
+        self.stored[context.peer_identity()] = reader.read_all()
 
     def do_action(self, context, action):
         if action.type == "audit":
@@ -98,6 +104,7 @@ def token_options(token: str) -> flight.FlightCallOptions:
 def test_writer_may_put(server):
     with client_for(server, "wendy") as client:
         put(client)
+    assert server.stored[b"wendy"].equals(pa.table({"n": [1]}))
 
 
 def test_put_without_writer_role_is_permission_denied(server):

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
 from conftest import IMPLEMENTATIONS, DataServer, connected, plain_table, running_server
+from raw_wire import rpc_path
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
@@ -434,7 +435,7 @@ def test_server_put_reader_raises_cancelled_when_client_cancels_upload() -> None
     with running_server(flight_secure, UploadWatcher) as server, grpc.insecure_channel(
         f"localhost:{server.port}"
     ) as channel:
-        call = channel.stream_stream("/arrow.flight.protocol.FlightService/DoPut")(requests())
+        call = channel.stream_stream(rpc_path("DoPut"))(requests())
         assert UploadWatcher.first_chunk.wait(10)
         call.cancel()
         kind, detail = UploadWatcher.outcome.get(timeout=10)

@@ -5,14 +5,13 @@
   the caller's identity and auth scheme as the handler saw them plus the call's own
   nonce, so a test sees cross-talk between callers and answers given to the wrong call.
 * :class:`TokenOrCertificate`: one server that admits Basic, JWT and mTLS callers.
-* :func:`raw_call`: raw bytes on a raw gRPC channel, returning the call's status.
+* :func:`assert_refused_cleanly`: a raw call (``raw_wire``) was refused as hostile input is.
 * :class:`Child`: a process to kill mid-call, or a server that may crash or hang
   without taking pytest down; :data:`CHILD_MAINS` names what a child can run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -24,7 +23,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,16 +33,15 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from raw_wire import Outcome, flight_data, ipc_messages
 
 import flight_secure as flight
-from flight_secure._generated import flight_pb2 as pb
 from flight_secure.auth.base import CallCredentials, HeaderLogin, Principal, ServerAuthHandler
 from flight_secure.auth.basic import BasicClientAuthHandler
 from flight_secure.certs import DevCertificates, generate_dev_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-SERVICE = "/arrow.flight.protocol.FlightService/"
 #: Seconds every single call in this suite may take before it counts as a hang.
 CALL_TIMEOUT = 20.0
 #: The statuses a hostile request may get: a refusal that names the problem.
@@ -254,60 +251,11 @@ def mtls_client(pki: DevCertificates, port: int, name: str) -> flight.FlightClie
 
 # ---------------------------------------------------------------------- raw gRPC
 
-#: How each RPC carries its messages: one request and one response, or streams.
-RPC_SHAPES = {
-    "Handshake": "bidi", "DoPut": "bidi", "DoExchange": "bidi",
-    "ListFlights": "server", "DoGet": "server", "DoAction": "server", "ListActions": "server",
-    "GetFlightInfo": "unary", "PollFlightInfo": "unary", "GetSchema": "unary",
-}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a raw call ended: its status code, status message and responses."""
-
-    code: grpc.StatusCode
-    details: str
-    responses: tuple[bytes, ...] = ()
-
-
-def raw_call(channel: grpc.Channel, rpc: str, request: bytes | Sequence[bytes],
-             metadata: Sequence[tuple[str, str | bytes]] = (),
-             timeout: float = CALL_TIMEOUT) -> Outcome:
-    """Send ``request`` (a list of messages for a streaming request) as raw bytes."""
-    path = SERVICE + rpc
-    shape = RPC_SHAPES[rpc]
-    try:
-        if shape == "unary":
-            call = channel.unary_unary(path)
-            responses: list[bytes] = [call(request, metadata=tuple(metadata), timeout=timeout)]
-        elif shape == "server":
-            stream = channel.unary_stream(path)(request, metadata=tuple(metadata),
-                                                timeout=timeout)
-            responses = list(stream)
-        else:
-            stream = channel.stream_stream(path)(iter(list(request)), metadata=tuple(metadata),
-                                                 timeout=timeout)
-            responses = list(stream)
-    except grpc.RpcError as exc:
-        return Outcome(exc.code(), exc.details() or "")
-    return Outcome(grpc.StatusCode.OK, "", tuple(responses))
-
-
 def assert_refused_cleanly(outcome: Outcome,
                            allowed: frozenset[grpc.StatusCode] = HOSTILE_OUTCOMES) -> None:
     """A hostile request was refused with an allowed status and no traceback."""
     assert outcome.code in allowed, f"status {outcome.code.name}: {outcome.details!r}"
     assert "Traceback" not in outcome.details
-
-
-@contextlib.contextmanager
-def raw_channel(port: int) -> Iterator[grpc.Channel]:
-    channel = grpc.insecure_channel(f"localhost:{port}")
-    try:
-        yield channel
-    finally:
-        channel.close()
 
 
 # ------------------------------------------------------------------ fuzzing
@@ -330,23 +278,6 @@ def quick_and_long(check: Callable[..., None], examples: Sequence[Mapping[str, A
         check = example(**known)(check)
     return (QUICK(given(**strategies)(check)),
             pytest.mark.slow(LONG(given(**strategies)(check))))
-
-
-def ipc_messages(table: pa.Table) -> list[tuple[bytes, bytes]]:
-    """The (flatbuffer header, body) of each IPC message of ``table``'s stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return [(m.metadata.to_pybytes(), m.body.to_pybytes() if m.body is not None else b"")
-            for m in pa.ipc.MessageReader.open_stream(sink.getvalue())]
-
-
-def flight_data(header: bytes, body: bytes, path: str | None = None) -> bytes:
-    message = pb.FlightData(data_header=header, data_body=body)
-    if path is not None:
-        message.flight_descriptor.CopyFrom(
-            pb.FlightDescriptor(type=pb.FlightDescriptor.PATH, path=[path]))
-    return message.SerializeToString()
 
 
 #: A valid upload with strings, lists, a struct and a dictionary column.

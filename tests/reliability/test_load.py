@@ -17,10 +17,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from raw_wire import raw_channel, rpc_path
 
 from flight_secure._generated import flight_pb2 as pb
 
-from .conftest import CALL_TIMEOUT, SERVICE, Child, raw_channel, report
+from .conftest import CALL_TIMEOUT, Child, report
 
 #: More calls than gRPC's default pending-queue limit (1,000) lets wait.
 WAITING_CALLS = 2000
@@ -32,10 +33,10 @@ def test_calls_arriving_while_the_server_is_busy_wait_their_turn(tmp_path: Path)
     with Child.python("serve", "holds-the-interpreter", log=tmp_path / "server.log") as server:
         port = int(server.expect("ready").split()[1])
         with raw_channel(port) as channel:
-            hold = channel.unary_stream(SERVICE + "DoAction")(
+            hold = channel.unary_stream(rpc_path("DoAction"))(
                 pb.Action(type="hold").SerializeToString(), timeout=CALL_TIMEOUT)
             server.expect("event holding")
-            info = channel.unary_unary(SERVICE + "GetFlightInfo")
+            info = channel.unary_unary(rpc_path("GetFlightInfo"))
             calls = [
                 info.future(pb.FlightDescriptor(type=pb.FlightDescriptor.CMD,
                                                 cmd=b"%d" % number).SerializeToString(),

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
+from raw_wire import flight_data, ipc_messages, raw_call, raw_channel, rpc_path
 
 import flight_secure as flight
 from flight_secure._generated import flight_pb2 as pb
@@ -28,14 +29,10 @@ from flight_secure.wire import DEFAULT_MAX_MESSAGE_SIZE
 from .conftest import (
     ADMITTED_TOKEN,
     CALL_TIMEOUT,
-    SERVICE,
     Child,
     EchoServer,
     echo_call,
-    flight_data,
     peak_rss,
-    raw_call,
-    raw_channel,
     report,
     upload,
 )
@@ -155,7 +152,7 @@ def test_stuck_handshake_is_ended_after_handshake_timeout(store: PasswordStore) 
                         max_concurrent_handshakes=1) as server, \
                 raw_channel(server.port) as channel:
             began = time.monotonic()
-            call = channel.stream_stream(SERVICE + "Handshake")(iter(stuck),
+            call = channel.stream_stream(rpc_path("Handshake"))(iter(stuck),
                                                                 timeout=CALL_TIMEOUT)
             with pytest.raises(grpc.RpcError) as ended:
                 list(call)
@@ -192,7 +189,7 @@ def test_concurrent_handshakes_are_bounded(store: PasswordStore) -> None:
         with EchoServer(auth_handler=handler, handshake_timeout=CALL_TIMEOUT,
                         max_concurrent_handshakes=slots) as server, \
                 raw_channel(server.port) as channel:
-            handshake = channel.stream_stream(SERVICE + "Handshake")
+            handshake = channel.stream_stream(rpc_path("Handshake"))
             holding = [handshake(iter(s), timeout=CALL_TIMEOUT) for s in stuck[:slots]]
             for _ in range(slots):
                 assert handler.entered.acquire(timeout=CALL_TIMEOUT), "handshakes not started"
@@ -225,14 +222,9 @@ def zeros(megabytes: int) -> pa.Table:
 
 def compressed_upload(table: pa.Table, codec: str) -> list[bytes]:
     """The raw FlightData frames of a DoPut of ``table``, compressed with ``codec``."""
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression=codec)
-    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
-    messages = pa.ipc.MessageReader.open_stream(sink.getvalue())
-    return [flight_data(m.metadata.to_pybytes(), m.body.to_pybytes() if m.body else b"",
-                        "bomb" if index == 0 else None)
-            for index, m in enumerate(messages)]
+    messages = ipc_messages(table, pa.ipc.IpcWriteOptions(compression=codec))
+    return [flight_data(header, body, "bomb" if index == 0 else None)
+            for index, (header, body) in enumerate(messages)]
 
 
 @pytest.mark.parametrize("codec", ["zstd", "lz4"])
