@@ -58,6 +58,7 @@ from flight_secure.streams import (
     MetadataRecordBatchWriter,
     RecordBatchStream,
 )
+from flight_secure.tracing import TracingServerMiddlewareFactory
 from flight_secure.types import (
     Action,
     ActionType,
@@ -136,5 +137,6 @@ __all__ = [
     "ServerMiddleware",
     "ServerMiddlewareFactory",
     "Ticket",
+    "TracingServerMiddlewareFactory",
     "connect",
 ]

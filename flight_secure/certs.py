@@ -3,7 +3,9 @@
 ``generate_dev_certificates("certs", clients=["alice"])`` or, from a shell,
 ``python -m flight_secure.certs --out certs --client alice`` writes ``ca.pem``/``ca.key``,
 ``server.pem``/``server.key`` and ``STEM.pem``/``STEM.key`` per client.  Keys are PKCS#8
-PEM, mode 0600 from birth; certificates mode 0644; each file is written atomically.
+PEM, mode 0600 from birth; certificates mode 0644; each file is written atomically.  A
+folder it creates is 0755 (never wider, whatever the umask), so no one else can replace
+a file in it.
 
 Hosts that parse as IP addresses become IP SANs, others DNS SANs.  A client NAME is the
 subject CN and one SAN: a URI SAN if it contains ``://`` (``spiffe://example.org/alice``),
@@ -16,7 +18,6 @@ case-insensitively), so it can never name a path outside the output directory.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import errno
@@ -24,7 +25,6 @@ import ipaddress
 import os
 import re
 import secrets
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +37,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["DEFAULT_HOSTS", "KEY_TYPES", "CertificateAuthority", "CertificateExistsError",
-           "DevCertificates", "InvalidNameError", "IssuedCertificate", "add_arguments",
-           "client_file_stem", "generate_dev_certificates", "main", "run"]
+           "DevCertificates", "InvalidNameError", "IssuedCertificate", "client_file_stem",
+           "generate_dev_certificates"]
 
 KEY_TYPES = ("ec", "rsa", "ed25519")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 CLOCK_SKEW = dt.timedelta(minutes=5)
 RSA_KEY_BITS = 3072
+FOLDER_MODE = 0o755
+"""Mode of folders this module creates: readable by all (clients need ``ca.pem``), writable
+by the owner alone (whoever can replace ``ca.pem`` decides which clients are trusted)."""
 _KEY_CLASSES = {"ec": ec.EllipticCurvePrivateKey, "rsa": rsa.RSAPrivateKey,
                 "ed25519": ed25519.Ed25519PrivateKey}
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
@@ -107,6 +110,16 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _make_folder(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0755 at most (the umask may narrow
+    it, never widen it): everyone may read the certificates, only the owner may replace
+    them. A folder that exists is left as it is."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by someone else
+            folder.mkdir(mode=FOLDER_MODE)
 
 
 def _write_pair(cert_pem: bytes, key_pem: bytes, cert_path: PathLike, key_path: PathLike) -> None:
@@ -395,7 +408,7 @@ def generate_dev_certificates(out_dir: PathLike = "certs", hosts: Sequence[str] 
             raise CertificateExistsError(server_pair[0], "and the CA already exist and no new "
                                          "client was requested")
 
-    out.mkdir(parents=True, exist_ok=True)
+    _make_folder(out)
     written: list[Path] = []
     if ca is None:
         ca = CertificateAuthority.create(days=days, key_type=key_type)
@@ -410,54 +423,7 @@ def generate_dev_certificates(out_dir: PathLike = "certs", hosts: Sequence[str] 
     return DevCertificates(*ca_pair, *server_pair, clients=client_paths, written=tuple(written))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add this tool's options to ``parser``, e.g. a ``flight-secure certs`` subparser."""
-    parser.add_argument("--out", default="certs", metavar="DIR",
-                        help="output directory (default: certs/)")
-    parser.add_argument("--host", action="append", metavar="NAME", help="server DNS name or "
-                        f"IP; repeatable; replaces the default {', '.join(DEFAULT_HOSTS)}")
-    parser.add_argument("--client", action="append", default=[], metavar="NAME",
-                        help="client name, user@domain or URI (spiffe://...); repeatable")
-    parser.add_argument("--days", type=int, default=365, metavar="N",
-                        help="validity in days (default: 365)")
-    parser.add_argument("--key-type", choices=KEY_TYPES, default="ec",
-                        help="key algorithm (default: ec, i.e. P-256)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite existing files, making a new CA")
+if __name__ == "__main__":  # the command line lives in flight_secure.cli.certs
+    from flight_secure.cli.certs import main
 
-
-def run(args: argparse.Namespace) -> int:
-    """Generate certificates from ``add_arguments`` options and print what was written.
-
-    Returns 0, or 2 after one ``error:`` line on stderr for an expected failure (a file
-    exists, a bad name, an unwritable directory).
-    """
-    try:
-        result = generate_dev_certificates(args.out, args.host or DEFAULT_HOSTS, args.client,
-                                           args.days, args.key_type, args.force)
-    except (OSError, ValueError) as exc:
-        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
-        return 2
-    for path in result.written:
-        print(f"wrote {path}")
-    for path in (result.ca_cert, result.server_cert):
-        if path not in result.written:
-            print(f"kept  {path} (existing)")
-    print("the keys are unencrypted: for development only, never for production")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m flight_secure.certs``: parse ``argv`` (default sys.argv) and run."""
-    parser = argparse.ArgumentParser(prog="python -m flight_secure.certs", description="Make "
-                                     "a development CA plus server and client certificates.")
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error argparse has already reported
-        return exc.code if isinstance(exc.code, int) else 2
-    return run(args)
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -83,6 +83,16 @@ class FlightCallOptions:
         # A call that brings its own token overrides the session token.
         self._sets_token = any(key == AUTH_TOKEN_HEADER for key, _ in self.metadata)
 
+    def __repr__(self) -> str:
+        """pyarrow's form; unset options show the values a call uses (-1.0: no timeout)."""
+        timeout = -1.0 if self.timeout is None else float(self.timeout)
+        return (
+            f"<flight_secure.FlightCallOptions timeout={timeout} "
+            f"headers={list(self.headers or [])}\n"
+            f" read_options={self.read_options or pa.ipc.IpcReadOptions()}\n"
+            f" write_options={self.write_options or pa.ipc.IpcWriteOptions()}\n>"
+        )
+
 
 _DEFAULT_OPTIONS = FlightCallOptions()
 

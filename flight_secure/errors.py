@@ -22,6 +22,7 @@ EXTRA_INFO_TRAILER = "grpc-status-details-bin"
 #: Arrow's clients rebuild the exact error (and its extra_info) from them.
 ARROW_STATUS_TRAILER = "x-arrow-status"
 ARROW_MESSAGE_TRAILER = "x-arrow-status-message-bin"
+ARROW_DETAIL_TRAILER = "x-arrow-status-detail-bin"
 
 
 class FlightError(pa.ArrowException):
@@ -63,8 +64,11 @@ class FlightServerError(FlightError):
     """The server's handler failed with an error of no more specific kind (UNKNOWN)."""
 
 
-class FlightWriteSizeExceededError(FlightError):
-    """A client write was larger than the client's ``write_size_limit_bytes``."""
+class FlightWriteSizeExceededError(FlightError, pa.ArrowInvalid):
+    """A client write was larger than the client's ``write_size_limit_bytes``.
+
+    An ``ArrowInvalid``, as pyarrow's is; ``limit`` and ``actual`` are byte counts.
+    """
 
     def __init__(self, message: str, limit: int, actual: int) -> None:
         super().__init__(message)
@@ -147,6 +151,29 @@ _ERROR_FOR_CODE: dict[grpc.StatusCode, type[FlightError]] = {
 }
 
 
+#: gRPC status -> how Arrow's clients word a failed call whose server sent no Arrow
+#: status (a non-Arrow server, or gRPC itself: deadline, unreachable server); programs
+#: match on these words. Arrow's gRPC transport table, word for word.
+_ARROW_WORDING: dict[grpc.StatusCode, str] = {
+    _C.CANCELLED: "Flight cancelled call, with message: ",
+    _C.UNKNOWN: "Flight RPC failed with message: ",
+    _C.INVALID_ARGUMENT: "Flight returned invalid argument error, with message: ",
+    _C.DEADLINE_EXCEEDED: "Flight returned timeout error, with message: ",
+    _C.NOT_FOUND: "Flight returned not found error, with message: ",
+    _C.ALREADY_EXISTS: "Flight returned already exists error, with message: ",
+    _C.PERMISSION_DENIED: "Flight returned unauthorized error, with message: ",
+    _C.RESOURCE_EXHAUSTED: "gRPC returned resource exhausted error, with message: ",
+    _C.FAILED_PRECONDITION: "gRPC returned precondition failed error, with message: ",
+    _C.ABORTED: "gRPC returned aborted error, with message: ",
+    _C.OUT_OF_RANGE: "gRPC returned out-of-range error, with message: ",
+    _C.UNIMPLEMENTED: "Flight returned unimplemented error, with message: ",
+    _C.INTERNAL: "Flight returned internal error, with message: ",
+    _C.UNAVAILABLE: "Flight returned unavailable error, with message: ",
+    _C.DATA_LOSS: "gRPC returned data loss error, with message: ",
+    _C.UNAUTHENTICATED: "Flight returned unauthenticated error, with message: ",
+}
+
+
 class ArrowStatusCode(enum.IntEnum):
     """Arrow C++'s ``StatusCode`` values (arrow/status.h), as sent in ``x-arrow-status``."""
 
@@ -223,36 +250,50 @@ def error_for_status(
     code: grpc.StatusCode, message: str, extra_info: bytes = b""
 ) -> FlightError:
     """The client-side exception for a failed call's status, message and extra info."""
-    klass = _ERROR_FOR_CODE.get(code, FlightError)
-    text = f"{message} (gRPC {code.name})" if message else f"gRPC {code.name}"
-    return klass(text, extra_info)
+    return _ERROR_FOR_CODE.get(code, FlightError)(message, extra_info)
 
 
 def error_from_rpc(err: grpc.RpcError) -> FlightError:
-    """Translate a grpcio ``RpcError`` raised on the client into a Flight error."""
-    code = err.code() if hasattr(err, "code") else _C.UNKNOWN
-    details = err.details() if hasattr(err, "details") else str(err)
-    extra = b""
-    trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    for key, value in trailers or ():
-        if key == EXTRA_INFO_TRAILER and isinstance(value, bytes):
-            extra = value
-    if code == _C.UNAVAILABLE:
-        details = describe_unavailable(details or "")
-    return error_for_status(code or _C.UNKNOWN, details or "", extra)
+    """Translate a grpcio ``RpcError`` raised on the client into a Flight error.
+
+    Its message is what Arrow's clients say: the server's own Arrow status message
+    (with ``. Detail: ...`` when it sent one) if an Arrow server sent it in trailers,
+    else gRPC's message after Arrow's words for the code (:data:`_ARROW_WORDING`).
+    """
+    code = (err.code() if hasattr(err, "code") else None) or _C.UNKNOWN
+    details = (err.details() if hasattr(err, "details") else str(err)) or ""
+    trailers = dict(err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else {}
+    extra = trailers.get(EXTRA_INFO_TRAILER, b"")
+    message = trailers.get(ARROW_MESSAGE_TRAILER)
+    if ARROW_STATUS_TRAILER in trailers and message is not None:
+        text = _trailer_text(message)
+        detail = trailers.get(ARROW_DETAIL_TRAILER)
+        if detail is not None:
+            text += f". Detail: {_trailer_text(detail)}"
+    else:
+        if code == _C.UNAVAILABLE:
+            details = describe_unavailable(details)
+        wording = _ARROW_WORDING.get(code, f"Flight failed with error code {code.value[0]} "
+                                           "and message: ")
+        text = wording + details
+    return error_for_status(code, text, extra if isinstance(extra, bytes) else b"")
+
+
+def _trailer_text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def describe_unavailable(details: str) -> str:
-    """Turn gRPC's connection-failure detail into a sentence that says what failed.
+    """gRPC's connection-failure detail followed by a sentence that says what failed.
 
     The first row of :data:`_UNAVAILABLE_HINTS` whose substrings all occur in
-    ``details`` (ignoring case, with "_" read as " ") gives the sentence; gRPC's
-    text follows it.
+    ``details`` (ignoring case, with "_" read as " ") gives the sentence, in
+    parentheses after gRPC's text (which stays first, as Arrow's clients show it).
     """
     lowered = details.lower().replace("_", " ")
     for needles, hint in _UNAVAILABLE_HINTS:
         if all(needle in lowered for needle in needles):
-            return f"{hint}: {details}"
+            return f"{details} ({hint})"
     return details
 
 

@@ -377,9 +377,7 @@ class FlightStreamWriter(_BatchWriter):
         limit = self._size_limit
         if limit is not None and len(frame) > limit:
             raise FlightWriteSizeExceededError(
-                f"message of {len(frame)} bytes exceeds the write size limit of {limit} bytes",
-                limit,
-                len(frame),
+                "IPC payload size exceeded soft limit", limit, len(frame)
             )
         super()._send(frame)
 

@@ -1,27 +1,25 @@
-"""Flight's value types: locations, descriptors, tickets, flight infos, actions.
+"""Flight's value types: descriptors, tickets, endpoints, flight infos, actions.
 
 Each class mirrors its ``pyarrow.flight`` namesake (constructor, attributes,
 ``serialize``/``deserialize``) and converts to and from the protocol messages of
-``protos/flight.proto`` through ``_to_proto`` / ``_from_proto``.
+``protos/flight.proto`` through ``_to_proto`` / ``_from_proto``. Constructors refuse
+the argument types pyarrow refuses with TypeError; values compare equal field by
+field, and reprs follow pyarrow's. ``Location`` lives in :mod:`flight_secure.location`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import enum
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.errors import FlightInvalidArgumentError
+from flight_secure.location import Location
 
 BytesLike = bytes | bytearray | memoryview | str | pa.Buffer
-
-_SCHEMES = ("grpc", "grpc+tcp", "grpc+tls", "grpc+unix", "arrow-flight-reuse-connection")
-
 
 def to_bytes(value: BytesLike | None) -> bytes:
     """Bytes from ``str`` (UTF-8), any buffer, or ``None`` (empty)."""
@@ -36,90 +34,35 @@ def to_bytes(value: BytesLike | None) -> bytes:
     return bytes(value)
 
 
-class Location:
-    """Where a Flight service listens: ``grpc[+tcp|+tls]://host:port`` or ``grpc+unix://path``."""
-
-    __slots__ = ("_uri",)
-
-    def __init__(self, uri: str | bytes | Location) -> None:
-        if isinstance(uri, Location):
-            uri = uri.uri
-        text = uri.decode() if isinstance(uri, bytes) else str(uri)
-        scheme = text.split("://", 1)[0] if "://" in text else ""
-        if scheme not in _SCHEMES:
-            raise FlightInvalidArgumentError(
-                f"unsupported location {text!r}: expected one of "
-                + ", ".join(f"{s}://" for s in _SCHEMES[:4])
-            )
-        self._uri = text
-
-    @property
-    def uri(self) -> bytes:
-        """The URI, as bytes (pyarrow's type)."""
-        return self._uri.encode()
-
-    @property
-    def scheme(self) -> str:
-        return self._uri.split("://", 1)[0]
-
-    @property
-    def is_tls(self) -> bool:
-        return self.scheme == "grpc+tls"
-
-    @property
-    def host(self) -> str | None:
-        return urlsplit(self._uri).hostname
-
-    @property
-    def port(self) -> int | None:
-        return urlsplit(self._uri).port
-
-    @property
-    def path(self) -> str:
-        """For ``grpc+unix`` locations: the socket path."""
-        return self._uri.split("://", 1)[1]
-
-    def grpc_target(self) -> str:
-        """The target string grpcio dials or binds for this location."""
-        if self.scheme == "grpc+unix":
-            return f"unix:{self.path}"
-        parts = urlsplit(self._uri)
-        if parts.port is None:
-            raise FlightInvalidArgumentError(f"location {self._uri!r} has no port")
-        return f"{_host_text(parts.hostname or 'localhost')}:{parts.port}"
-
-    @staticmethod
-    def for_grpc_tcp(host: str | bytes, port: int) -> Location:
-        return Location(f"grpc+tcp://{_host_text(host)}:{int(port)}")
-
-    @staticmethod
-    def for_grpc_tls(host: str | bytes, port: int) -> Location:
-        return Location(f"grpc+tls://{_host_text(host)}:{int(port)}")
-
-    @staticmethod
-    def for_grpc_unix(path: str | bytes) -> Location:
-        text = path.decode() if isinstance(path, bytes) else str(path)
-        return Location(f"grpc+unix://{text}")
-
-    def equals(self, other: Location) -> bool:
-        return isinstance(other, Location) and other._uri == self._uri
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Location) and other._uri == self._uri
-
-    def __hash__(self) -> int:
-        return hash(self._uri)
-
-    def __repr__(self) -> str:
-        return f"<flight_secure.Location {self._uri}>"
-
-    def __str__(self) -> str:
-        return self._uri
+def _text_bytes(value: object, name: str) -> bytes:
+    """``value`` as bytes when it is str (UTF-8), bytes or bytearray; else TypeError."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    raise TypeError(f"{name} must be str or bytes, not {type(value).__name__}")
 
 
-def _host_text(host: str | bytes) -> str:
-    text = host.decode() if isinstance(host, bytes) else str(host)
-    return f"[{text}]" if ":" in text and not text.startswith("[") else text
+def _buffer_bytes(value: object, name: str) -> bytes:
+    """``value`` as bytes when it is bytes-like (bytes, bytearray, memoryview,
+    pyarrow.Buffer); TypeError for str and everything else."""
+    if isinstance(value, pa.Buffer):
+        return value.to_pybytes()
+    if not isinstance(value, str):
+        try:
+            return bytes(memoryview(value))  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be a bytes-like object, not {type(value).__name__}")
+
+
+def _count(value: object, name: str) -> int:
+    """A record or byte count: an int (or a float, truncated), -1 for None."""
+    if value is None:
+        return -1
+    if isinstance(value, int | float):
+        return int(value)
+    raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
 
 
 class DescriptorType(enum.Enum):
@@ -131,7 +74,11 @@ class DescriptorType(enum.Enum):
 
 
 class FlightDescriptor:
-    """Names a flight: a path of strings, or an opaque command."""
+    """Names a flight: a path of strings, or an opaque command.
+
+    Made with :meth:`for_path` (str or bytes elements) or :meth:`for_command` (str or
+    bytes); other types raise TypeError.
+    """
 
     __slots__ = ("_command", "_path", "_type")
 
@@ -142,18 +89,16 @@ class FlightDescriptor:
 
     @staticmethod
     def for_path(*path: str | bytes) -> FlightDescriptor:
-        if len(path) == 1 and isinstance(path[0], list | tuple):
-            path = tuple(path[0])
         descriptor = FlightDescriptor()
         descriptor._type = DescriptorType.PATH
-        descriptor._path = [to_bytes(p) for p in path]
+        descriptor._path = [_text_bytes(p, "path element") for p in path]
         return descriptor
 
     @staticmethod
-    def for_command(command: BytesLike) -> FlightDescriptor:
+    def for_command(command: str | bytes) -> FlightDescriptor:
         descriptor = FlightDescriptor()
         descriptor._type = DescriptorType.CMD
-        descriptor._command = to_bytes(command)
+        descriptor._command = _text_bytes(command, "command")
         return descriptor
 
     @property
@@ -197,11 +142,12 @@ class FlightDescriptor:
         return cls._from_proto(_parse(pb.FlightDescriptor, serialized))
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, FlightDescriptor)
-            and other._type == self._type
-            and other._path == self._path
-            and other._command == self._command
+        if not isinstance(other, FlightDescriptor):
+            return NotImplemented
+        return (other._type, other._path, other._command) == (
+            self._type,
+            self._path,
+            self._command,
         )
 
     def __hash__(self) -> int:
@@ -209,17 +155,19 @@ class FlightDescriptor:
 
     def __repr__(self) -> str:
         if self._type is DescriptorType.PATH:
-            return f"<flight_secure.FlightDescriptor path: {self._path!r}>"
-        return f"<flight_secure.FlightDescriptor command: {self._command!r}>"
+            return f"<flight_secure.FlightDescriptor path={self._path!r}>"
+        if self._type is DescriptorType.CMD:
+            return f"<flight_secure.FlightDescriptor cmd={self._command!r}>"
+        return "<flight_secure.FlightDescriptor UNKNOWN>"
 
 
 class Ticket:
-    """An opaque token that redeems a stream with DoGet."""
+    """An opaque token that redeems a stream with DoGet: str or bytes (else TypeError)."""
 
     __slots__ = ("_ticket",)
 
-    def __init__(self, ticket: BytesLike) -> None:
-        self._ticket = to_bytes(ticket)
+    def __init__(self, ticket: str | bytes) -> None:
+        self._ticket = _text_bytes(ticket, "ticket")
 
     @property
     def ticket(self) -> bytes:
@@ -236,7 +184,9 @@ class Ticket:
         return self == other
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ticket) and other._ticket == self._ticket
+        if not isinstance(other, Ticket):
+            return NotImplemented
+        return other._ticket == self._ticket
 
     def __hash__(self) -> int:
         return hash(self._ticket)
@@ -245,41 +195,87 @@ class Ticket:
         return f"<flight_secure.Ticket ticket={self._ticket!r}>"
 
 
-def _timestamp_to_proto(value: Any, target: Any) -> None:
+_NS_PER_SECOND = 1_000_000_000
+_UTC_NS = pa.timestamp("ns", tz="UTC")
+
+
+def _expiration_time(value: object) -> pa.TimestampScalar | None:
+    """An expiration time as a UTC nanosecond timestamp scalar, or None.
+
+    Takes a ``pyarrow.TimestampScalar`` of any unit (a zone-less one is read as UTC);
+    raises TypeError for other types and for a null scalar.
+    """
     if value is None:
-        return
-    if isinstance(value, pa.TimestampScalar):
-        value = value.as_py()
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
-        target.FromDatetime(value)
-    else:
-        raise TypeError("expiration_time must be a datetime or pyarrow timestamp scalar")
+        return None
+    if not isinstance(value, pa.TimestampScalar):
+        raise TypeError(
+            f"expiration_time must be a pyarrow TimestampScalar, not {type(value).__name__}"
+        )
+    nanos = value.cast(pa.timestamp("ns")).value
+    if nanos is None:
+        raise TypeError("expiration_time must be a timestamp, not a null scalar")
+    return pa.scalar(nanos, type=_UTC_NS)
+
+
+def _timestamp_to_proto(value: pa.TimestampScalar | None, target: Any) -> None:
+    if value is not None:
+        target.seconds, target.nanos = divmod(value.value, _NS_PER_SECOND)
 
 
 def _timestamp_from_proto(message: Any, field: str) -> pa.TimestampScalar | None:
     if not message.HasField(field):
         return None
     ts = getattr(message, field)
-    nanos = ts.seconds * 1_000_000_000 + ts.nanos
-    return pa.scalar(nanos, type=pa.timestamp("ns", tz="UTC"))
+    return pa.scalar(ts.seconds * _NS_PER_SECOND + ts.nanos, type=_UTC_NS)
 
 
 class FlightEndpoint:
-    """A ticket and the locations where it can be redeemed."""
+    """A ticket and the locations where it can be redeemed (read-only, as in pyarrow).
+
+    ``ticket`` is a Ticket, str or bytes; ``locations`` an iterable of Location, str or
+    bytes (any URI scheme); ``expiration_time`` a ``pyarrow.TimestampScalar`` or None,
+    kept to the nanosecond as a UTC timestamp; ``app_metadata`` str or bytes. Other
+    types raise TypeError, a string that is not a URI FlightInvalidArgumentError.
+    Two endpoints are equal when all four are.
+    """
 
     def __init__(
         self,
-        ticket: Ticket | BytesLike,
+        ticket: Ticket | str | bytes,
         locations: Iterable[Location | str | bytes],
-        expiration_time: Any = None,
-        app_metadata: BytesLike = b"",
+        expiration_time: pa.TimestampScalar | None = None,
+        app_metadata: str | bytes = b"",
     ) -> None:
-        self.ticket = ticket if isinstance(ticket, Ticket) else Ticket(ticket)
-        self.locations = [loc if isinstance(loc, Location) else Location(loc) for loc in locations]
-        self.expiration_time = expiration_time
-        self.app_metadata = to_bytes(app_metadata)
+        if isinstance(ticket, Ticket):
+            self._ticket = ticket
+        elif isinstance(ticket, str | bytes):
+            self._ticket = Ticket(ticket)
+        else:
+            raise TypeError(f"ticket must be a Ticket, str or bytes, not {type(ticket).__name__}")
+        self._locations = [_endpoint_location(location) for location in locations]
+        self._expiration_time = _expiration_time(expiration_time)
+        if not isinstance(app_metadata, str | bytes):
+            raise TypeError(
+                f"app_metadata must be str or bytes, not {type(app_metadata).__name__}"
+            )
+        self._app_metadata = to_bytes(app_metadata)
+
+    @property
+    def ticket(self) -> Ticket:
+        return self._ticket
+
+    @property
+    def locations(self) -> list[Location]:
+        return list(self._locations)
+
+    @property
+    def expiration_time(self) -> pa.TimestampScalar | None:
+        """When the ticket expires (UTC, nanoseconds), or None."""
+        return self._expiration_time
+
+    @property
+    def app_metadata(self) -> bytes:
+        return self._app_metadata
 
     def _to_proto(self) -> pb.FlightEndpoint:
         message = pb.FlightEndpoint(
@@ -306,16 +302,32 @@ class FlightEndpoint:
     def deserialize(cls, serialized: BytesLike) -> FlightEndpoint:
         return cls._from_proto(_parse(pb.FlightEndpoint, serialized))
 
+    def _key(self) -> tuple:
+        expires = None if self.expiration_time is None else self.expiration_time.value
+        return (self.ticket, self.locations, expires, self.app_metadata)
+
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, FlightEndpoint)
-            and other.ticket == self.ticket
-            and other.locations == self.locations
-            and other.app_metadata == self.app_metadata
-        )
+        if not isinstance(other, FlightEndpoint):
+            return NotImplemented
+        return other._key() == self._key()
 
     def __repr__(self) -> str:
-        return f"<flight_secure.FlightEndpoint ticket={self.ticket!r} locations={self.locations!r}>"
+        return (
+            f"<flight_secure.FlightEndpoint ticket={self.ticket!r} "
+            f"locations={self.locations!r} "
+            f"expiration_time={self.expiration_time} "
+            f"app_metadata={self.app_metadata}>"
+        )
+
+
+def _endpoint_location(location: object) -> Location:
+    if isinstance(location, Location):
+        return location
+    if isinstance(location, str | bytes):
+        return Location(location)
+    raise TypeError(
+        f"locations must hold Location, str or bytes items, not {type(location).__name__}"
+    )
 
 
 def serialize_schema(schema: pa.Schema) -> bytes:
@@ -333,8 +345,21 @@ def deserialize_schema(data: bytes) -> pa.Schema:
         raise FlightInvalidArgumentError(f"malformed IPC schema message: {exc}") from None
 
 
+def _schema_argument(schema: object) -> pa.Schema:
+    if isinstance(schema, pa.Schema):
+        return schema
+    raise TypeError(f"schema must be a pyarrow.Schema, not {type(schema).__name__}")
+
+
 class FlightInfo:
-    """How to fetch a flight: its schema, descriptor, endpoints and size."""
+    """How to fetch a flight: its schema, descriptor, endpoints and size (read-only).
+
+    ``schema`` is a ``pyarrow.Schema`` or None (the info then carries no schema, and
+    ``schema`` reads None on both sides of the wire); ``descriptor`` a FlightDescriptor;
+    ``endpoints`` FlightEndpoints; the counts ints, or None for unknown (-1); other
+    types raise TypeError. Two infos are equal when they serialize to the same fields
+    (the schema compared in its IPC form, as Arrow compares it).
+    """
 
     def __init__(
         self,
@@ -344,28 +369,65 @@ class FlightInfo:
         total_records: int | None = None,
         total_bytes: int | None = None,
         ordered: bool = False,
-        app_metadata: BytesLike = b"",
+        app_metadata: str | bytes = b"",
     ) -> None:
-        self._schema = schema if schema is not None else pa.schema([])
-        self._schema_bytes: bytes | None = None
-        self.descriptor = descriptor
-        self.endpoints = list(endpoints)
-        self.total_records = -1 if total_records is None else int(total_records)
-        self.total_bytes = -1 if total_bytes is None else int(total_bytes)
-        self.ordered = bool(ordered)
-        self.app_metadata = to_bytes(app_metadata)
+        if schema is not None:
+            schema = _schema_argument(schema)
+        self._schema: pa.Schema | None = schema
+        self._schema_parsed = True
+        self._schema_bytes = b"" if schema is None else serialize_schema(schema)
+        if not isinstance(descriptor, FlightDescriptor):
+            raise TypeError(
+                f"descriptor must be a FlightDescriptor, not {type(descriptor).__name__}"
+            )
+        self._descriptor = descriptor
+        self._endpoints = list(endpoints)
+        for endpoint in self._endpoints:
+            if not isinstance(endpoint, FlightEndpoint):
+                raise TypeError(f"endpoints must be FlightEndpoints, not {endpoint!r}")
+        self._total_records = _count(total_records, "total_records")
+        self._total_bytes = _count(total_bytes, "total_bytes")
+        self._ordered = bool(ordered)
+        self._app_metadata = _text_bytes(app_metadata, "app_metadata")
 
     @property
-    def schema(self) -> pa.Schema:
-        if self._schema is None:
-            self._schema = deserialize_schema(self._schema_bytes or b"")
+    def descriptor(self) -> FlightDescriptor:
+        return self._descriptor
+
+    @property
+    def endpoints(self) -> list[FlightEndpoint]:
+        return list(self._endpoints)
+
+    @property
+    def total_records(self) -> int:
+        """The record count, or -1 if unknown."""
+        return self._total_records
+
+    @property
+    def total_bytes(self) -> int:
+        """The size in bytes, or -1 if unknown."""
+        return self._total_bytes
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the endpoints are in the order of the data."""
+        return self._ordered
+
+    @property
+    def app_metadata(self) -> bytes:
+        return self._app_metadata
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        """The flight's schema, or None when the info carries none."""
+        if not self._schema_parsed:
+            self._schema = deserialize_schema(self._schema_bytes) if self._schema_bytes else None
+            self._schema_parsed = True
         return self._schema
 
     def _to_proto(self) -> pb.FlightInfo:
         return pb.FlightInfo(
-            schema=self._schema_bytes
-            if self._schema_bytes is not None
-            else serialize_schema(self._schema),
+            schema=self._schema_bytes,
             flight_descriptor=self.descriptor._to_proto(),
             endpoint=[e._to_proto() for e in self.endpoints],
             total_records=self.total_records,
@@ -390,8 +452,8 @@ class FlightInfo:
             message.ordered,
             message.app_metadata,
         )
-        info._schema = None
         info._schema_bytes = message.schema
+        info._schema_parsed = False
         return info
 
     def serialize(self) -> bytes:
@@ -401,29 +463,54 @@ class FlightInfo:
     def deserialize(cls, serialized: BytesLike) -> FlightInfo:
         return cls._from_proto(_parse(pb.FlightInfo, serialized))
 
+    def _key(self) -> tuple:
+        return (
+            self._schema_bytes,
+            self.descriptor,
+            self.endpoints,
+            self.total_records,
+            self.total_bytes,
+            self.ordered,
+            self.app_metadata,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlightInfo):
+            return NotImplemented
+        return other._key() == self._key()
+
     def __repr__(self) -> str:
         return (
-            f"<flight_secure.FlightInfo descriptor={self.descriptor!r} "
-            f"endpoints={len(self.endpoints)} total_records={self.total_records}>"
+            f"<flight_secure.FlightInfo schema={self.schema} "
+            f"descriptor={self.descriptor} "
+            f"endpoints={self.endpoints} "
+            f"total_records={self.total_records} "
+            f"total_bytes={self.total_bytes} "
+            f"ordered={self.ordered} "
+            f"app_metadata={self.app_metadata}>"
         )
 
 
 class PollInfo:
-    """Progress of a long-running query, as returned by PollFlightInfo."""
+    """Progress of a long-running query, as returned by PollFlightInfo.
+
+    ``expiration_time`` follows FlightEndpoint's rule (a ``pyarrow.TimestampScalar``
+    or None, kept to the nanosecond in UTC).
+    """
 
     def __init__(
         self,
         info: FlightInfo | None,
         descriptor: FlightDescriptor | None = None,
         progress: float | None = None,
-        expiration_time: Any = None,
+        expiration_time: pa.TimestampScalar | None = None,
     ) -> None:
         if progress is not None and not 0.0 <= progress <= 1.0:
             raise ValueError("PollInfo progress must be within [0.0, 1.0]")
         self.info = info
         self.descriptor = descriptor
         self.progress = progress
-        self.expiration_time = expiration_time
+        self.expiration_time = _expiration_time(expiration_time)
 
     def _to_proto(self) -> pb.PollInfo:
         message = pb.PollInfo()
@@ -456,10 +543,17 @@ class PollInfo:
 
 
 class SchemaResult:
-    """The answer to GetSchema."""
+    """The answer to GetSchema: a ``pyarrow.Schema`` (else TypeError).
+
+    Two results are equal when their schemas serialize alike (metadata included).
+    """
 
     def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
+        self._schema = _schema_argument(schema)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
 
     def serialize(self) -> bytes:
         return pb.SchemaResult(schema=serialize_schema(self.schema)).SerializeToString()
@@ -468,15 +562,27 @@ class SchemaResult:
     def deserialize(cls, serialized: BytesLike) -> SchemaResult:
         return cls(deserialize_schema(_parse(pb.SchemaResult, serialized).schema))
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SchemaResult):
+            return NotImplemented
+        return serialize_schema(other.schema) == serialize_schema(self.schema)
+
+    def __repr__(self) -> str:
+        return f"<flight_secure.SchemaResult schema=({self.schema})>"
+
 
 class Action:
-    """A named request to the server's DoAction, with an opaque body."""
+    """A named request to the server's DoAction, with an opaque body.
+
+    ``action_type`` is str or bytes, ``buf`` bytes-like (bytes, bytearray, memoryview,
+    pyarrow.Buffer); other types, str bodies included, raise TypeError.
+    """
 
     __slots__ = ("_body", "_type")
 
-    def __init__(self, action_type: str | bytes, buf: BytesLike | None = None) -> None:
-        self._type = action_type.decode() if isinstance(action_type, bytes) else str(action_type)
-        self._body = to_bytes(buf)
+    def __init__(self, action_type: str | bytes, buf: bytes | pa.Buffer) -> None:
+        self._type = _text_bytes(action_type, "action_type").decode()
+        self._body = _buffer_bytes(buf, "buf")
 
     @property
     def type(self) -> str:
@@ -494,6 +600,11 @@ class Action:
         message = _parse(pb.Action, serialized)
         return cls(message.type, message.body)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Action):
+            return NotImplemented
+        return (other._type, other._body) == (self._type, self._body)
+
     def __repr__(self) -> str:
         return f"<flight_secure.Action type={self._type!r} body=({len(self._body)} bytes)>"
 
@@ -504,17 +615,17 @@ class ActionType(NamedTuple):
     type: str
     description: str
 
-    def make_action(self, buf: BytesLike | None = None) -> Action:
+    def make_action(self, buf: bytes | pa.Buffer) -> Action:
         return Action(self.type, buf)
 
 
 class Result:
-    """One result of DoAction: an opaque body."""
+    """One result of DoAction: a bytes-like body (str and other types raise TypeError)."""
 
     __slots__ = ("_body",)
 
-    def __init__(self, buf: BytesLike) -> None:
-        self._body = to_bytes(buf)
+    def __init__(self, buf: bytes | pa.Buffer) -> None:
+        self._body = _buffer_bytes(buf, "buf")
 
     @property
     def body(self) -> pa.Buffer:
@@ -527,18 +638,26 @@ class Result:
     def deserialize(cls, serialized: BytesLike) -> Result:
         return cls(_parse(pb.Result, serialized).body)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return other._body == self._body
+
     def __repr__(self) -> str:
         return f"<flight_secure.Result body=({len(self._body)} bytes)>"
 
 
 class BasicAuth:
-    """Username and password as the BasicAuth handshake payload. Never printed."""
+    """Username and password as the BasicAuth handshake payload. Never printed.
+
+    Each is str, bytes or None (empty); other types raise TypeError.
+    """
 
     __slots__ = ("_password", "_username")
 
     def __init__(self, username: str | bytes | None = None, password: str | bytes | None = None):
-        self._username = to_bytes(username)
-        self._password = to_bytes(password)
+        self._username = b"" if username is None else _text_bytes(username, "username")
+        self._password = b"" if password is None else _text_bytes(password, "password")
 
     @property
     def username(self) -> bytes:
@@ -558,8 +677,13 @@ class BasicAuth:
         message = _parse(pb.BasicAuth, serialized)
         return BasicAuth(message.username, message.password)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BasicAuth):
+            return NotImplemented
+        return (other._username, other._password) == (self._username, self._password)
+
     def __repr__(self) -> str:
-        return f"<flight_secure.BasicAuth username={self._username!r} password=***>"
+        return f"<flight_secure.BasicAuth username={self._username!r} password=(redacted)>"
 
 
 class CertKeyPair(NamedTuple):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import pyarrow as pa
+
 from flight_secure.errors import FlightInvalidArgumentError
 
 #: The largest message a server reads, and the most a compressed batch may take once
@@ -53,6 +55,9 @@ _TAG_APP_METADATA = _tag(FIELD_APP_METADATA)
 _TAG_BODY = _tag(FIELD_DATA_BODY)
 _TAG_FIELD_ONE = _tag(1)
 
+#: The largest field protobuf can carry: Arrow's implementations refuse bigger ones.
+_MAX_FIELD_BYTES = 2**31 - 1
+
 
 def encode_flight_data(
     header: bytes | memoryview | None,
@@ -65,8 +70,12 @@ def encode_flight_data(
 
     ``body`` is a sequence of buffer-like pieces whose sizes add up to
     ``body_length``; they are written back to back as ``data_body``. ``descriptor``
-    is a serialized FlightDescriptor. Empty parts are left out.
+    is a serialized FlightDescriptor. Empty parts are left out. Raises
+    ``pyarrow.ArrowCapacityError`` for ``app_metadata`` of 2 GiB or more, as Arrow
+    does: no other Flight implementation could read that message.
     """
+    if app_metadata and len(app_metadata) > _MAX_FIELD_BYTES:
+        raise pa.ArrowCapacityError("app_metadata size overflow (>= 2**31)")
     parts: list = []
     if descriptor:
         parts += (_TAG_DESCRIPTOR, _varint(len(descriptor)), descriptor)
@@ -81,7 +90,12 @@ def encode_flight_data(
 
 
 def encode_bytes_message(payload: bytes) -> bytes:
-    """A message whose only field is bytes field 1 (PutResult, Result, Ticket...)."""
+    """A message whose only field is bytes field 1 (PutResult, Result, Ticket...).
+
+    Raises ``pyarrow.ArrowCapacityError`` for a payload of 2 GiB or more.
+    """
+    if len(payload) > _MAX_FIELD_BYTES:
+        raise pa.ArrowCapacityError("field size overflow (>= 2**31)")
     if not payload:
         return b""
     return b"".join((_TAG_FIELD_ONE, _varint(len(payload)), payload))

@@ -1,7 +1,7 @@
-"""Regenerate flight_secure/_generated/ from protos/flight.proto.
+"""Regenerate flight_secure/_generated/ from protos/ (flight.proto and FlightSql.proto).
 
 Usage: ``python scripts/generate_protos.py [--check]``. With ``--check`` nothing is
-written; the exit status is 1 when the committed module no longer describes the
+written; the exit status is 1 when a committed module no longer describes its
 current .proto (the descriptors differ). The check compares descriptors, not text,
 so a newer protoc that only reformats the output does not count as drift.
 """
@@ -17,12 +17,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
 OUT_DIR = ROOT / "flight_secure" / "_generated"
-GENERATED = ("flight_pb2.py", "flight_pb2.pyi")
+#: Each .proto in protos/ and the module protoc generates from it.
+PROTOS = {"flight.proto": "flight_pb2", "FlightSql.proto": "FlightSql_pb2"}
+GENERATED = tuple(f"{module}{suffix}" for module in PROTOS.values() for suffix in (".py", ".pyi"))
 
 
 def generate(out_dir: Path) -> None:
-    """Run protoc (from grpcio-tools) on protos/flight.proto into ``out_dir``."""
-    _protoc([f"--python_out={out_dir}", f"--pyi_out={out_dir}", str(PROTO_DIR / "flight.proto")])
+    """Run protoc (from grpcio-tools) on every .proto of :data:`PROTOS` into ``out_dir``."""
+    for proto in PROTOS:
+        _protoc([f"--python_out={out_dir}", f"--pyi_out={out_dir}", str(PROTO_DIR / proto)])
 
 
 def _protoc(extra: list[str]) -> None:
@@ -31,7 +34,7 @@ def _protoc(extra: list[str]) -> None:
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     if protoc.main(["protoc", f"-I{PROTO_DIR}", f"-I{include}", *extra]) != 0:
-        raise SystemExit("protoc failed on protos/flight.proto")
+        raise SystemExit(f"protoc failed on {extra[-1]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,41 +45,48 @@ def main(argv: list[str] | None = None) -> int:
         generate(OUT_DIR)
         print(f"wrote {', '.join(GENERATED)} to {OUT_DIR.relative_to(ROOT)}")
         return 0
-    if committed_descriptor() != compiled_descriptor():
-        print("flight_secure/_generated is stale: run scripts/generate_protos.py")
+    stale = [proto for proto, module in PROTOS.items()
+             if committed_descriptor(module) != compiled_descriptor(proto)]
+    if stale:
+        print(f"flight_secure/_generated is stale for {', '.join(stale)}: "
+              "run scripts/generate_protos.py")
         return 1
-    print("flight_secure/_generated matches protos/flight.proto")
+    print(f"flight_secure/_generated matches protos/ ({', '.join(PROTOS)})")
     return 0
 
 
-def compiled_descriptor() -> bytes:
-    """The serialized FileDescriptorProto that protoc builds from the .proto today."""
+def compiled_descriptor(proto: str) -> bytes:
+    """The serialized FileDescriptorProto that protoc builds from protos/``proto`` today."""
     from google.protobuf import descriptor_pb2
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "flight.desc"
-        _protoc([f"--descriptor_set_out={out}", str(PROTO_DIR / "flight.proto")])
+        out = Path(tmp) / "proto.desc"
+        _protoc([f"--descriptor_set_out={out}", str(PROTO_DIR / proto)])
         files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
     return _normalized(files[0])
 
 
-def committed_descriptor() -> bytes:
-    """The serialized FileDescriptorProto embedded in the committed flight_pb2.py."""
+def committed_descriptor(module: str) -> bytes:
+    """The serialized FileDescriptorProto embedded in the committed ``module``."""
+    import importlib
+
     from google.protobuf import descriptor_pb2
 
     sys.path.insert(0, str(ROOT))
     try:
-        from flight_secure._generated import flight_pb2
+        generated = importlib.import_module(f"flight_secure._generated.{module}")
     finally:
         sys.path.pop(0)
     return _normalized(
-        descriptor_pb2.FileDescriptorProto.FromString(flight_pb2.DESCRIPTOR.serialized_pb)
+        descriptor_pb2.FileDescriptorProto.FromString(generated.DESCRIPTOR.serialized_pb)
     )
 
 
 def _normalized(proto: Any) -> bytes:
     """Serialize a FileDescriptorProto without the parts protoc omits from gencode."""
     proto.ClearField("source_code_info")
+    for extension in proto.extension:
+        extension.ClearField("json_name")
     pending = list(proto.message_type)
     while pending:
         message = pending.pop()

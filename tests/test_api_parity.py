@@ -62,8 +62,7 @@ def test_program_writes_no_stray_stderr_on_flight_secure(transcripts: dict) -> N
 
 # ------------------------------------------------------------------ public names
 
-#: pyarrow.flight's public names that flight_secure mirrors. Left out:
-#: TracingServerMiddlewareFactory (OpenTelemetry support of Arrow's C++ build).
+#: pyarrow.flight's public names that flight_secure mirrors.
 NAMES = [
     "Action", "ActionType", "BasicAuth", "CallInfo", "CertKeyPair", "ClientAuthHandler",
     "ClientMiddleware", "ClientMiddlewareFactory", "DescriptorType", "FlightCallOptions",
@@ -75,7 +74,7 @@ NAMES = [
     "FlightUnavailableError", "FlightWriteSizeExceededError", "GeneratorStream", "Location",
     "MetadataRecordBatchReader", "MetadataRecordBatchWriter", "RecordBatchStream", "Result",
     "SchemaResult", "ServerAuthHandler", "ServerCallContext", "ServerMiddleware",
-    "ServerMiddlewareFactory", "Ticket", "connect",
+    "ServerMiddlewareFactory", "Ticket", "TracingServerMiddlewareFactory", "connect",
 ]
 
 

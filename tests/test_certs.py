@@ -28,12 +28,10 @@ from flight_secure.certs import (
     DevCertificates,
     InvalidNameError,
     IssuedCertificate,
-    add_arguments,
     client_file_stem,
     generate_dev_certificates,
-    main,
-    run,
 )
+from flight_secure.cli.certs import add_arguments, main
 
 OPENSSL = "/usr/bin/openssl"
 REPO = Path(__file__).resolve().parents[1]
@@ -294,6 +292,27 @@ def test_file_modes_do_not_depend_on_umask(tmp_path: Path) -> None:
         assert mode(result.server_cert) == mode(result.ca_cert) == 0o644
 
 
+def test_new_folders_are_never_writable_by_others_even_under_umask_0(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        result = generate_dev_certificates(tmp_path / "new" / "deeper" / "certs")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "new", tmp_path / "new" / "deeper", result.ca_cert.parent):
+        assert mode(folder) == 0o755, folder
+
+
+def test_python_dash_m_under_umask_0_makes_no_world_writable_folder(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    script = f'umask 000 && exec "{sys.executable}" -m flight_secure.certs --out dev/certs'
+    done = subprocess.run(["/bin/sh", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert mode(tmp_path / "dev") == mode(tmp_path / "dev" / "certs") == 0o755
+    assert mode(tmp_path / "dev" / "certs" / "ca.key") == 0o600
+
+
 # --- lower-level API -------------------------------------------------------------
 
 
@@ -380,13 +399,20 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_add_arguments_and_run_work_as_a_subcommand(tmp_path: Path) -> None:
+def test_add_arguments_sets_run_so_it_works_as_a_subcommand(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="flight-secure")
     sub = parser.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("certs"))
     args = parser.parse_args(["certs", "--out", str(tmp_path), "--client", "alice"])
-    assert run(args) == 0
+    assert args.run(args) == 0
     assert openssl_verify(tmp_path / "ca.pem", tmp_path / "alice.pem").returncode == 0
+
+
+def test_the_library_module_holds_no_command_line() -> None:
+    import flight_secure.certs as library
+
+    assert not {"add_arguments", "main", "run"} & set(vars(library))
+    assert "argparse" not in vars(library)
 
 
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:

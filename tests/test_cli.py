@@ -169,6 +169,17 @@ def test_users_add_refuses_an_empty_password(run, tmp_path: Path) -> None:
     assert not users.exists()
 
 
+def test_users_add_without_a_terminal_says_to_use_password_stdin(tmp_path: Path) -> None:
+    users = tmp_path / "users.htpasswd"
+    result = subprocess.run(  # a new session: no controlling terminal for getpass to open
+        [sys.executable, "-m", "flight_secure", "users", "add", "--file", str(users),
+         "--user", "alice"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=TIMEOUT, check=False, start_new_session=True, cwd=ROOT)
+    line = assert_one_line_error(result, 1)
+    assert "--password-stdin" in line and "EOFError" not in line
+    assert not users.exists()
+
+
 def _prompted_add(users: Path, first: str, second: str) -> tuple[int, str]:
     """Run ``users add`` on a real pseudo-terminal, typing the two passwords at its prompts."""
     command = [sys.executable, "-m", "flight_secure", "users", "add", "--file", str(users),

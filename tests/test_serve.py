@@ -8,10 +8,12 @@ Other tests start their own server for first-run defaults, mTLS, JWT and signals
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +29,20 @@ import pytest
 from conftest import wait_until
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from serving import START_TIMEOUT, Lines, Served
 
 import flight_secure
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import JWTIssuer
 from flight_secure.certs import generate_dev_certificates
+from flight_secure.cli.dataserver import DatasetServer
+from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import default_permissions, load_permissions
 from flight_secure.cli.serve import EPILOG
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = {"pyarrow": pa_flight, "flight_secure": flight_secure}
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
-START_TIMEOUT = 30.0
 TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["ann", "ben", "cy"]})
 PERMISSIONS = """\
 [users]
@@ -52,68 +56,6 @@ bob = none
 [dataset scratch]
 alice = read, overwrite
 """
-
-
-class Lines:
-    """The lines of a text stream, collected by a thread; wait for one with a deadline."""
-
-    def __init__(self, stream: Any) -> None:
-        self.lines: list[str] = []
-        self.closed = False
-        self._cond = threading.Condition()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: Any) -> None:
-        for line in stream:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-    def wait_for(self, needle: str, timeout: float = START_TIMEOUT) -> str:
-        """The first line containing ``needle``; AssertionError if none comes in time."""
-        def found() -> str | None:
-            return next((line for line in self.lines if needle in line), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() is not None or self.closed, timeout)
-            line = found()
-        assert line is not None, f"no line with {needle!r} in:\n" + "\n".join(self.lines)
-        return line
-
-    @property
-    def text(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
-
-class Served:
-    """A ``python -m flight_secure serve`` subprocess that has printed its listening line."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flight_secure", "serve", "--port", "0", *args], cwd=cwd,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.out, self.err = Lines(self.process.stdout), Lines(self.process.stderr)
-        try:
-            listening = self.out.wait_for("listening on ")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"server did not start: {self.err.text}") from None
-        self.location = listening.split("listening on ", 1)[1].strip()
-        self.port = int(self.location.rsplit(":", 1)[1])
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Send ``signum`` and return the exit status (SIGKILL after the deadline)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
 
 
 @dataclass
@@ -217,12 +159,16 @@ def test_a_big_file_is_streamed_in_batches(site: Site) -> None:
     assert sum(sizes) == 300_000 and len(sizes) > 1 and max(sizes) <= 64 * 1024
 
 
-def test_an_unreadable_file_is_an_error_that_names_no_server_path(site: Site) -> None:
+def test_an_unreadable_file_is_an_error_id_whose_details_are_in_the_server_log(
+        site: Site) -> None:
     (site.data / "broken.parquet").write_bytes(b"this is not parquet")
     client, options = site.login(flight_secure, "bob")
     with pytest.raises(flight_secure.FlightInternalError) as refused:
         client.get_flight_info(flight_secure.FlightDescriptor.for_path("broken"), options)
     assert "broken" in str(refused.value) and str(site.data) not in str(refused.value)
+    error_id = re.search(r"error id ([0-9a-f]{8})", str(refused.value))
+    assert error_id is not None, str(refused.value)
+    assert "broken.parquet" in site.server.err.wait_for(f"error id {error_id[1]}")
     listed = {i.descriptor.path[0] for i in client.list_flights(options=options)}
     assert b"broken" not in listed and b"sales" in listed
     (site.data / "broken.parquet").unlink()
@@ -234,10 +180,14 @@ def test_every_call_is_logged_with_who_did_what(site: Site) -> None:
     site.server.err.wait_for("bob DoGet items")
 
 
-def test_a_caller_cannot_forge_log_lines(site: Site) -> None:
+@pytest.mark.parametrize("separator", ["\n", "\x85", "\u2028", "\u202e"],
+                         ids=["newline", "next-line", "line-separator", "right-to-left"])
+def test_a_caller_cannot_forge_log_lines(site: Site, separator: str) -> None:
     client, options = site.login(flight_secure, "bob")
-    list(client.list_flights(b"x\nalice DoPut forged", options))
-    site.server.err.wait_for("bob ListFlights 'x\\nalice DoPut forged'")
+    list(client.list_flights(f"x{separator}alice DoPut forged".encode(), options))
+    escaped = repr(separator)[1:-1]
+    site.server.err.wait_for(f"bob ListFlights 'x{escaped}alice DoPut forged'")
+    assert not any(separator in line for line in site.server.err.lines)
     assert not any(line.startswith("alice DoPut forged") for line in site.server.err.lines)
 
 
@@ -313,17 +263,54 @@ def test_unknown_user_and_wrong_password_are_refused(site: Site, impl: str) -> N
         list(client.list_flights())
 
 
-@pytest.mark.parametrize("name", ["../sales", "a/b", "a\\b", ".hidden", "..", "", "x\x00y"])
+BAD_NAMES = {
+    "parent": "../sales", "slash": "a/b", "backslash": "a\\b", "hidden": ".hidden",
+    "dots": "..", "empty": "", "nul": "x\x00y", "next-line": "a\x85b",
+    "right-to-left-override": "report\u202etxt.exe", "left-to-right-mark": "\u200esales",
+    "first-strong-isolate": "a\u2068b", "line-separator": "a\u2028b",
+    "paragraph-separator": "a\u2029b", "byte-order-mark": "\ufeffsales",
+    "no-break-space": "a\u00a0b", "private-use": "a\ue000b", "two-byte-x200": "\u00e9" * 200,
+}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
 def test_bad_dataset_names_are_invalid_arguments(site: Site, name: str) -> None:
     client, options = site.login(flight_secure, "alice")
     descriptor = flight_secure.FlightDescriptor.for_path(name)
-    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+    files = set(site.data.iterdir())
+    refusals = []
+    with pytest.raises(flight_secure.FlightInvalidArgumentError) as refused:
         client.get_flight_info(descriptor, options)
-    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+    refusals.append(str(refused.value))
+    with pytest.raises(flight_secure.FlightInvalidArgumentError) as refused:
         client.do_get(flight_secure.Ticket(name.encode()), options).read_all()
-    with pytest.raises(flight_secure.FlightInvalidArgumentError):
+    refusals.append(str(refused.value))
+    with pytest.raises(flight_secure.FlightInvalidArgumentError) as refused:
         upload(client, flight_secure, name, options)
-    assert leftovers(site.data) == [] and not (site.data.parent / "sales.parquet").exists()
+    refusals.append(str(refused.value))
+    assert set(site.data.iterdir()) == files and not (site.data.parent / "sales.parquet").exists()
+    assert not [text for text in refusals if str(site.data) in text or "Errno" in text]
+
+
+def test_the_longest_name_the_file_system_takes_works_and_one_byte_more_is_refused(
+        site: Site) -> None:
+    client, options = site.login(flight_secure, "alice")
+    longest = "\u00e9" * 117  # 234 bytes: the upload's temporary file name is 255 bytes
+    assert json.loads(upload(client, flight_secure, longest, options))["rows"] == 3
+    assert client.do_get(flight_secure.Ticket(longest.encode()), options).read_all() == TABLE
+    with pytest.raises(flight_secure.FlightInvalidArgumentError, match="bytes") as refused:
+        upload(client, flight_secure, longest + "a", options)
+    assert "Errno" not in str(refused.value) and "data/" not in str(refused.value)
+
+
+def test_a_refused_upload_does_not_tell_whether_a_hidden_dataset_exists(site: Site) -> None:
+    client, options = site.login(flight_secure, "bob")  # bob may not even read "people"
+    answers = []
+    for name in ("people", "no_such_dataset"):
+        with pytest.raises(flight_secure.FlightUnauthorizedError) as refused:
+            upload(client, flight_secure, name, options)
+        answers.append(str(refused.value).replace(name, "NAME"))
+    assert answers[0] == answers[1] and "may not write" in answers[0]
 
 
 @pytest.mark.parametrize("descriptor", [
@@ -334,6 +321,33 @@ def test_only_one_element_paths_name_datasets(site: Site, descriptor: Any) -> No
     client, options = site.login(flight_secure, "alice")
     with pytest.raises(flight_secure.FlightInvalidArgumentError):
         client.get_flight_info(descriptor, options)
+
+
+def test_a_file_system_failure_reaches_the_client_as_an_error_id_only(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    write_data(data)
+    server = DatasetServer(DatasetFolder(data), default_permissions("anonymous"),
+                           location="grpc://127.0.0.1:0")
+    try:
+        client = flight_secure.connect(f"grpc://127.0.0.1:{server.port}")
+        shutil.rmtree(data)
+        data.write_text("the data folder is now a file")  # every path under it: ENOTDIR
+        refusals = []
+        with pytest.raises(flight_secure.FlightInternalError) as refused:
+            upload(client, flight_secure, "new", flight_secure.FlightCallOptions())
+        refusals.append(str(refused.value))
+        with pytest.raises(flight_secure.FlightInternalError) as refused:
+            list(client.list_flights())
+        refusals.append(str(refused.value))
+    finally:
+        server.shutdown()
+    for text in refusals:
+        assert str(tmp_path) not in text and "Errno" not in text and "directory" not in text
+        error_id = re.search(r"error id ([0-9a-f]{8})", text)
+        assert error_id is not None, text
+        logged = [r.getMessage() for r in caplog.records if error_id[1] in r.getMessage()]
+        assert [line for line in logged if str(data) in line], caplog.text
 
 
 CHILD_UPLOADER = """
@@ -393,6 +407,27 @@ def test_first_run_makes_certificates_and_shows_the_admin_password_once(tmp_path
         assert "shown only this once" not in again.out.text
     finally:
         assert again.stop() == 0
+
+
+def test_under_umask_0_nothing_made_is_open_to_other_accounts(tmp_path: Path) -> None:
+    write_data(tmp_path / "data")
+    server = Served(["--data", "data"], cwd=tmp_path, umask=0)
+    try:
+        password = server.out.text.split("shown only this once:", 1)[1].split()[0]
+        client = flight_secure.connect(server.location, tls_root_certs=(
+            tmp_path / "certs/ca.pem").read_bytes())
+        options = flight_secure.FlightCallOptions(
+            headers=[client.authenticate_basic_token("admin", password)])
+        upload(client, flight_secure, "by_admin", options)
+    finally:
+        assert server.stop() == 0
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [
+        tmp_path / "certs", *(tmp_path / "certs").iterdir(), tmp_path / "users.htpasswd",
+        tmp_path / "data" / "by_admin.parquet"]}
+    assert modes.pop(tmp_path / "certs") == 0o755
+    assert modes.pop(tmp_path / "certs" / "ca.pem") == modes.pop(
+        tmp_path / "certs" / "server.pem") == 0o644
+    assert set(modes.values()) == {0o600}, modes  # keys, password file, upload
 
 
 def test_mtls_mode_names_callers_by_certificate(tmp_path: Path) -> None:

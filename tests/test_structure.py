@@ -29,19 +29,23 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def _under_type_checking(node: ast.If) -> bool:
+def _not_on_import(node: ast.If) -> bool:
+    """Whether the block runs only for type checkers or when its module is run as a
+    script: ``if TYPE_CHECKING:`` and ``if __name__ == "__main__":``."""
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+    if isinstance(test, ast.Name | ast.Attribute):
+        return getattr(test, "id", getattr(test, "attr", None)) == "TYPE_CHECKING"
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__")
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The package modules ``path`` imports anywhere except under TYPE_CHECKING."""
+    """The package modules ``path`` imports anywhere but in blocks that do not run on
+    import (TYPE_CHECKING, ``__main__``)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _under_type_checking(node):
+        if isinstance(node, ast.If) and _not_on_import(node):
             for child in node.orelse:
                 visit(child)
             return

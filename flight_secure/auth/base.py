@@ -132,13 +132,21 @@ class CallCredentials:
     def basic_credentials(self) -> tuple[str, str] | None:
         """(user, password) from ``authorization: Basic base64(user:password)``.
 
-        Raises ValueError when the header is present but malformed.
+        The base64 may leave out its ``=`` padding. Raises ValueError when the header
+        is present but malformed.
         """
         encoded = self._authorization("Basic")
         if encoded is None:
             return None
+        # Standard base64 with or without its "=" padding (Arrow Go's client sends none);
+        # anything that is not exactly the encoding of what it decodes to is refused.
+        unpadded = encoded.rstrip("=")
         try:
-            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+            raw = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
+            canonical = base64.b64encode(raw).decode("ascii")
+            if encoded not in (canonical, canonical.rstrip("=")):
+                raise binascii.Error("not the canonical encoding")
+            decoded = raw.decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise ValueError("authorization: Basic header is not valid base64 UTF-8") from None
         user, sep, password = decoded.partition(":")

@@ -4,8 +4,7 @@ Subcommands: ``demo`` (a secure client and server end to end), ``serve`` (a secu
 Flight data server over a folder of files), ``users`` (the password file), ``token``
 (mint a JWT for testing) and ``certs`` (development certificates). Each lives in its
 own module whose ``add_arguments(parser)`` adds its options and sets ``run(args) -> int``
-as the parser default (``certs``, shared with ``python -m flight_secure.certs``, has a
-module-level ``run`` instead).
+as the parser default.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ import argparse
 import sys
 from types import ModuleType
 
-from flight_secure import __version__, certs
-from flight_secure.cli import demo, serve, tokens, users
+from flight_secure import __version__
+from flight_secure.cli import certs, demo, serve, tokens, users
 from flight_secure.cli._common import CommandError, Parser, one_line
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -41,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, summary) in COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary[0].upper()
                                   + summary[1:] + ".")
-        if module is certs:
-            sub.set_defaults(run=certs.run)
         module.add_arguments(sub)
     return parser
 

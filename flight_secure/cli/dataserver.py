@@ -5,12 +5,17 @@
   one endpoint whose ticket is the name (no location: read it from this server).
 * DoGet: ticket ``name``; the file is streamed in batches.
 * DoPut: descriptor path ``[name]``; the upload becomes ``name.parquet``, atomically.
-  Creating a dataset needs the ``write`` right, replacing one ``overwrite``.
+  Creating a dataset needs the ``write`` right, replacing one ``overwrite``. Without
+  ``write`` the refusal is the same whether or not the dataset exists.
+
+With a Flight SQL service (``sql``), CMD descriptors, tickets and actions that carry
+Flight SQL messages go to it instead (:mod:`flight_secure.sql`), under the same rights.
 
 Authentication happens before any of this (the server's auth handler); here the
 caller is ``context.peer_identity()`` ("anonymous" when the server has none), and
 every call is logged to ``flight_secure.serve`` as ``"<who> <RPC> <dataset>"``, with
-``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` attached to the record.
+``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` (ok, refused, aborted) attached
+to the record; a refusal or an upload that did not finish adds ``" <outcome>: <why>"``.
 """
 
 from __future__ import annotations
@@ -18,26 +23,32 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flight_secure.cli.datasets import DatasetFolder, check_name
+from flight_secure.cli.datasets import DatasetFolder, check_name, for_log
 from flight_secure.cli.permissions import Permissions
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
     FlightError,
     FlightInvalidArgumentError,
     FlightUnauthorizedError,
+    FlightUnimplementedError,
 )
 from flight_secure.server import FlightServerBase
 from flight_secure.streams import MetadataRecordBatchReader, RecordBatchStream
 from flight_secure.types import (
+    Action,
     DescriptorType,
     FlightDescriptor,
     FlightEndpoint,
     FlightInfo,
+    Result,
     SchemaResult,
     Ticket,
 )
+
+if TYPE_CHECKING:
+    from flight_secure.sql import Caller, FlightSqlService
 
 log = logging.getLogger("flight_secure.serve")
 
@@ -55,20 +66,16 @@ def caller(context: ServerCallContext) -> tuple[str, str]:
     return principal.name, scheme
 
 
-def _shown(text: str) -> str:
-    """``text`` for a log line: as is when printable, else its repr (no forged lines)."""
-    return text if text.isprintable() else repr(text)
-
-
-def _log_call(who: str, scheme: str, rpc: str, dataset: str, missing: str | None = None) -> None:
-    """Log ``"<who> <rpc> <dataset>"`` (+ " refused: no <missing> right") with the fields."""
-    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset,
-              "outcome": "refused" if missing else "ok"}
-    if missing:
-        log.warning("%s %s %s refused: no %s right", _shown(who), rpc, _shown(dataset),
-                    missing, extra=fields)
+def _log_call(who: str, scheme: str, rpc: str, dataset: str, outcome: str = "ok",
+              detail: str = "") -> None:
+    """Log ``"<who> <rpc> <dataset>"``, plus ``" <outcome>: <detail>"`` unless the outcome
+    is "ok" (then at INFO, else WARNING), with the fields attached; names are escaped."""
+    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset, "outcome": outcome}
+    if outcome == "ok":
+        log.info("%s %s %s", for_log(who), rpc, for_log(dataset), extra=fields)
     else:
-        log.info("%s %s %s", _shown(who), rpc, _shown(dataset), extra=fields)
+        log.warning("%s %s %s %s: %s", for_log(who), rpc, for_log(dataset), outcome,
+                    for_log(detail), extra=fields)
 
 
 def dataset_of(descriptor: FlightDescriptor) -> str:
@@ -83,13 +90,15 @@ class DatasetServer(FlightServerBase):
     """Serves ``folder`` to authenticated callers, as ``permissions`` allow.
 
     ``server_options`` are FlightServerBase's (location, auth_handler,
-    tls_certificates, ...); giving any starts the server at once.
+    tls_certificates, ...); giving any starts the server at once. ``sql`` serves
+    Flight SQL beside the datasets (None: Flight SQL commands are UNIMPLEMENTED).
     """
 
     def __init__(self, folder: DatasetFolder, permissions: Permissions,
-                 **server_options: Any) -> None:
+                 sql: FlightSqlService | None = None, **server_options: Any) -> None:
         self.folder = folder
         self.permissions = permissions
+        self.sql = sql
         super().__init__(**server_options)
 
     # ------------------------------------------------------------------ helpers
@@ -98,10 +107,28 @@ class DatasetServer(FlightServerBase):
         """Log the call and return the caller's name; PERMISSION_DENIED without ``right``."""
         who, scheme = caller(context)
         allowed = self.permissions.allows(who, name, right)
-        _log_call(who, scheme, rpc, name, None if allowed else right)
+        if allowed:
+            _log_call(who, scheme, rpc, name)
+        else:
+            _log_call(who, scheme, rpc, name, "refused", f"no {right} right")
         if not allowed:
             raise FlightUnauthorizedError(f"{who} may not {right} dataset {name!r}")
         return who
+
+    def _sql_caller(self, context: ServerCallContext) -> Caller:
+        from flight_secure.sql import Caller
+
+        who, _ = caller(context)
+        return Caller(who, lambda name, right: self.permissions.allows(who, name, right),
+                      context.is_cancelled)
+
+    def _sql_command(self, descriptor: FlightDescriptor) -> bytes | None:
+        """The Flight SQL command a CMD descriptor carries (None for a dataset path)."""
+        if descriptor.descriptor_type != DescriptorType.CMD:
+            return None
+        if self.sql is None:
+            raise FlightUnimplementedError("Flight SQL is off on this server")
+        return descriptor.command if self.sql.handles_command(descriptor.command) else None
 
     def _info(self, name: str, descriptor: FlightDescriptor | None = None) -> FlightInfo:
         described = self.folder.describe(name)
@@ -124,28 +151,59 @@ class DatasetServer(FlightServerBase):
 
     def get_flight_info(self, context: ServerCallContext,
                         descriptor: FlightDescriptor) -> FlightInfo:
+        command = self._sql_command(descriptor)
+        if command is not None:
+            schema, ticket = self.sql.flight_info(self._sql_caller(context), command)
+            return FlightInfo(schema, descriptor, [FlightEndpoint(ticket, [])], -1, -1)
         name = dataset_of(descriptor)
         self._allow(context, "GetFlightInfo", name, "read")
         return self._info(name, descriptor)
 
     def get_schema(self, context: ServerCallContext,
                    descriptor: FlightDescriptor) -> SchemaResult:
+        command = self._sql_command(descriptor)
+        if command is not None:
+            return SchemaResult(self.sql.schema(self._sql_caller(context), command))
         name = dataset_of(descriptor)
         self._allow(context, "GetSchema", name, "read")
         return SchemaResult(self.folder.describe(name).schema)
 
     def do_get(self, context: ServerCallContext, ticket: Ticket) -> RecordBatchStream:
+        if self.sql is not None and self.sql.handles_ticket(ticket.ticket):
+            return RecordBatchStream(self.sql.stream(self._sql_caller(context), ticket.ticket))
         name = check_name(ticket.ticket)
         self._allow(context, "DoGet", name, "read")
         return RecordBatchStream(self.folder.reader(name))
 
     def do_put(self, context: ServerCallContext, descriptor: FlightDescriptor,
                reader: MetadataRecordBatchReader, writer: Any) -> None:
+        command = self._sql_command(descriptor)
+        if command is not None:
+            batches = (chunk.data for chunk in reader if chunk.data is not None)
+            writer.write(self.sql.put(self._sql_caller(context), command, reader.schema,
+                                      batches))
+            return
         name = dataset_of(descriptor)
-        exists = self.folder.exists(name)
+        # Rights before existence: a caller who may not write learns nothing of what exists.
+        may_write = self.permissions.allows(caller(context)[0], name, "write")
+        exists = may_write and self.folder.exists(name)
         who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
         batches = (chunk.data for chunk in reader if chunk.data is not None)
-        rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
-                                 cancelled=context.is_cancelled)
-        log.info("%s stored %s (%d rows)", _shown(who), name, rows)
+        try:
+            rows = self.folder.write(name, reader.schema, batches, overwrite=exists,
+                                     cancelled=context.is_cancelled)
+        except FlightError as exc:  # cut off, refused midway, or the server stopping
+            _log_call(who, caller(context)[1], "DoPut", name, "aborted", str(exc))
+            raise
+        log.info("%s stored %s (%d rows)", for_log(who), for_log(name), rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
+
+    def list_actions(self, context: ServerCallContext) -> list[tuple[str, str]]:
+        return self.sql.action_types() if self.sql is not None else []
+
+    def do_action(self, context: ServerCallContext, action: Action) -> Iterator[Result]:
+        if self.sql is None or not self.sql.handles_action(action.type):
+            raise FlightUnimplementedError(f"unknown action {action.type!r}")
+        body = action.body.to_pybytes() if action.body is not None else b""
+        for result in self.sql.action(self._sql_caller(context), action.type, body):
+            yield Result(result)

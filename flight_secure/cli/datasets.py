@@ -10,15 +10,21 @@ Reads go through ``pyarrow.dataset`` scanners, so a large file is streamed batch
 batch, never loaded whole. :meth:`DatasetFolder.write` writes a new Parquet file to a
 temporary file in the folder, fsyncs it and moves it into place in one step; when the
 upload fails or the client goes away, the temporary file is removed and nothing appears.
+Uploads are written mode 0600 (:data:`UPLOAD_MODE`), whatever the umask.
+
+A failure of the file system or of pyarrow reaches the client as FlightInternalError
+naming the dataset and an error id, never the OS or Arrow message (they name server
+paths); the log has the details under that id (:func:`internal_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import re
 import secrets
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,30 +53,69 @@ FORMATS: dict[str, str] = {
     ".ipc": "ipc",
     ".csv": "csv",
 }
-MAX_NAME_LENGTH = 200
+NAME_MAX = 255
+"""The longest file name, in bytes, on the usual Linux file systems (ext4, XFS, Btrfs, tmpfs)."""
 UPLOAD_SUFFIX = ".upload"
-_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+_TOKEN_HEX = 12
+UPLOAD_MODE = 0o600
+"""Mode of uploaded datasets, whatever the umask: the server's per-dataset rights decide who
+reads them, so no other account on the host may (chmod them to share them outside serve)."""
+
+
+def upload_file_name(name: str, token: str) -> str:
+    """The hidden temporary file an upload of dataset ``name`` is written to."""
+    return f".{name}.{token}{UPLOAD_SUFFIX}"
+
+
+MAX_NAME_BYTES = NAME_MAX - len(upload_file_name("", "0" * _TOKEN_HEX))
+"""234: the longest name whose upload file fits in NAME_MAX (``<name>.parquet`` is shorter)."""
+
+#: Unicode categories never allowed in a name: controls (Cc), format characters such as
+#: the bidirectional overrides and isolates (Cf), surrogates (Cs), private use (Co),
+#: unassigned code points (Cn), line and paragraph separators (Zl, Zp) and spaces other
+#: than U+0020 (Zs). They could hide what a name says in a listing or forge a log line.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+def _refused(char: str) -> bool:
+    return char != " " and unicodedata.category(char) in REFUSED_CATEGORIES
 
 
 def check_name(name: str | bytes) -> str:
     """``name`` as a safe dataset name, or FlightInvalidArgumentError.
 
-    A name is 1-200 characters of UTF-8 with no path separator, control character or
-    ``..``, and does not start with ``.`` (hidden files are not datasets).
+    A name is 1 to :data:`MAX_NAME_BYTES` bytes of UTF-8 with no path separator, no
+    character of :data:`REFUSED_CATEGORIES` (U+0020 space is allowed inside), no ``..``,
+    no surrounding spaces, and does not start with ``.`` (hidden files are not datasets).
     """
     if isinstance(name, bytes):
         try:
             name = name.decode("utf-8")
         except UnicodeDecodeError:
             raise FlightInvalidArgumentError("a dataset name must be UTF-8 text") from None
-    if not name or len(name) > MAX_NAME_LENGTH:
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise FlightInvalidArgumentError(
-            f"a dataset name must have 1 to {MAX_NAME_LENGTH} characters")
-    if _FORBIDDEN.search(name) or ".." in name or name.startswith(".") or name != name.strip():
+            f"a dataset name must have 1 to {MAX_NAME_BYTES} bytes of UTF-8")
+    if ("/" in name or "\\" in name or ".." in name or name.startswith(".")
+            or name != name.strip() or any(_refused(char) for char in name)):
         raise FlightInvalidArgumentError(
-            f"invalid dataset name {name[:60]!r}: no path separators, control characters, "
-            "'..', leading dot or surrounding spaces")
+            f"invalid dataset name {name[:60]!r}: no path separators, control, format or "
+            "separator characters, '..', leading dot or surrounding spaces")
     return name
+
+
+def for_log(text: str) -> str:
+    """``text`` for a log line: as is when printable, else its repr (no forged lines)."""
+    return text if text.isprintable() else repr(text)
+
+
+def internal_error(what: str, exc: BaseException) -> FlightInternalError:
+    """The error a client gets when ``what`` (e.g. "dataset 'x' could not be read") failed
+    with ``exc``: a new error id, and no OS or Arrow text (they name server paths). The
+    details are logged under that id."""
+    error_id = secrets.token_hex(4)
+    log.warning("error id %s: %s: %s", error_id, for_log(what), for_log(str(exc)))
+    return FlightInternalError(f"{what} (error id {error_id}; details in the server's log)")
 
 
 @dataclass(frozen=True)
@@ -99,15 +144,20 @@ class DatasetFolder:
     def names(self) -> list[str]:
         """The dataset names, sorted."""
         found: set[str] = set()
-        for entry in os.scandir(self.root):
-            stem, suffix = os.path.splitext(entry.name)
-            if suffix in FORMATS and _valid(stem) and entry.is_file():
-                found.add(stem)
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    stem, suffix = os.path.splitext(entry.name)
+                    if suffix in FORMATS and _valid(stem) and entry.is_file():
+                        found.add(stem)
+        except OSError as exc:
+            raise internal_error("the datasets could not be listed", exc) from None
         return sorted(found)
 
     def path_of(self, name: str) -> Path | None:
         """The file behind dataset ``name`` (a checked name), or None."""
-        return next(_files_of(self.root, name), None)
+        with _failing_as_internal(f"dataset {name!r} could not be found"):
+            return next(_files_of(self.root, name), None)
 
     def _find(self, name: str) -> Path:
         path = self.path_of(name)
@@ -122,7 +172,7 @@ class DatasetFolder:
         FlightInternalError when its file cannot be read (details go to the log only).
         """
         path = self._find(name)
-        with _reading(name):
+        with _failing_as_internal(f"dataset {name!r} could not be read"):
             info = path.stat()
             stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
             with self._lock:
@@ -141,11 +191,12 @@ class DatasetFolder:
         Raises as :meth:`describe` does, also while the batches are being read.
         """
         path = self._find(name)
-        with _reading(name):
+        failure = f"dataset {name!r} could not be read"
+        with _failing_as_internal(failure):
             scanned = _dataset(path).scanner(batch_size=self.batch_size).to_reader()
 
         def batches() -> Iterator[pa.RecordBatch]:
-            with _reading(name):
+            with _failing_as_internal(failure):
                 yield from scanned
 
         return pa.RecordBatchReader.from_batches(scanned.schema, batches())
@@ -180,17 +231,16 @@ class DatasetFolder:
         try:
             if not overwrite and self.exists(name):
                 raise FlightAlreadyExistsError(f"dataset {name!r} exists already")
-            tmp = self.root / f".{name}.{secrets.token_hex(6)}{UPLOAD_SUFFIX}"
+            tmp = self.root / upload_file_name(name, secrets.token_hex(_TOKEN_HEX // 2))
             try:
-                rows = _write_parquet(tmp, schema, batches)
-                if cancelled():
-                    raise FlightCancelledError("the upload was cancelled before it finished")
-                self._commit(tmp, name, overwrite)
-            except OSError as exc:
-                log.warning("dataset %s could not be stored: %s", name, exc)
-                raise FlightInternalError(f"dataset {name!r} could not be stored") from None
+                with _failing_as_internal(f"dataset {name!r} could not be stored"):
+                    rows = _write_parquet(tmp, schema, batches)
+                    if cancelled():
+                        raise FlightCancelledError("the upload was cancelled before it finished")
+                    self._commit(tmp, name, overwrite)
             finally:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             return rows
         finally:
             with self._lock:
@@ -214,18 +264,17 @@ class DatasetFolder:
 
 
 @contextmanager
-def _reading(name: str) -> Iterator[None]:
-    """Turn a failure to read dataset ``name`` into FlightInternalError, logged in full.
+def _failing_as_internal(what: str) -> Iterator[None]:
+    """Turn an OS or Arrow failure inside the block into :func:`internal_error` (``what``).
 
-    The client is told only which dataset failed: pyarrow's messages name server paths.
+    Flight errors pass through unchanged: they are meant for the client.
     """
     try:
         yield
     except FlightError:
         raise
     except (pa.ArrowException, OSError) as exc:
-        log.warning("dataset %s could not be read: %s", name, exc)
-        raise FlightInternalError(f"dataset {name!r} could not be read") from None
+        raise internal_error(what, exc) from None
 
 
 def _dataset(path: Path) -> Any:
@@ -253,7 +302,8 @@ def _files_of(root: Path, name: str) -> Iterator[Path]:
 
 def _write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
     rows = 0
-    with open(path, "xb") as handle:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, UPLOAD_MODE)
+    with os.fdopen(fd, "wb") as handle:
         with pq.ParquetWriter(handle, schema) as writer:
             for batch in batches:
                 writer.write_batch(batch)

@@ -49,9 +49,9 @@ class _Narrator(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if hasattr(record, "rpc"):
             target = f" for {record.dataset!r}" if record.dataset not in ("*", "") else ""
-            refused = " (refused)" if record.outcome != "ok" else ""
+            outcome = f" ({record.outcome})" if record.outcome != "ok" else ""
             print(f"    server saw {record.who} ({record.scheme}) on {record.rpc}"
-                  f"{target}{refused}")
+                  f"{target}{outcome}")
         elif isinstance(getattr(record, "audit", None), dict):
             event = record.audit
             print(f"    server: {event['event']} for {event['who']} ({event['reason']})")

@@ -2,34 +2,54 @@
 
 It runs with no configuration at all: missing development certificates are made in
 ``--certs-dir`` and, for ``--auth basic``, a missing password file is created with
-one ``admin`` user whose random password is printed once (never logged). It then
-prints how to connect and ``listening on grpc+tls://HOST:PORT`` (the real port when
-``--port 0``), serves until SIGINT or SIGTERM, and exits 0. Edits of the password and
+one ``admin`` user whose random password is printed once (never logged). Given TLS
+files are checked first, and a bad one is named (:mod:`flight_secure.cli.tlsfiles`).
+It then prints the datasets found, how to connect, how to stop, and ``listening on
+grpc+tls://HOST:PORT`` (the real port when ``--port 0``). Edits of the password and
 permissions files apply within a few seconds, without a restart.
+
+SIGINT or SIGTERM starts a drain: new calls are refused at once, calls in flight get
+up to ``--drain`` seconds to finish, then the rest are cancelled (an upload cut off
+this way leaves no file and is logged as aborted); a second signal ends the drain
+at once. The exit status is then 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
-import signal
+import os
+import socket
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flight_secure.auth.passwords import PasswordStore
-from flight_secure.cli import setup
+from flight_secure.cli import setup, tlsfiles
 from flight_secure.cli._common import CommandError, one_line
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import default_permissions, load_permissions
+from flight_secure.cli.stopping import StopSignals, drain
+from flight_secure.errors import FlightError
 from flight_secure.types import CertKeyPair, Location
 
 AUTH_MODES = ("basic", "jwt", "mtls", "none")
 RELOAD_INTERVAL = 2.0
 """Seconds between checks for edits of the password and permissions files."""
+MIB = 1024 * 1024
+MAX_MESSAGE_MIB = 64
+"""Default bound of one incoming message, in MiB. gRPC holds a whole message before the
+server sees it (and before the caller is authenticated), so this bounds what one
+request of anyone who can connect costs; 64 MiB still takes a 64K-row batch of 1 KiB
+rows. A larger upload must come in batches (``write_table(t, max_chunksize=...)``)."""
+DRAIN_SECONDS = 20.0
+"""Default time calls in flight get to finish after SIGTERM/SIGINT: below the 30 s that
+Kubernetes and the 90 s that systemd wait before they kill."""
+LISTED_DATASETS = 20
+"""How many dataset names the startup banner shows."""
 
 log = logging.getLogger("flight_secure.serve")
 
@@ -81,6 +101,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for --auth jwt: required aud claim")
     parser.add_argument("--certs-dir", type=Path, default=Path("certs"), metavar="DIR",
                         help="where development certificates are kept (default ./certs)")
+    parser.add_argument("--max-message-size", type=int, default=MAX_MESSAGE_MIB, metavar="MIB",
+                        help="largest message a client may send, in MiB (default "
+                        f"{MAX_MESSAGE_MIB}); larger uploads must be sent in batches")
+    parser.add_argument("--drain", type=float, default=DRAIN_SECONDS, metavar="S",
+                        help="on SIGTERM/Ctrl-C, seconds calls in flight get to finish "
+                        f"while new ones are refused (default {DRAIN_SECONDS:g})")
+    parser.add_argument("--sql", choices=("auto", "on", "off"), default="auto",
+                        help="Flight SQL over the datasets (needs flight-secure[sql]); "
+                        "auto: on when DuckDB is installed (default)")
+    parser.add_argument("--sql-memory", default="1GB", metavar="SIZE",
+                        help="memory limit of one SQL query (default 1GB)")
+    parser.add_argument("--sql-timeout", type=float, default=600.0, metavar="S",
+                        help="seconds one SQL query may run (default 600)")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     parser.set_defaults(run=run)
 
@@ -100,6 +133,30 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError("--auth mtls with your own --tls-cert needs --ca (the client CA)")
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port}: not a TCP port")
+    if not 1 <= args.max_message_size <= 2047:
+        raise CommandError(f"--max-message-size {args.max_message_size}: give 1 to 2047 MiB")
+    if not 0 <= args.drain <= 3600:
+        raise CommandError(f"--drain {args.drain:g}: give 0 to 3600 seconds")
+    if not args.sql_timeout > 0:
+        raise CommandError(f"--sql-timeout {args.sql_timeout:g}: give seconds above 0")
+
+
+def _sql_service(args: argparse.Namespace, folder: DatasetFolder) -> Any:
+    """The Flight SQL service ``--sql`` asks for, or None."""
+    if args.sql == "off":
+        return None
+    try:
+        from flight_secure.sql import FlightSqlService, SqlLimits
+    except ImportError:
+        if args.sql == "on":
+            raise CommandError("--sql on needs DuckDB: pip install 'flight-secure[sql]'") \
+                from None
+        log.info("Flight SQL is off: DuckDB is not installed (pip install 'flight-secure[sql]')")
+        return None
+    from importlib.metadata import version
+
+    limits = SqlLimits(memory_limit=args.sql_memory, time_limit=args.sql_timeout)
+    return FlightSqlService(folder, limits, server_version=version("flight-secure"))
 
 
 @dataclass
@@ -138,8 +195,9 @@ class Running:
             log.warning("%s", problem)
         self._problems = problems
 
-    def close(self) -> None:
-        self.server.shutdown()
+    def close(self, grace: float = 0.0) -> None:
+        """Refuse new calls, give those in flight ``grace`` seconds, then cancel them."""
+        self.server.shutdown(grace)
         setup.close_handler(self.handler)
 
 
@@ -158,60 +216,129 @@ def build_server(args: argparse.Namespace) -> Running:
     """
     _check(args)
     folder = DatasetFolder(args.data)
+    users = (args.users or Path(setup.USERS_FILE)) if args.auth == "basic" else None
+    for option, path in (("--users", users), ("--permissions", args.permissions)):
+        if path is not None and path.exists():
+            tlsfiles.check_not_writable_by_others(path, option)
     permissions = (load_permissions(args.permissions) if args.permissions
                    else default_permissions(setup.ADMIN))
     permissions_stamp = _stamp(args.permissions) if args.permissions else None
     connection = setup.Connection(auth=args.auth, host=args.host,
                                   mtls=args.auth == "mtls" or args.ca is not None)
     verifier = setup.jwt_verifier(args) if args.auth == "jwt" else None
-    client_ca = args.ca.read_bytes() if args.ca is not None else None
-    if args.tls_cert is not None:
-        pair = CertKeyPair(args.tls_cert.read_bytes(), args.tls_key.read_bytes())
-        connection.ca = args.ca
-    else:
-        client = setup.ADMIN if connection.mtls and args.ca is None else None
-        dev = setup.ensure_dev_certificates(args.certs_dir, args.host, client)
-        pair = CertKeyPair(*dev.server_pems())
-        connection.ca = dev.ca_cert
-        client_ca = client_ca or dev.ca_cert_pem()
-        if client is not None:
-            connection.client_cert, connection.client_key = dev.clients[client]
+    pair, client_ca = _tls(args, connection)
     store = setup.password_store(args) if args.auth == "basic" else None
     if store is not None and setup.ADMIN in store:
         connection.user = setup.ADMIN
     handler = setup.auth_handler(store, verifier, mtls=connection.mtls)
     options: dict[str, Any] = {"location": Location.for_grpc_tls(args.host, args.port),
-                               "tls_certificates": [pair], "auth_handler": handler}
+                               "tls_certificates": [pair], "auth_handler": handler,
+                               "max_message_size": args.max_message_size * MIB}
     if connection.mtls:
         options.update(verify_client=True, root_certificates=client_ca)
+    sql = _sql_service(args, folder)
     try:
-        server = DatasetServer(folder, permissions, **options)
+        server = DatasetServer(folder, permissions, sql=sql, **options)
+    except FlightError:
+        setup.close_handler(handler)
+        reason = _why_not_listening(args.host, args.port)
+        if reason is None:
+            raise
+        raise CommandError(f"could not listen on {connection.location}: {reason}") from None
     except BaseException:
         setup.close_handler(handler)
         raise
     connection.port = server.port
-    log.info("serving %s with --auth %s%s; rights from %s", folder.root, args.auth,
-             " and client certificates" if connection.mtls else "", permissions.summary())
+    log.info("serving %s with --auth %s%s%s; rights from %s", folder.root, args.auth,
+             " and client certificates" if connection.mtls else "",
+             ", Flight SQL on" if sql is not None else "", permissions.summary())
     return Running(server, connection, handler, store, args.permissions, permissions_stamp)
 
 
+def _tls(args: argparse.Namespace, connection: setup.Connection
+         ) -> tuple[CertKeyPair, bytes | None]:
+    """The server's certificate pair and the CA of client certificates (PEM, or None
+    without mTLS), from checked files or the development set; records in ``connection``
+    what a client needs. Raises CommandError naming a bad or unprotected file."""
+    client_ca = None
+    if args.ca is not None:
+        tlsfiles.check_not_writable_by_others(args.ca, "--ca")
+        client_ca = tlsfiles.load_client_ca(args.ca)
+    if args.tls_cert is not None:
+        for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+            tlsfiles.check_not_writable_by_others(path, option)
+        pair = CertKeyPair(*tlsfiles.load_server_pair(args.tls_cert, args.tls_key))
+        connection.ca = tlsfiles.server_trust_root(args.tls_cert, args.ca)
+        connection.own_certificate = True
+        return pair, client_ca
+    client = setup.ADMIN if connection.mtls and args.ca is None else None
+    dev = setup.ensure_dev_certificates(args.certs_dir, args.host, client)
+    connection.ca = dev.ca_cert
+    if client is not None:
+        connection.client_cert, connection.client_key = dev.clients[client]
+    return CertKeyPair(*dev.server_pems()), client_ca or dev.ca_cert_pem()
+
+
+def _why_not_listening(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound (port in use, not an address here, no
+    privilege), found by trying it; None when it can be bound after all."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return f"{host!r} is not a host name or address this machine can resolve"
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} is in use (another server?); choose another --port"
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return f"{host} is not an address of this machine; check --host"
+                if exc.errno == errno.EACCES:
+                    return f"port {port} needs privileges; use a port above 1023"
+                return exc.strerror or str(exc)
+    return None
+
+
+def banner(running: Running, args: argparse.Namespace) -> str:
+    """What the operator reads at start: the datasets found, how to connect and stop."""
+    names = running.server.folder.names()
+    shown = ", ".join(names[:LISTED_DATASETS])
+    if len(names) > LISTED_DATASETS:
+        shown += f", ... ({len(names) - LISTED_DATASETS} more)"
+    found = (f"found {len(names)} dataset(s) in {args.data}: {shown}" if names else
+             f"found no dataset in {args.data} yet (.parquet, .arrow/.feather, .csv files)")
+    stop = (f"stop with Ctrl-C or kill -TERM {os.getpid()}: new calls are then refused and "
+            f"calls in flight get up to {args.drain:g} s to finish (--drain)")
+    return "\n".join([found, "", running.connection.instructions(), stop])
+
+
+def _warn_open_door(args: argparse.Namespace, connection: setup.Connection) -> None:
+    if args.auth == "none" and not connection.mtls:
+        message = (f"WARNING: --auth none: anyone who can connect to {connection.location} "
+                   "gets in without credentials, as 'anonymous', with the rights the "
+                   "permissions give to '*'. Use it only for tests or on a trusted network.")
+        print(message, file=sys.stderr, flush=True)
+        log.warning("--auth none: every client is let in without credentials")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 0 after a clean stop."""
+    """Serve until SIGINT/SIGTERM, then drain; 0 after the stop."""
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     running = build_server(args)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = StopSignals()
     try:
-        print(running.connection.instructions(), flush=True)
+        _warn_open_door(args, running.connection)
+        print(banner(running, args), flush=True)
         print(f"listening on {running.connection.location}", flush=True)
-        while not stop.wait(RELOAD_INTERVAL):
+        while not signals.wait(RELOAD_INTERVAL):
             running.reload_changed_files()
-        print("stopping", flush=True)
+        drain(running.server, args.drain, signals)
     finally:
         running.close()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        signals.restore()
+    print("stopped", flush=True)
     return 0

@@ -24,6 +24,7 @@ from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import JWTVerifier
 from flight_secure.certs import DEFAULT_HOSTS, DevCertificates, generate_dev_certificates
 from flight_secure.cli._common import CommandError
+from flight_secure.cli.tlsfiles import check_not_writable_by_others
 
 ADMIN = "admin"
 USERS_FILE = "users.htpasswd"
@@ -35,6 +36,8 @@ def ensure_dev_certificates(directory: Path, host: str, client: str | None) -> D
 
     The server certificate covers localhost, 127.0.0.1, ::1 and ``host`` (unless it
     is a wildcard address). ``client`` names a client certificate to have too.
+    Raises CommandError when the folder or a file of the set is writable by other
+    accounts (they could swap the CA that decides which client certificates pass).
     """
     hosts = list(DEFAULT_HOSTS)
     if host not in _WILDCARDS and host not in hosts:
@@ -46,6 +49,8 @@ def ensure_dev_certificates(directory: Path, host: str, client: str | None) -> D
         new_clients = [client] if client in missing else []
         generate_dev_certificates(directory, hosts, clients=new_clients)
         print(f"made development certificates in {directory}/ (not for production)")
+    for path in (directory, *(p for pair in paths.values() for p in pair)):
+        check_not_writable_by_others(path, "--certs-dir")
     clients = {client: paths[client]} if client else {}
     return DevCertificates(*paths["ca"], *paths["server"], clients=clients)
 
@@ -125,7 +130,8 @@ class Connection:
     auth: str = "basic"
     host: str = "127.0.0.1"
     port: int = 0
-    ca: Path | None = None
+    ca: Path | None = None  # what a client trusts to verify the server, when known
+    own_certificate: bool = False  # the operator's --tls-cert, not a development one
     mtls: bool = False
     client_cert: Path | None = None
     client_key: Path | None = None
@@ -141,12 +147,17 @@ class Connection:
         host = "localhost" if self.host in _WILDCARDS else self.host
         host = f"[{host}]" if ":" in host else host
         args = [f'"grpc+tls://{host}:{self.port}"']
+        notes = []
         if self.ca is not None:
             args.append(f'tls_root_certs=open("{self.ca}", "rb").read()')
+        elif self.own_certificate:
+            args.append('tls_root_certs=open("CA.pem", "rb").read()')
+            notes.append("    # CA.pem: the CA that signed the server certificate (leave "
+                         "tls_root_certs out if it is publicly trusted)")
         if self.mtls:
             args.append(f'cert_chain=open("{self.client_cert or "CLIENT.pem"}", "rb").read()')
             args.append(f'private_key=open("{self.client_key or "CLIENT.key"}", "rb").read()')
-        lines = ["connect from Python:", "", "    import pyarrow.flight as flight",
+        lines = ["connect from Python:", "", "    import pyarrow.flight as flight", *notes,
                  f"    client = flight.connect({', '.join(args)})"]
         if self.auth == "basic":
             lines += [f'    token = client.authenticate_basic_token("{self.user or "USER"}", '

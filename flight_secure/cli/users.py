@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 
@@ -51,17 +52,36 @@ def _file_option(parser: argparse.ArgumentParser) -> None:
 def read_password(from_stdin: bool) -> str:
     """The new password: one stdin line, or typed twice at a no-echo prompt.
 
-    Raises CommandError when it is empty or the two entries differ.
+    Raises CommandError when it is empty, the two entries differ, or there is no
+    terminal to prompt on (the message then points to ``--password-stdin``).
     """
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("New password: ")
-        if getpass.getpass("Repeat the password: ") != password:
-            raise CommandError("the two passwords differ; nothing was changed")
+        if not _has_terminal():
+            raise CommandError("no terminal to ask for the password on; pass it on standard "
+                               "input with --password-stdin, e.g. printf '%s\\n' \"$PW\" | "
+                               "flight-secure users add --user NAME --password-stdin")
+        try:
+            password = getpass.getpass("New password: ")
+            if getpass.getpass("Repeat the password: ") != password:
+                raise CommandError("the two passwords differ; nothing was changed")
+        except EOFError:  # Ctrl-D at a prompt
+            raise CommandError("no password was typed; nothing was changed") from None
     if not password:
         raise CommandError("the password is empty; nothing was changed")
     return password
+
+
+def _has_terminal() -> bool:
+    """Whether getpass can prompt without echo: a controlling terminal, or a tty stdin."""
+    if os.name == "posix":
+        try:
+            with open("/dev/tty", "rb"):
+                return True
+        except OSError:
+            pass
+    return sys.stdin.isatty()
 
 
 def _load(path: Path, *, create: bool = False, rounds: int = 12) -> PasswordStore:

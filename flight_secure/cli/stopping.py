@@ -1,0 +1,67 @@
+"""How ``serve`` stops: SIGINT or SIGTERM starts a drain, a further one ends it at once.
+
+:class:`StopSignals` turns SIGINT and SIGTERM into an event the serving loop waits on.
+:func:`drain` has gRPC refuse new calls at once, gives the calls in flight up to
+``seconds`` to finish, and then cancels what is left (a cancelled upload removes its
+temporary file and is logged by the server as aborted); a further signal cancels them
+at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from flight_secure.server import FlightServerBase
+
+log = logging.getLogger("flight_secure.serve")
+
+
+class StopSignals:
+    """SIGINT and SIGTERM, caught from construction until :meth:`restore`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._previous = {sig: signal.signal(sig, self._received)
+                          for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _received(self, *_: object) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when a signal (or :meth:`wake`) came since the last wait that returned
+        True; False after ``timeout`` seconds without one."""
+        if self._event.wait(timeout):
+            self._event.clear()
+            return True
+        return False
+
+    def wake(self) -> None:
+        """End a :meth:`wait` as a signal would."""
+        self._event.set()
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def drain(server: FlightServerBase, seconds: float, signals: StopSignals) -> None:
+    """Stop ``server``: new calls refused now, calls in flight cancelled after ``seconds``
+    or at the next signal, whichever comes first. Returns once it has stopped."""
+    drained = threading.Event()
+
+    def shut_down() -> None:
+        server.shutdown(seconds)
+        drained.set()
+        signals.wake()
+
+    threading.Thread(target=shut_down, name="serve-drain", daemon=True).start()
+    print(f"stopping: new calls are refused; calls in flight have up to {seconds:g} s to "
+          "finish (Ctrl-C again to stop at once)", flush=True)
+    log.info("draining for up to %g s", seconds)
+    signals.wait()
+    if not drained.is_set():
+        print("stopping at once: calls in flight are cancelled", flush=True)
+        server.shutdown(0)

@@ -1,0 +1,148 @@
+"""What a SQL text would touch, found with DuckDB's own parser, before anything runs.
+
+:func:`analyse` accepts exactly one SELECT statement (stacked statements, and anything
+that is not a SELECT, are refused) and returns the tables it names, as DuckDB's parser
+sees them through every subquery, join, CTE, set operation and function argument: the
+statement's parse tree (``json_serialize_sql``) is walked whole, so no form of the
+query can hide a table reference from it. Functions that would reveal the server's
+configuration or run SQL built at run time (``query``, ``query_table``) are refused
+here, as are the file readers, which the sandbox blocks anyway.
+
+This check gives a clear PERMISSION_DENIED; it is not what keeps data safe. The
+sandbox each statement runs in holds only the datasets its caller may read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthorizedError
+from flight_secure.sql.protocol import check_sql
+from flight_secure.sql.sandbox import locked_connection
+
+#: Functions refused by name (lower case): server configuration and dynamic SQL.
+REFUSED_FUNCTIONS = frozenset({
+    "query", "query_table", "current_setting", "duckdb_settings", "getenv",
+    "duckdb_extensions", "duckdb_secrets", "which_secret", "duckdb_temporary_files",
+    "duckdb_memory", "duckdb_databases", "glob", "sniff_csv", "load_extension",
+})
+#: Prefixes of refused function names: the file readers and file inspectors.
+REFUSED_PREFIXES = ("read_", "parquet_", "iceberg_", "delta_", "json_execute")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table as written in the query: ``catalog.schema.table`` (missing parts empty)."""
+
+    catalog: str
+    schema: str
+    table: str
+
+    @property
+    def may_be_dataset(self) -> bool:
+        """True unless the qualification puts it outside the datasets' schema (e.g.
+        ``information_schema.tables``, ``pg_catalog.pg_class``)."""
+        return self.catalog.lower() in ("", "temp") and self.schema.lower() in ("", "main")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One checked SELECT: the tables it names (CTE names left out) and its parameters."""
+
+    sql: str
+    tables: frozenset[TableRef]
+    parameters: tuple[str, ...]
+
+    def dataset_names(self) -> set[str]:
+        """Names that, unqualified or under ``main``, would resolve to a dataset."""
+        return {ref.table for ref in self.tables if ref.may_be_dataset}
+
+
+_parser_lock = threading.Lock()
+_parser: duckdb.DuckDBPyConnection | None = None
+
+
+def _parser_connection() -> duckdb.DuckDBPyConnection:
+    global _parser
+    if _parser is None:
+        _parser = locked_connection(memory_limit="64MB", threads=1)
+    return _parser
+
+
+def analyse(sql: str) -> Analysis:
+    """Parse ``sql``; its Analysis, or FlightInvalidArgumentError / FlightUnauthorizedError."""
+    check_sql(sql)
+    with _parser_lock:
+        connection = _parser_connection()
+        try:
+            statements = connection.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise FlightInvalidArgumentError(_first_line(exc)) from None
+        if len(statements) != 1:
+            raise FlightInvalidArgumentError(
+                f"send one SQL statement at a time, not {len(statements)}")
+        statement = statements[0]
+        if statement.type != duckdb.StatementType.SELECT:
+            raise FlightUnauthorizedError(
+                f"only SELECT statements run here, not {statement.type.name}")
+        rows = connection.sql("SELECT json_serialize_sql(?)", params=[statement.query])
+        tree = json.loads(rows.fetchall()[0][0])
+    if tree.get("error"):
+        raise FlightInvalidArgumentError(str(tree.get("error_message", "invalid SELECT")))
+    ctes = {name.lower() for name in _cte_names(tree)}
+    tables = frozenset(ref for ref in _tables(tree)
+                       if ref.catalog or ref.schema or ref.table.lower() not in ctes)
+    for name in _functions(tree):
+        lowered = name.lower()
+        if lowered in REFUSED_FUNCTIONS or lowered.startswith(REFUSED_PREFIXES):
+            raise FlightUnauthorizedError(
+                f"function {name}() is not available here: the datasets are the tables "
+                "you can query")
+    return Analysis(sql, tables, tuple(sorted(statement.named_parameters, key=_param_order)))
+
+
+def _param_order(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (1 << 30, name)
+
+
+def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    pending = [tree]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            yield item
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def _tables(tree: Any) -> Iterator[TableRef]:
+    for node in _nodes(tree):
+        if node.get("type") == "BASE_TABLE":
+            yield TableRef(node.get("catalog_name") or "", node.get("schema_name") or "",
+                           node.get("table_name") or "")
+
+
+def _functions(tree: Any) -> Iterator[str]:
+    for node in _nodes(tree):
+        if node.get("class") == "FUNCTION" and isinstance(node.get("function_name"), str):
+            yield node["function_name"]
+
+
+def _cte_names(tree: Any) -> Iterator[str]:
+    for node in _nodes(tree):
+        cte_map = node.get("cte_map")
+        if isinstance(cte_map, dict):
+            for entry in cte_map.get("map", []):
+                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                    yield entry["key"]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
