@@ -53,11 +53,12 @@ from flight_secure.wire import DEFAULT_MAX_MESSAGE_SIZE, decode_flight_data, enc
 class FlightCallOptions:
     """Per-call options: timeout (seconds), IPC write/read options, extra headers.
 
-    ``headers`` are name/value pairs (or a dict); ``metadata`` is them as gRPC
-    metadata, kept in step when ``headers`` is assigned.
+    ``timeout`` is a number of seconds or None (TypeError otherwise, as in pyarrow).
+    ``headers`` are name/value pairs (or a dict) of bytes or str; ``metadata`` is
+    them as gRPC metadata, kept in step when ``headers`` is assigned.
     """
 
-    __slots__ = ("_headers", "_sets_token", "metadata", "read_options", "timeout",
+    __slots__ = ("_headers", "_sets_token", "_timeout", "metadata", "read_options",
                  "write_options")
 
     def __init__(
@@ -71,6 +72,16 @@ class FlightCallOptions:
         self.write_options = write_options
         self.headers = headers
         self.read_options = read_options
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, timeout: float | None) -> None:
+        if timeout is not None and not isinstance(timeout, int | float):
+            raise TypeError(f"must be real number, not {type(timeout).__name__}")
+        self._timeout = timeout
 
     @property
     def headers(self) -> Any:
