@@ -8,7 +8,8 @@ presents it.
 
 * flight_secure: its own handlers. basic = ``BasicServerAuthHandler(PasswordStore)``
   (its session tokens are EdDSA JWTs) with ``BasicClientAuthHandler``; jwt =
-  ``JWTServerAuthHandler(JWTVerifier(secret, ["HS256"]))`` with ``JWTClientAuthHandler``.
+  ``JWTServerAuthHandler(JWTVerifier.from_secret(secret, ["HS256"]))`` with
+  ``JWTClientAuthHandler``.
 * pyarrow: handlers written here on pyarrow's ``ServerAuthHandler``/
   ``ClientAuthHandler``; tokens are ``base64(claims).base64(HMAC-SHA256)`` with
   an expiry, checked in ``is_valid`` on every call.
@@ -114,7 +115,7 @@ def server_handler(impl: str, flight: ModuleType, scheme: str, cost: int, secret
     from flight_secure import auth
 
     if scheme == "jwt":
-        return auth.JWTServerAuthHandler(auth.JWTVerifier(secret, ["HS256"]))
+        return auth.JWTServerAuthHandler(auth.JWTVerifier.from_secret(secret, ["HS256"]))
     store = auth.PasswordStore(rounds=cost)
     store.add(USER, PASSWORD)
     return auth.BasicServerAuthHandler(store)

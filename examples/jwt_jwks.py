@@ -59,7 +59,7 @@ def main() -> None:
         jwks = Path(tmp) / "jwks.json"
         current = identity_provider("key-1")
         publish(jwks, current)
-        verifier = JWTVerifier(jwks, ["EdDSA"], issuer=IDP, audience=AUDIENCE)
+        verifier = JWTVerifier.from_jwks_file(jwks, ["EdDSA"], issuer=IDP, audience=AUDIENCE)
         server = WhoAmIServer(
             location="grpc+tls://localhost:0", auth_handler=JWTServerAuthHandler(verifier),
             tls_certificates=[flight.CertKeyPair(*certs.server_pems())])

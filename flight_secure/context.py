@@ -40,8 +40,9 @@ class ServerCallContext:
 
     @property
     def credentials(self) -> CallCredentials:
+        """What the auth gate sees of this call (headers, peer, client certificate)."""
         if self._credentials is None:
-            self._credentials = CallCredentials(self.method, self._grpc_context)
+            self._credentials = CallCredentials.from_grpc(self.method, self._grpc_context)
         return self._credentials
 
     def peer_identity(self) -> bytes:

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from flight_secure._generated import flight_pb2 as pb
+from flight_secure.auth.base import LoginThrottledError
 from flight_secure.auth.gate import AuthGate
+from flight_secure.auth.handshakes import HandshakeLimits
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
     FlightCancelledError,
     FlightError,
     FlightInvalidArgumentError,
-    FlightResourceExhaustedError,
     FlightTimedOutError,
     FlightUnimplementedError,
     arrow_status_trailers,
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flight_secure.server")
 
+#: The trailer telling a throttled client how many seconds to wait before retrying.
+RETRY_AFTER_TRAILER = "retry-after"
 _M = FlightMethod
 
 
@@ -87,16 +90,22 @@ class RpcDispatcher:
         self.server = server
         self.options = options
         self.gate = AuthGate(
-            options.auth_handler,
-            tls_identity=options.verify_client,
-            authorizer=options.authorizer,
+            _auth_handler(options),
+            options.authorizer,
+            require_certificate=options.verify_client,
         )
         self.middleware_factories = options.middleware
         self.max_decompressed_size = (
             options.max_message_size if options.max_decompressed_size is None
             else options.max_decompressed_size
         )
-        self.handshake_slots = threading.BoundedSemaphore(options.max_concurrent_handshakes)
+        self.handshakes = HandshakeLimits(options.max_concurrent_handshakes,
+                                          options.max_idle_handshakes_per_peer)
+        # Handshakes wait (for credentials, for a checking slot): in threads of their
+        # own, so a login storm never holds the threads DoPut and DoExchange need.
+        self.handshake_helpers = ThreadPoolExecutor(
+            max_workers=options.max_workers, thread_name_prefix="flight-handshake"
+        )
         self.helpers = ThreadPoolExecutor(
             max_workers=options.max_workers, thread_name_prefix="flight-stream"
         )
@@ -104,6 +113,7 @@ class RpcDispatcher:
     def close(self) -> None:
         """Stop the helper threads (calls in flight are ended by gRPC)."""
         self.helpers.shutdown(wait=False, cancel_futures=True)
+        self.handshake_helpers.shutdown(wait=False, cancel_futures=True)
 
     def _open_call(self, grpc_context: Any, method: FlightMethod) -> _CallState:
         """Authenticate, authorize and start middleware for a call (raises to refuse)."""
@@ -305,40 +315,75 @@ class RpcDispatcher:
             yield pb.ActionType(type=kind, description=description).SerializeToString()
 
     def _run_handshake(self, state: _CallState, requests: Iterator[bytes]) -> Iterator[bytes]:
-        if not self.handshake_slots.acquire(blocking=False):
-            raise FlightResourceExhaustedError(
-                "too many handshakes in progress; retry shortly"
-            )
-        try:
-            yield from self._handshake_exchange(state, requests)
-        finally:
-            self.handshake_slots.release()
-
-    def _handshake_exchange(self, state: _CallState, requests: Iterator[bytes]):
+        """The Handshake: admitted by the gate's limits, run by the gate in a helper
+        thread while this generator sends its replies, within two deadlines:
+        ``handshake_silence_timeout`` until credentials arrive, ``handshake_timeout``
+        in all."""
         context = state.context
-        if self.gate.handler is None:
+        if self.options.auth_handler is None:
             raise FlightUnimplementedError(
                 "this server has no auth handler, so there is no handshake to run"
             )
-        outbox = Outbox()
-        payloads = (parse_message(pb.HandshakeRequest, r).payload for r in requests)
+        options = self.options
+        began = time.monotonic()
+        admission = self.handshakes.begin(context.credentials, began + options.handshake_timeout)
+        try:
+            outbox = Outbox()
+            payloads = (parse_message(pb.HandshakeRequest, r).payload for r in requests)
 
-        def send(payload: bytes) -> None:
-            outbox.put(pb.HandshakeResponse(payload=payload).SerializeToString())
+            def send(payload: bytes) -> None:
+                outbox.put(pb.HandshakeResponse(payload=payload).SerializeToString())
 
-        def run() -> Any:
+            def run() -> Any:
+                try:
+                    return self.gate.handshake(context.credentials, payloads, send, admission)
+                finally:
+                    outbox.close()
+
+            future = self.handshake_helpers.submit(run)
+            frames = iter(outbox)
+            while True:
+                remaining = self._handshake_deadline(admission, began) - time.monotonic()
+                if not outbox.wait_ready(max(remaining, 0.0)):
+                    continue  # a deadline came: see what it means now
+                try:
+                    yield next(frames)
+                except StopIteration:
+                    break
             try:
-                return self.gate.handshake(context.credentials, payloads, send, context)
-            finally:
-                outbox.close()
+                login = future.result()
+            except LoginThrottledError as exc:
+                context.add_trailer(RETRY_AFTER_TRAILER, str(exc.retry_after))
+                raise
+            if login is not None:
+                for key, value in login.response_headers.items():
+                    context.add_header(key, value)
+        finally:
+            admission.close()
 
-        future = self.helpers.submit(run)
-        timeout = self.options.handshake_timeout
-        yield from _drain_until(outbox, future, timeout, context)
-        login = future.result()
-        if login is not None:
-            for key, value in login.response_headers.items():
-                context.add_header(key, value)
+    def _handshake_deadline(self, admission: Any, began: float) -> float:
+        """When the Handshake that ``began`` must next have made progress.
+
+        A silent one reaching the limits' ``idle_after`` is counted as idle (which
+        may refuse it); an idle one is ended at ``handshake_silence_timeout``; any
+        one at ``handshake_timeout``. Raises FlightTimedOutError for a deadline that
+        has passed.
+        """
+        now = time.monotonic()
+        silence, timeout = self.options.handshake_silence_timeout, self.options.handshake_timeout
+        quiet_until = began + min(silence, timeout)
+        if not admission.has_credentials and now < quiet_until:
+            idle_after = began + min(self.handshakes.idle_after, silence, timeout)
+            if now < idle_after:
+                return idle_after
+            admission.went_idle()
+            if not admission.has_credentials:
+                return quiet_until
+        if admission.has_credentials and now < began + timeout:
+            return began + timeout
+        if admission.has_credentials or silence >= timeout:
+            raise FlightTimedOutError(f"handshake did not finish within {timeout:g} s")
+        raise FlightTimedOutError(f"no credentials arrived within {silence:g} s")
 
     def _client_messages(
         self, requests: Iterator[Any], grpc_context: Any, method: FlightMethod
@@ -406,12 +451,22 @@ class RpcDispatcher:
 
         future = self.helpers.submit(run)
         try:
-            yield from _drain_until(outbox, future, None, context)
+            yield from outbox
         finally:
             # When the client goes away this generator is closed mid-stream: a handler
             # blocked writing must wake up (with FlightCancelledError) and return.
             outbox.fail(FlightCancelledError("the client cancelled the call or disconnected"))
         future.result()
+
+
+def _auth_handler(options: FlightServerOptions) -> Any:
+    """The server's handler; with ``verify_client`` and none given, the certificate's
+    identity is the caller's (a call without a certificate is refused)."""
+    if options.auth_handler is None and options.verify_client:
+        from flight_secure.auth.mtls import MutualTLSServerAuthHandler
+
+        return MutualTLSServerAuthHandler()
+    return options.auth_handler
 
 
 def _only_request(requests: Iterator[bytes]) -> bytes:
@@ -436,24 +491,3 @@ def _descriptor_of(decoder: Any) -> FlightDescriptor:
             "the first FlightData message must carry the FlightDescriptor"
         )
     return FlightDescriptor.deserialize(bytes(raw))
-
-
-def _drain_until(outbox: Outbox, future: Any, timeout: float | None, context) -> Iterator[bytes]:
-    """Yield the outbox's frames while a helper thread fills it.
-
-    With ``timeout``, give up (DEADLINE_EXCEEDED) when the helper has not finished
-    in time; the helper is unblocked when gRPC ends the call.
-    """
-    if timeout is None:
-        yield from outbox
-        return
-    deadline = time.monotonic() + timeout
-    frames = iter(outbox)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not outbox.wait_ready(remaining):
-            raise FlightTimedOutError(f"handshake did not finish within {timeout:g} s")
-        try:
-            yield next(frames)
-        except StopIteration:
-            return

@@ -104,6 +104,11 @@ class FlightServerBase:
             raise FlightInvalidArgumentError(
                 "a grpc+tls:// location needs tls_certificates=[CertKeyPair(cert, key)]"
             )
+        if options.verify_client and not location.is_tls:
+            raise FlightInvalidArgumentError(
+                "verify_client=True needs a grpc+tls:// location: without TLS no client "
+                "certificate can be asked for, and no caller would be identified"
+            )
         if options.verify_client and not (options.root_certificates or options.tls_credentials):
             raise FlightInvalidArgumentError(
                 "verify_client=True needs root_certificates (the CA that signs client certificates)"

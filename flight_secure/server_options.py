@@ -33,8 +33,14 @@ class FlightServerOptions:
         middleware: server middleware factories, by the key handlers look them up with.
         max_workers: threads that serve calls; as many more run the handlers of
             DoPut, DoExchange and Handshake beside their calls. Further calls wait.
-        max_concurrent_handshakes: handshakes in progress at once; more are
-            refused with RESOURCE_EXHAUSTED.
+        max_concurrent_handshakes: handshakes whose credentials are being checked
+            at once; more wait for their turn.
+        max_idle_handshakes_per_peer: handshakes one client network (an IPv4
+            address, an IPv6 /64) may keep open without sending credentials; more
+            are refused with RESOURCE_EXHAUSTED (see
+            :mod:`flight_secure.auth.handshakes`).
+        handshake_silence_timeout: seconds a handshake may stay without sending
+            credentials before it is ended.
         handshake_timeout: seconds a handshake may take before it is ended with
             DEADLINE_EXCEEDED.
         max_message_size: the largest message the server reads, in bytes (-1: no
@@ -94,6 +100,8 @@ class FlightServerOptions:
         *,
         max_workers: int = 64,
         max_concurrent_handshakes: int = 16,
+        max_idle_handshakes_per_peer: int = 8,
+        handshake_silence_timeout: float = 2.0,
         handshake_timeout: float = 10.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_decompressed_size: int | None = None,
@@ -112,6 +120,8 @@ class FlightServerOptions:
         self.middleware = dict(middleware or {})
         self.max_workers = max_workers
         self.max_concurrent_handshakes = max_concurrent_handshakes
+        self.max_idle_handshakes_per_peer = max_idle_handshakes_per_peer
+        self.handshake_silence_timeout = handshake_silence_timeout
         self.handshake_timeout = handshake_timeout
         self.max_message_size = max_message_size
         self.max_decompressed_size = max_decompressed_size
@@ -132,6 +142,7 @@ def _check_limits(options: FlightServerOptions) -> None:
     for name, minimum, also_allowed in (
         ("max_workers", 1, ()),
         ("max_concurrent_handshakes", 1, ()),
+        ("max_idle_handshakes_per_peer", 1, ()),
         ("max_message_size", 1, (-1,)),  # -1: no limit
         ("max_decompressed_size", 1, (None, -1)),  # None: max_message_size
         ("stream_window_bytes", 1, ()),
@@ -146,7 +157,8 @@ def _check_limits(options: FlightServerOptions) -> None:
                 f"{name} must be an integer from {minimum} to {_INT32_MAX}{extra}, "
                 f"not {value!r}"
             )
-    for name, zero_allowed in (("handshake_timeout", False), ("end_of_stream_grace", True)):
+    for name, zero_allowed in (("handshake_timeout", False), ("handshake_silence_timeout", False),
+                               ("end_of_stream_grace", True)):
         value = getattr(options, name)
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or value < 0 or (value == 0 and not zero_allowed):

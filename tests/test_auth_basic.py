@@ -24,6 +24,8 @@ from flight_secure.auth import (
     LoginGuard,
     PasswordStore,
 )
+from flight_secure.auth.base import CallCredentials
+from flight_secure.types import FlightMethod
 
 PASSWORDS = {"alice": "correct horse battery", "bob": "Tr0ub4dor&3"}
 ROLES = {"alice": ["reader", "writer"]}
@@ -234,7 +236,7 @@ def test_wrong_password_and_unknown_user_get_the_same_message(server):
 
 
 def test_failures_lock_the_user_out_and_are_audited(store, caplog):
-    guard = LoginGuard(max_failures_per_user=3, max_failures_per_peer=100, lockout=600)
+    guard = LoginGuard(max_failures_per_user=3, max_failures_per_network=100, lockout=600)
     handler = BasicServerAuthHandler(store, guard=guard)
     caplog.set_level(logging.INFO, logger="flight_secure.audit")
     try:
@@ -249,15 +251,15 @@ def test_failures_lock_the_user_out_and_are_audited(store, caplog):
             client.authenticate(BasicClientAuthHandler("bob", PASSWORDS["bob"]))
     finally:
         guard.close()
-    events = [(r.audit["event"], r.audit["who"], r.audit["reason"])
-              for r in caplog.records if hasattr(r, "audit")]
+    logins = [r for r in caplog.records if r.audit["event"].startswith("login")]
+    events = [(r.audit["event"], r.audit["who"], r.audit["reason"]) for r in logins]
     assert events == [
         *[("login refused", "alice", "bad_credentials")] * 3,
         *[("login refused", "alice", "throttled")] * 2,
         ("login ok", "bob", "password verified"),
     ]
-    assert all(r.audit["method"] == "basic" and r.audit["peer"].startswith("ip")
-               for r in caplog.records if hasattr(r, "audit"))
+    assert all(r.audit["scheme"] == "basic" and r.audit["peer"].startswith("ip")
+               for r in logins)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -314,7 +316,7 @@ def test_authenticated_calls_succeed_during_a_bcrypt_flood(capsys):
     store = PasswordStore(rounds=10)
     store.add("carol", "s3cret-carol")
     guard = LoginGuard(max_concurrent_checks=2, max_failures_per_user=10**6,
-                       max_failures_per_peer=10**6)
+                       max_failures_per_network=10**6)
     handler = BasicServerAuthHandler(store, guard=guard)
     stop = threading.Event()
     attempts = []
@@ -363,7 +365,11 @@ def test_authenticated_calls_succeed_during_a_bcrypt_flood(capsys):
 
 def test_is_valid_gives_pyarrow_servers_the_identity_of_a_session_token(handler, key):
     tokens = _refused_tokens(key)
-    assert handler.is_valid(handler.issuer.issue("alice").encode()) == "alice"
+    login = CallCredentials.from_values(FlightMethod.HANDSHAKE)
+    session = handler.issue_token("alice", PASSWORDS["alice"], login)
+    assert handler.is_valid(session.encode()) == "alice"
+    with pytest.raises(flight.FlightUnauthenticatedError):  # signed, but no login's token
+        handler.is_valid(handler.issuer.issue("alice").encode())
     for kind in ("malformed", "forged", "expired"):
         with pytest.raises(flight.FlightUnauthenticatedError):
             handler.is_valid(tokens[kind].encode())

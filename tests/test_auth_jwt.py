@@ -222,7 +222,8 @@ def test_jwks_key_rotation_under_a_running_server():
     new = JWTIssuer(ed25519.Ed25519PrivateKey.generate(), issuer=ISS, key_id="k2")
     endpoint = JWKSEndpoint([old.public_jwk()])
     try:
-        verifier = JWTVerifier(endpoint.url, ["EdDSA"], issuer=ISS, min_refresh_interval=0)
+        verifier = JWTVerifier.from_jwks_url(endpoint.url, ["EdDSA"], issuer=ISS,
+                                             min_refresh_interval=0)
         with WhoServer(auth_handler=JWTServerAuthHandler(verifier)) as server, \
                 connect(server) as client:
             assert call_with(client, "bearer", old.issue("gina")) == b"gina"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -62,10 +63,25 @@ def issuer(key) -> JWTIssuer:
 
 
 @pytest.fixture(scope="module")
-def server(key, issuer) -> Iterator[PolicyServer]:
-    store = PasswordStore(rounds=4)
-    for user in ROLES:
-        store.add(user, f"pw-{user}")
+def store() -> PasswordStore:
+    made = PasswordStore(rounds=4)
+    for user in (*ROLES, "jo", "amy"):
+        made.add(user, f"pw-{user}")
+    return made
+
+
+@pytest.fixture(scope="module")
+def mint(issuer, store) -> Callable[..., str]:
+    """A session token of the server's handler for ``user`` with extra ``claims``."""
+
+    def session(user: str, **claims: Any) -> str:
+        return issuer.issue(user, credential=store.fingerprint(user), **claims)
+
+    return session
+
+
+@pytest.fixture(scope="module")
+def server(key, issuer, store) -> Iterator[PolicyServer]:
     handler = BasicServerAuthHandler(store, issuer, JWTVerifier(key.public_key(), ["EdDSA"]),
                                      roles=ROLES)
     with PolicyServer(auth_handler=handler, authorizer=POLICY) as running:
@@ -126,7 +142,7 @@ def test_rpcs_and_actions_without_rules_are_open_to_authenticated_callers(server
         assert act(client, "whoami") == b"nobody"
 
 
-def test_action_rules_apply_per_action_type(server, issuer):
+def test_action_rules_apply_per_action_type(server, mint):
     with client_for(server, "wendy") as client:
         with pytest.raises(flight.FlightUnauthorizedError,
                            match="action 'drop' requires role admin"):
@@ -134,16 +150,16 @@ def test_action_rules_apply_per_action_type(server, issuer):
         with pytest.raises(flight.FlightUnauthorizedError,
                            match="action 'vacuum' requires one of the roles admin, janitor"):
             act(client, "vacuum")
-    janitor = token_options(issuer.issue("jo", roles=["janitor"]))
+    janitor = token_options(mint("jo", roles=["janitor"]))
     with plain_client(server) as client:
         assert act(client, "vacuum", janitor) == b"jo"
 
 
-def test_roles_claim_of_the_token_adds_to_the_roles_map(server, issuer):
-    options = token_options(issuer.issue("rita", roles=["admin"]))
+def test_roles_claim_of_the_token_adds_to_the_roles_map(server, mint):
+    options = token_options(mint("rita", roles=["admin"]))
     with plain_client(server) as client:
         assert act(client, "drop", options) == b"rita"
-        put_options = token_options(issuer.issue("rita"))
+        put_options = token_options(mint("rita"))
         with pytest.raises(flight.FlightUnauthorizedError):
             put(client, put_options)
         assert client.do_get(flight.Ticket(b"t"), put_options).read_all().num_rows == 1
@@ -159,14 +175,14 @@ def test_scope_claims_feed_roles_of_jwt_callers(key, issuer):
             put(client, token_options(issuer.issue("svc", scope="reader")))
 
 
-def test_require_roles_inside_a_handler_and_as_decorator(server, issuer):
+def test_require_roles_inside_a_handler_and_as_decorator(server, mint):
     with client_for(server, "wendy") as client:
         with pytest.raises(flight.FlightUnauthorizedError, match="requires role auditor"):
             act(client, "audit")
         with pytest.raises(flight.FlightUnauthorizedError,
                            match="requires one of the roles admin, auditor"):
             list(client.list_flights())
-    auditor = token_options(issuer.issue("amy", roles=["auditor"]))
+    auditor = token_options(mint("amy", roles=["auditor"]))
     with plain_client(server) as client:
         assert act(client, "audit", auditor) == b"amy"
         assert len(list(client.list_flights(options=auditor))) == 1
@@ -176,7 +192,9 @@ def test_denials_are_audited_with_who_and_method(server, caplog):
     caplog.set_level(logging.WARNING, logger="flight_secure.audit")
     with client_for(server, "rita") as client, pytest.raises(flight.FlightUnauthorizedError):
         put(client)
-    assert "call refused: who=rita method=DO_PUT" in caplog.text
+    (refusal,) = [r for r in caplog.records if r.audit["event"] == "call refused"]
+    assert refusal.getMessage().startswith("call refused: who=rita scheme=")
+    assert (refusal.audit["who"], refusal.audit["rpc"]) == ("rita", "DO_PUT")
 
 
 def test_default_rule_covers_rpcs_without_their_own():

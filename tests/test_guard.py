@@ -1,4 +1,5 @@
-"""Specification of LoginGuard: bounded concurrency, queue limit, lockouts, timeouts."""
+"""Specification of LoginGuard: bounded concurrency, waiting, lockouts that cannot be
+aimed at someone else, timeouts, bounded memory."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from flight_secure.auth.guard import LoginDecision, LoginGuard, peer_host
+from flight_secure.auth.guard import LoginDecision, LoginGuard
 
 
 class FakeClock:
@@ -45,8 +46,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def guard(clock: FakeClock) -> Iterator[LoginGuard]:
-    g = LoginGuard(max_failures_per_user=3, max_failures_per_peer=5, failure_window=60,
-                   lockout=30, clock=clock)
+    g = LoginGuard(max_failures_per_user=3, max_failures_per_network=5,
+                   max_failures_per_user_total=8, failure_window=60, lockout=30, clock=clock)
     yield g
     g.close()
 
@@ -118,16 +119,48 @@ def test_check_is_refused_at_once_as_busy_when_queue_is_full() -> None:
     assert gate.calls == 2
 
 
-def test_user_is_locked_out_after_max_failures(guard: LoginGuard) -> None:
-    for n in range(3):
-        guard.check("alice", f"10.0.0.{n}", fail)
+def test_a_user_is_locked_out_of_the_network_that_guessed(guard: LoginGuard) -> None:
+    for _ in range(3):
+        guard.check("alice", "10.0.0.1", fail)
     ran = []
-    decision = guard.check("alice", "10.0.0.9", lambda: ran.append(1) or True)
+    decision = guard.check("alice", "10.0.0.1", lambda: ran.append(1) or True)
     assert decision == LoginDecision(False, "throttled", 30.0)
     assert ran == []
 
 
-def test_peer_is_locked_out_after_max_failures(guard: LoginGuard) -> None:
+def test_guessing_from_one_network_never_locks_the_user_out_of_another(
+    guard: LoginGuard, clock: FakeClock
+) -> None:
+    """5 guesses every 30 s from one network (the lockout's length): the user logs in
+    from another network every time."""
+    for _ in range(6):
+        for _ in range(5):
+            guard.check("alice", "::/64", fail)
+        assert guard.check("alice", "127.0.0.1", succeed) == LoginDecision(True, "ok")
+        clock.now += 30
+
+
+def test_guessing_from_many_networks_locks_the_user_out_of_new_networks_only(
+    guard: LoginGuard
+) -> None:
+    assert guard.check("alice", "192.0.2.1", succeed).reason == "ok"  # her own network
+    for n in range(8):
+        guard.check("alice", f"198.51.100.{n}", fail)
+    assert guard.check("alice", "203.0.113.9", succeed) == LoginDecision(False, "throttled",
+                                                                          30.0)
+    assert guard.check("alice", "192.0.2.1", succeed).reason == "ok"
+    assert guard.check("bob", "203.0.113.9", succeed).reason == "ok"
+
+
+def test_throttled_refusals_say_when_to_retry(guard: LoginGuard, clock: FakeClock) -> None:
+    for _ in range(3):
+        guard.check("alice", "10.0.0.1", fail)
+    clock.now += 12.5
+    decision = guard.check("alice", "10.0.0.1", succeed)
+    assert (decision.retry_after, decision.retry_after_seconds) == (17.5, 18)
+
+
+def test_a_network_is_locked_out_after_max_failures(guard: LoginGuard) -> None:
     for n in range(5):
         guard.check(f"user{n}", "10.0.0.1", fail)
     assert guard.check("someone-else", "10.0.0.1", succeed).reason == "throttled"
@@ -143,16 +176,16 @@ def test_lockout_is_released_after_lockout_time(guard: LoginGuard, clock: FakeCl
     assert guard.check("alice", "10.0.0.1", succeed).reason == "ok"
 
 
-def test_success_clears_the_users_failures(guard: LoginGuard) -> None:
+def test_success_clears_the_users_failures_from_that_network(guard: LoginGuard) -> None:
     for _ in range(2):
         guard.check("alice", "10.0.0.1", fail)
-    guard.check("alice", "10.0.0.2", succeed)
+    guard.check("alice", "10.0.0.1", succeed)
     for _ in range(2):
-        guard.check("alice", "10.0.0.3", fail)
-    assert guard.check("alice", "10.0.0.4", succeed).reason == "ok"
+        guard.check("alice", "10.0.0.1", fail)
+    assert guard.check("alice", "10.0.0.1", succeed).reason == "ok"
 
 
-def test_success_does_not_clear_the_peers_failures(guard: LoginGuard) -> None:
+def test_success_does_not_clear_the_networks_failures(guard: LoginGuard) -> None:
     for n in range(4):
         guard.check(f"guess{n}", "10.0.0.1", fail)
     guard.check("own-account", "10.0.0.1", succeed)
@@ -171,16 +204,32 @@ def test_failures_older_than_the_window_are_forgotten(
     assert guard.check("alice", "10.0.0.1", succeed).reason == "ok"
 
 
-def test_parallel_burst_cannot_exceed_the_users_failure_budget(guard: LoginGuard) -> None:
+def test_a_parallel_burst_waits_rather_than_exceed_a_failure_budget(guard: LoginGuard) -> None:
     gate = Gate()
-    threads = [in_thread(lambda n=n: guard.check("alice", f"10.0.1.{n}", gate.verify))
-               for n in range(3)]
+    threads = [in_thread(lambda: guard.check("alice", "10.0.1.1", gate.verify))
+               for _ in range(3)]
     eventually(lambda: guard.pending_checks == 3)
-    assert guard.check("alice", "10.0.2.1", gate.verify) == LoginDecision(False, "busy")
+    assert guard.check("alice", "10.0.1.1", gate.verify, timeout=0.05) == LoginDecision(
+        False, "timeout")
+    late, results = in_thread(lambda: guard.check("alice", "10.0.1.1", gate.verify))
     gate.release.set()
-    for thread, _ in threads:
+    for thread, _ in [*threads, (late, results)]:
         thread.join(5)
-    assert gate.calls == 3
+    assert gate.calls == 4 and results == [LoginDecision(True, "ok")]
+
+
+def test_logins_beyond_the_checking_threads_wait_and_all_succeed() -> None:
+    """A burst of real logins: more than run at once, from one network, as one user."""
+    gate = Gate()
+    with LoginGuard(max_concurrent_checks=2) as g:
+        threads = [in_thread(lambda: g.check("alice", "10.0.0.1", gate.verify))
+                   for _ in range(40)]
+        assert gate.started.acquire(timeout=5)
+        gate.release.set()
+        for thread, _ in threads:
+            thread.join(10)
+    assert gate.peak <= 2 and gate.calls == 40
+    assert [r for _, results in threads for r in results] == [LoginDecision(True, "ok")] * 40
 
 
 def test_slow_check_times_out_and_its_outcome_still_counts(guard: LoginGuard) -> None:
@@ -251,7 +300,7 @@ def test_idle_records_are_dropped_once_their_failures_expire(
         guard.check(f"user{n}", f"10.0.0.{n}", fail)
     clock.now += 61
     guard.check("fresh", "10.0.9.9", succeed)
-    assert guard.tracked_keys == 0
+    assert guard.tracked_keys == 3  # only the keys of the login just made
 
 
 def test_check_after_close_raises(clock: FakeClock) -> None:
@@ -265,12 +314,3 @@ def test_decision_is_immutable() -> None:
     decision = LoginDecision(True, "ok")
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.allowed = False  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(
-    ("peer", "host"),
-    [("ipv4:10.1.2.3:50051", "10.1.2.3"), ("ipv6:[::1]:443", "::1"),
-     ("unix:/tmp/sock", "unix:/tmp/sock"), ("10.1.2.3", "10.1.2.3")],
-)
-def test_peer_host_strips_the_port_from_grpc_peers(peer: str, host: str) -> None:
-    assert peer_host(peer) == host

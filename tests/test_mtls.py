@@ -332,25 +332,36 @@ def test_a_pyarrow_style_inner_handler_needs_the_certificate_too(pki: Pki) -> No
 
 
 class PasswordTokens(JWTServerAuthHandler):
-    """A minimal token-issuing handler with the ``issue_claims`` hook.
+    """A minimal token-issuing handler.
 
-    ``authorization: Basic`` logins against fixed passwords get a JWT carrying
-    ``issue_claims(call)``; later calls are checked as JWT bearer tokens.
+    ``authorization: Basic`` logins against fixed passwords get a JWT carrying the
+    call's ``token_claims``; later calls are checked as JWT bearer tokens.
     """
 
     def __init__(self, passwords: Mapping[str, str], issuer: JWTIssuer,
                  verifier: JWTVerifier) -> None:
         super().__init__(verifier)
         self.passwords, self.issuer = passwords, issuer
-        self.issue_claims: Any = None
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         user, password = call.basic_credentials or ("", "")
         if not hmac.compare_digest(self.passwords.get(user, "\0").encode(), password.encode()):
             raise flight_secure.FlightUnauthenticatedError("invalid username or password")
-        extra = self.issue_claims(call) if self.issue_claims is not None else {}
-        token = self.issuer.issue(user, **extra)
+        token = self.issuer.issue(user, **call.token_claims)
         return HeaderLogin(self.login(token, call.peer), {"authorization": f"Bearer {token}"})
+
+
+class Tenant(flight_secure.ServerAuthHandler):
+    """Wraps a handler and asks for a ``tenant`` claim in the tokens it issues."""
+
+    def __init__(self, inner: flight_secure.ServerAuthHandler) -> None:
+        self.inner = inner
+
+    def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
+        return self.inner.authenticate_headers(call.with_token_claims({"tenant": "t1"}))
+
+    def authenticate_call(self, call: CallCredentials) -> Any:
+        return self.inner.authenticate_call(call)
 
 
 @pytest.fixture
@@ -361,8 +372,7 @@ def signing() -> tuple[JWTIssuer, JWTVerifier]:
 
 @pytest.fixture
 def bound_server(pki: Pki, signing: tuple[JWTIssuer, JWTVerifier]) -> Iterator[Any]:
-    inner = PasswordTokens({"alice": "alice-pw", "bob": "bob-pw"}, *signing)
-    inner.issue_claims = lambda call: {"tenant": "t1"}
+    inner = Tenant(PasswordTokens({"alice": "alice-pw", "bob": "bob-pw"}, *signing))
     auth = MutualTLSServerAuthHandler(inner, bind_tokens=True)
     with running_server(flight_secure, Who, **pki.mtls_server(auth_handler=auth)) as server:
         yield server
@@ -375,7 +385,7 @@ def test_issued_tokens_are_bound_to_the_presented_certificate(
         claims = token_claims(bearer(client, "alice", "alice-pw"))
     alice_cert = pki.client("alice")["cert_chain"]
     assert claims["cnf"] == {"x5t#S256": certificate_thumbprint(alice_cert)}
-    assert claims["tenant"] == "t1"  # the hook the handler had is kept
+    assert claims["tenant"] == "t1"  # the claims of a wrapper further in are kept
 
 
 @pytest.mark.parametrize("implementation", ["flight_secure", "pyarrow"])
@@ -422,3 +432,18 @@ def test_basic_session_tokens_are_bound_to_the_login_certificate(
         assert who_is(alice, token) == "alice"
         with pytest.raises(pa_flight.FlightUnauthenticatedError):
             who_is(bob, token)
+
+
+def test_wrapping_binds_without_changing_the_wrapped_handler(
+    pki: Pki, basic: BasicServerAuthHandler
+) -> None:
+    before = dict(vars(basic))
+    twice = MutualTLSServerAuthHandler(MutualTLSServerAuthHandler(basic, bind_tokens=True),
+                                       bind_tokens=True)
+    assert vars(basic) == before
+    with running_server(flight_secure, Who, **pki.mtls_server(auth_handler=twice)) as server, \
+            pki.connect(pa_flight, server, "alice") as alice:
+        token = bearer(alice, "alice", "alice-pw")
+        assert who_is(alice, token) == "alice"
+    assert token_claims(token)["cnf"] == binding_claims(pki.client("alice")["cert_chain"])["cnf"]
+    assert vars(basic) == before

@@ -135,7 +135,8 @@ def test_each_algorithm_round_trips(
     private = {"EdDSA": ed_key, "ES256": ec_key, "RS256": rsa_key, "HS256": secret}[algorithm]
     public = private if algorithm == "HS256" else private.public_key()
     token = JWTIssuer(private, algorithm).issue("alice", role="reader")
-    claims = JWTVerifier(public, [algorithm]).verify(token)
+    made = JWTVerifier.from_secret if algorithm == "HS256" else JWTVerifier
+    claims = made(public, [algorithm]).verify(token)
     assert claims["sub"] == "alice"
     assert claims["role"] == "reader"
 
@@ -196,7 +197,7 @@ def test_short_hmac_secret_is_refused_by_issuer_and_verifier() -> None:
     with pytest.raises(ValueError, match="at least 32 bytes"):
         JWTIssuer(b"x" * 31, "HS256")
     with pytest.raises(ValueError, match="at least 32 bytes"):
-        JWTVerifier("too-short-secret", ["HS256"])
+        JWTVerifier.from_secret("too-short-secret", ["HS256"])
 
 
 def test_public_jwk_describes_verification_key_only(ed_key: Any) -> None:
@@ -240,7 +241,7 @@ def test_verifier_refuses_private_key(ed_key: Any) -> None:
     pem = ed_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                serialization.NoEncryption())
     with pytest.raises(ValueError, match="must be public"):
-        JWTVerifier(pem, ["EdDSA"])
+        JWTVerifier.from_public_key(pem, ["EdDSA"])
     with pytest.raises(ValueError, match="must be public"):
         JWTVerifier(ed_key, ["EdDSA"])
 
@@ -252,7 +253,8 @@ def test_verifier_accepts_certificate_pem(ec_key: Any) -> None:
             .public_key(ec_key.public_key()).serial_number(1)
             .not_valid_before(now).not_valid_after(now + timedelta(days=1))
             .sign(ec_key, hashes.SHA256()))
-    verifier = JWTVerifier(cert.public_bytes(serialization.Encoding.PEM), ["ES256"])
+    verifier = JWTVerifier.from_public_key(cert.public_bytes(serialization.Encoding.PEM),
+                                           ["ES256"])
     assert verifier.verify(JWTIssuer(ec_key, "ES256").issue("alice"))["sub"] == "alice"
 
 
@@ -281,7 +283,7 @@ def test_hs256_token_keyed_with_rsa_public_pem_is_refused(rsa_key: Any) -> None:
     signing_input = (b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "."
                      + b64(json.dumps(claims_now(sub="admin")).encode()))
     mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
-    verifier = JWTVerifier(pem, ["RS256", "HS256"])
+    verifier = JWTVerifier.from_public_key(pem, ["RS256", "HS256"])
     with pytest.raises(TokenAlgorithmRefused, match="HS256"):
         verifier.verify(f"{signing_input}.{b64(mac)}")
 
@@ -418,7 +420,7 @@ def test_unknown_kid_rereads_rotated_jwks_file(ed_key: Any, tmp_path: Path) -> N
     path = tmp_path / "jwks.json"
     old, new = ed_issuer(ed_key, kid="k1"), ed_issuer(ed25519.Ed25519PrivateKey.generate(), "k2")
     path.write_text(json.dumps({"keys": [old.public_jwk()]}))
-    verifier = JWTVerifier(path, ["EdDSA"])
+    verifier = JWTVerifier.from_jwks_file(path, ["EdDSA"])
     path.write_text(json.dumps({"keys": [old.public_jwk(), new.public_jwk()]}))
     assert verifier.verify(new.issue("bob"))["sub"] == "bob"
 
@@ -426,7 +428,7 @@ def test_unknown_kid_rereads_rotated_jwks_file(ed_key: Any, tmp_path: Path) -> N
 def test_unknown_kid_refetches_rotated_jwks_url(ed_key: Any, jwks_server: JWKSServer) -> None:
     old, new = ed_issuer(ed_key, kid="k1"), ed_issuer(ed25519.Ed25519PrivateKey.generate(), "k2")
     jwks_server.document = {"keys": [old.public_jwk()]}
-    verifier = JWTVerifier(jwks_server.url, ["EdDSA"])
+    verifier = JWTVerifier.from_jwks_url(jwks_server.url, ["EdDSA"])
     jwks_server.document = {"keys": [old.public_jwk(), new.public_jwk()]}
     assert verifier.verify(new.issue("bob"))["sub"] == "bob"
     assert jwks_server.requests == 2
@@ -437,7 +439,8 @@ def test_jwks_refetch_for_unknown_kids_is_rate_limited(
 ) -> None:
     clock = FakeClock()
     jwks_server.document = {"keys": [ed_issuer(ed_key, kid="k1").public_jwk()]}
-    verifier = JWTVerifier(jwks_server.url, ["EdDSA"], min_refresh_interval=30, clock=clock)
+    verifier = JWTVerifier.from_jwks_url(jwks_server.url, ["EdDSA"], min_refresh_interval=30,
+                                         clock=clock)
     stranger = ed25519.Ed25519PrivateKey.generate()
     for n in range(5):
         with pytest.raises(TokenUnknownKey):
@@ -455,7 +458,8 @@ def test_stale_jwks_is_refreshed_and_withdrawn_key_stops_working(
     clock = FakeClock()
     old, new = ed_issuer(ed_key, kid="k1"), ed_issuer(ed25519.Ed25519PrivateKey.generate(), "k2")
     jwks_server.document = {"keys": [old.public_jwk(), new.public_jwk()]}
-    verifier = JWTVerifier(jwks_server.url, ["EdDSA"], jwks_refresh_interval=300, clock=clock)
+    verifier = JWTVerifier.from_jwks_url(jwks_server.url, ["EdDSA"], jwks_refresh_interval=300,
+                                         clock=clock)
     token = old.issue("alice")
     assert verifier.verify(token)["sub"] == "alice"
     jwks_server.document = {"keys": [new.public_jwk()]}
@@ -528,3 +532,61 @@ def test_cache_can_be_disabled(ed_key: Any) -> None:
     verifier = JWTVerifier(ed_key.public_key(), ["EdDSA"], cache_size=0)
     token = ed_issuer(ed_key).issue("alice")
     assert verifier.verify(token) is not verifier.verify(token)
+
+
+# ------------------------------------------------------- one constructor per source
+
+
+def test_each_source_of_keys_has_its_own_constructor(
+    ed_key: Any, secret: bytes, tmp_path: Path, jwks_server: JWKSServer
+) -> None:
+    issuer = ed_issuer(ed_key, kid="k1")
+    token = issuer.issue("alice")
+    pem = ed_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    jwks = {"keys": [issuer.public_jwk()]}
+    (tmp_path / "keys").write_text(json.dumps(jwks))  # no .json: the name is not guessed at
+    jwks_server.document = jwks
+    verifiers = [
+        JWTVerifier(ed_key.public_key(), ["EdDSA"]),
+        JWTVerifier(jwks, ["EdDSA"]),
+        JWTVerifier.from_public_key(pem, ["EdDSA"]),
+        JWTVerifier.from_public_key(pem.decode(), ["EdDSA"]),
+        JWTVerifier.from_public_key([ed_key.public_key(), pem], ["EdDSA"]),
+        JWTVerifier.from_jwks(jwks, ["EdDSA"]),
+        JWTVerifier.from_jwks_file(tmp_path / "keys", ["EdDSA"]),
+        JWTVerifier.from_jwks_file(str(tmp_path / "keys"), ["EdDSA"]),
+        JWTVerifier.from_jwks_url(jwks_server.url, ["EdDSA"]),
+    ]
+    assert all(v.verify(token)["sub"] == "alice" for v in verifiers)
+    hs = JWTIssuer(secret, "HS256").issue("bob")
+    assert JWTVerifier.from_secret(secret, ["HS256"]).verify(hs)["sub"] == "bob"
+    assert JWTVerifier.from_secret(secret.hex(), ["HS256"]).verify(
+        JWTIssuer(secret.hex(), "HS256").issue("bob"))["sub"] == "bob"
+
+
+@pytest.mark.parametrize("keys", [
+    "https://login.example/jwks.json", "jwks.json", Path("jwks.json"),
+    "a-shared-secret-of-well-over-thirty-two-bytes", b"\x00" * 32,
+    b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+])
+def test_the_plain_constructor_refuses_what_it_would_have_to_guess(keys: Any) -> None:
+    with pytest.raises(TypeError, match=r"from_public_key.*from_secret.*from_jwks_file"):
+        JWTVerifier(keys, ["EdDSA", "HS256"])
+
+
+def test_a_secret_is_never_taken_for_a_key_nor_a_key_for_a_secret(rsa_key: Any) -> None:
+    pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ValueError, match="not a PEM public key"):
+        JWTVerifier.from_public_key("a-shared-secret-of-well-over-thirty-two-bytes", ["HS256"])
+    with pytest.raises(ValueError, match="must not be a PEM"):
+        JWTVerifier.from_secret(pem, ["HS256"])
+    with pytest.raises(ValueError, match="could not load"):
+        JWTVerifier.from_public_key(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+                                    ["RS256"])
+
+
+def test_a_jwks_url_must_be_http(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="http:// or https://"):
+        JWTVerifier.from_jwks_url(f"file://{tmp_path}/jwks.json", ["EdDSA"])

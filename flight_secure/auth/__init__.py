@@ -1,14 +1,21 @@
 """Authentication and authorization for Flight servers and clients.
 
-The contracts live in :mod:`flight_secure.auth.base`; the gate that applies them
-to every call in :mod:`flight_secure.auth.gate`; each scheme in its own module:
+The contract lives in :mod:`flight_secure.auth.base`; the gate that applies it to
+every call in :mod:`flight_secure.auth.gate`, with what it relies on:
+:mod:`~flight_secure.auth.handshakes` (how many Handshakes may be in progress),
+:mod:`~flight_secure.auth.network` (peers counted by network),
+:mod:`~flight_secure.auth.audit` (the audit log's one format),
+:mod:`~flight_secure.auth.cache` (verified tokens). Each scheme in its own module:
 
 * :mod:`~flight_secure.auth.passwords` — bcrypt htpasswd ``PasswordStore``;
 * :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods;
-* :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier``, ``RevocationList``;
+* :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier`` (keys in
+  :mod:`~flight_secure.auth.keys`);
+* :mod:`~flight_secure.auth.revocation` — ``RevocationList``, ``RevocationFile``;
 * :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
 * :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
-* :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding;
+* :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding
+  (certificate parsing in :mod:`~flight_secure.auth.certificates`);
 * :mod:`~flight_secure.auth.policy` — ``AccessPolicy`` and ``require_roles``.
 
 The scheme modules load on first use (they pull in bcrypt, PyJWT and
@@ -27,6 +34,7 @@ from flight_secure.auth.base import (
     ClientAuthReader,
     ClientAuthSender,
     HeaderLogin,
+    LoginThrottledError,
     Principal,
     ServerAuthHandler,
     ServerAuthReader,
@@ -51,7 +59,9 @@ _LAZY: dict[str, str] = {
     "PasswordStore": "passwords",
     "JWTIssuer": "tokens",
     "JWTVerifier": "tokens",
-    "RevocationList": "tokens",
+    "RevocationFile": "revocation",
+    "RevocationList": "revocation",
+    "Revocations": "revocation",
     "TokenAlgorithmRefused": "tokens",
     "TokenAudienceMismatch": "tokens",
     "TokenBadSignature": "tokens",
@@ -86,6 +96,7 @@ __all__ = [
     "ClientAuthReader",
     "ClientAuthSender",
     "HeaderLogin",
+    "LoginThrottledError",
     "Principal",
     "ServerAuthHandler",
     "ServerAuthReader",

@@ -2,19 +2,22 @@
 
 :class:`AuthGate` is consulted by the server for every RPC before dispatch
 (:meth:`AuthGate.admit`) and runs the Handshake RPC (:meth:`AuthGate.handshake`).
-It decides with the configured handler and records every decision in the audit
-log (logger ``flight_secure.audit``): who, method, peer and reason. Secrets
-(passwords, tokens) never reach the log or the error messages.
+It calls the hooks :class:`~flight_secure.auth.base.ServerAuthHandler` declares,
+and nothing else, so it works the same for every scheme and every engine. It
+records every refusal and login in the audit log (:mod:`flight_secure.auth.audit`):
+who, RPC, peer, client certificate and reason. Secrets (passwords, tokens) never
+reach the log or the error messages.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
 
+from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
+    AUTHORIZATION_HEADER,
+    CERTIFICATE_REQUIRED,
     CallCredentials,
     HeaderLogin,
     Principal,
@@ -22,6 +25,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
+from flight_secure.auth.handshakes import HandshakeAdmission
 from flight_secure.errors import (
     FlightError,
     FlightUnauthenticatedError,
@@ -29,9 +33,9 @@ from flight_secure.errors import (
 )
 from flight_secure.types import FlightMethod
 
-audit = logging.getLogger("flight_secure.audit")
-
 REFUSED = "authentication required: no valid credentials were presented"
+
+Authorizer = Callable[[Principal | None, FlightMethod, str | None], None]
 
 
 class _Sender(ServerAuthSender):
@@ -43,55 +47,76 @@ class _Sender(ServerAuthSender):
 
 
 class _Reader(ServerAuthReader):
-    def __init__(self, payloads: Iterator[bytes]) -> None:
+    """The client's messages; ``on_first`` runs when the first one has arrived."""
+
+    def __init__(self, payloads: Iterator[bytes], on_first: Callable[[], None] | None) -> None:
         self._payloads = payloads
+        self._on_first = on_first
 
     def read(self) -> bytes:
         try:
-            return next(self._payloads)
+            payload = next(self._payloads)
         except StopIteration:
             raise FlightUnauthenticatedError(
                 "handshake ended before the client sent its credentials"
             ) from None
+        if self._on_first is not None:
+            on_first, self._on_first = self._on_first, None
+            on_first()
+        return payload
 
 
 class AuthGate:
     """Admits or refuses calls for one server.
 
-    ``handler`` is the server's auth handler (or None); ``tls_identity`` says that
-    the server verifies client certificates, in which case, without a handler, the
-    certificate's identity is the caller's identity. ``authorizer`` (optional) is
-    called as ``authorizer(principal, method, action_type)`` and raises
-    :class:`FlightUnauthorizedError` to refuse.
+    ``handler`` is the server's auth handler (None: every caller is admitted, with
+    no principal). ``authorizer`` (optional) is called as
+    ``authorizer(principal, method, action_type)`` and raises
+    :class:`FlightUnauthorizedError` to refuse. ``require_certificate`` refuses
+    every call (Handshake included) that arrives without a verified client
+    certificate, whatever the handler: set it when the server was asked to verify
+    client certificates, so a transport that does not demand one cannot let a
+    caller in without. ``certificates_visible`` says whether the engine can see
+    client certificates at all.
+
+    Raises ValueError at construction when the handler needs the client
+    certificate (``needs_certificate``) or ``require_certificate`` is set but the
+    engine cannot see certificates.
     """
 
-    def __init__(
-        self,
-        handler: ServerAuthHandler | None,
-        tls_identity: bool = False,
-        authorizer: Callable[[Principal | None, FlightMethod, str | None], None] | None = None,
-    ) -> None:
+    def __init__(self, handler: ServerAuthHandler | None, authorizer: Authorizer | None = None,
+                 *, require_certificate: bool = False, certificates_visible: bool = True) -> None:
+        if not certificates_visible:
+            if handler is not None and handler.needs_certificate:
+                raise ValueError(
+                    f"{type(handler).__name__} needs the client certificate of each call, "
+                    "and this engine cannot see client certificates"
+                )
+            if require_certificate:
+                raise ValueError("this engine cannot see client certificates, so it cannot "
+                                 "make them the condition of every call")
         self.handler = handler
-        self.tls_identity = tls_identity
         self.authorizer = authorizer
-        self._call_hook = getattr(handler, "authenticate_call", None)
-        self._header_hook = getattr(handler, "authenticate_headers", None)
-        self._wants_context = _accepts_context(handler)
+        self.require_certificate = require_certificate
 
     @property
     def needed(self) -> bool:
         """Whether calls need any authentication work at all."""
-        return self.handler is not None or self.tls_identity
+        return self.handler is not None or self.require_certificate
 
     def admit(self, call: CallCredentials) -> Principal | None:
-        """The caller's principal, or raise UNAUTHENTICATED (audited)."""
+        """The caller's principal (None without a handler), or raise (audited).
+
+        UNAUTHENTICATED for missing or refused credentials; a Flight error the
+        handler raised keeps its status (e.g. PERMISSION_DENIED).
+        """
         handler = self.handler
-        if handler is None:
-            return self._certificate_principal(call) if self.tls_identity else None
         try:
-            if self._call_hook is not None:
-                return self._call_hook(call)
-            identity = handler.is_valid(call.auth_token or b"")
+            if self.require_certificate:
+                self._check_certificate(call)
+            if handler is None:
+                return None
+            principal = handler.authenticate_call(call)
         except FlightUnauthenticatedError as exc:
             self._refuse(call, str(exc))
             raise
@@ -100,99 +125,76 @@ class AuthGate:
         except Exception as exc:
             self._refuse(call, f"{type(exc).__name__}: {exc}")
             raise FlightUnauthenticatedError(REFUSED) from None
-        if identity is None:
-            self._refuse(call, "handler returned no identity")
+        if not isinstance(principal, Principal):
+            self._refuse(call, "handler returned no principal")
             raise FlightUnauthenticatedError(REFUSED)
-        name = identity.decode("utf-8", "replace") if isinstance(identity, bytes) else str(identity)
-        return Principal(name=name, method="token")
+        return principal
 
-    def authorize(
-        self, principal: Principal | None, method: FlightMethod, action_type: str | None, call
-    ) -> None:
+    def authorize(self, principal: Principal | None, method: FlightMethod,
+                  action_type: str | None, call: CallCredentials) -> None:
         """Apply the authorizer, if any; audited refusal with PERMISSION_DENIED."""
         if self.authorizer is None:
             return
         try:
             self.authorizer(principal, method, action_type)
         except FlightUnauthorizedError as exc:
-            audit.warning(
-                "call refused: who=%s method=%s action=%s peer=%s reason=%s",
-                principal.name if principal else "-", method.name, action_type or "-",
-                call.peer, exc,
-            )
+            audit_event(logging.WARNING, "call refused", call=call,
+                        who=principal.name if principal else None,
+                        scheme=principal.method if principal else None, rpc=method.name,
+                        action=action_type, reason=str(exc))
             raise
 
-    def handshake(
-        self,
-        call: CallCredentials,
-        payloads: Iterator[bytes],
-        send: Callable[[bytes], None],
-        context: Any = None,
-    ) -> HeaderLogin | None:
+    def handshake(self, call: CallCredentials, payloads: Iterator[bytes],
+                  send: Callable[[bytes], None],
+                  admission: HandshakeAdmission | None = None) -> HeaderLogin | None:
         """Run the Handshake RPC's authentication.
 
-        A handler that implements ``authenticate_headers`` first gets the chance to
-        log the caller in from the call's headers (``authorization: Basic``); its
-        result's headers are returned for the server to send. Otherwise the
-        handler's ``authenticate(outgoing, incoming)`` exchanges messages through
-        ``send`` and ``payloads``. Raises a Flight error to refuse.
+        The handler's ``authenticate_headers`` first gets the chance to log the
+        caller in from the call's headers; its :class:`HeaderLogin` is returned for
+        the server to send its headers. Otherwise ``authenticate_handshake``
+        exchanges messages through ``send`` and ``payloads`` and None is returned.
+        Without a handler the client's messages are read and ignored. Raises a
+        Flight error to refuse.
+
+        ``admission`` (see :mod:`~flight_secure.auth.handshakes`) hears when the
+        credentials arrive: before ``authenticate_headers`` when the call carries
+        an ``authorization`` header, else when the handler reads the first message.
         """
         handler = self.handler
-        if handler is None:
-            for _ in payloads:
-                pass
-            return None
+        arrived = admission.credentials_arrived if admission is not None else None
         try:
-            if self._header_hook is not None:
-                login = self._header_hook(call)
-                if login is not None:
-                    audit.info(
-                        "handshake ok: who=%s scheme=%s peer=%s",
-                        login.principal.name, login.principal.method, call.peer,
-                    )
-                    return login
-            if self._wants_context:
-                handler.authenticate(_Sender(send), _Reader(payloads), context)
-            else:
-                handler.authenticate(_Sender(send), _Reader(payloads))
+            if self.require_certificate:
+                self._check_certificate(call)
+            if handler is None:
+                for _ in payloads:
+                    pass
+                return None
+            if arrived is not None and call.header(AUTHORIZATION_HEADER) is not None:
+                arrived()
+            login = handler.authenticate_headers(call)
+            if login is not None:
+                if not isinstance(login.principal, Principal):
+                    raise FlightUnauthenticatedError("the login established no principal")
+                audit_event(logging.INFO, "handshake ok", call=call, who=login.principal.name,
+                            scheme=login.principal.method)
+                return login
+            handler.authenticate_handshake(call, _Sender(send), _Reader(payloads, arrived))
         except FlightError as exc:
-            audit.warning("handshake refused: peer=%s reason=%s", call.peer, exc)
+            audit_event(logging.WARNING, "handshake refused", call=call, reason=str(exc))
             raise
         except Exception as exc:
-            audit.warning(
-                "handshake refused: peer=%s reason=%s: %s", call.peer, type(exc).__name__, exc
-            )
+            audit_event(logging.WARNING, "handshake refused", call=call,
+                        reason=f"{type(exc).__name__}: {exc}")
             raise FlightUnauthenticatedError(
                 "handshake refused: the credentials were not accepted"
             ) from None
-        audit.info("handshake ok: peer=%s handler=%s", call.peer, type(handler).__name__)
+        audit_event(logging.INFO, "handshake ok", call=call, scheme=type(handler).__name__)
         return None
 
-    def _certificate_principal(self, call: CallCredentials) -> Principal | None:
-        pem = call.peer_certificate_pem
-        if pem is None:
-            return None
-        from flight_secure.auth.mtls import principal_from_certificate
-
-        return principal_from_certificate(pem)
+    def _check_certificate(self, call: CallCredentials) -> None:
+        if call.peer_certificate_pem is None:
+            raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
 
     def _refuse(self, call: CallCredentials, reason: str) -> None:
-        audit.warning(
-            "call refused: method=%s peer=%s reason=%s", call.method.name, call.peer, reason
-        )
-
-
-def _accepts_context(handler: Any) -> bool:
-    """Whether ``handler.authenticate`` takes a third (context) argument."""
-    method = getattr(handler, "authenticate", None)
-    if method is None:
-        return False
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-    positional = [
-        p for p in params.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return len(positional) >= 3
+        audit_event(logging.WARNING, "call refused", call=call, rpc=call.method.name,
+                    reason=reason)

@@ -1,24 +1,37 @@
-"""Protection of expensive password checks against guessing floods.
+"""Protection of expensive password checks against guessing floods, without lockouts
+that a stranger can aim at someone else.
 
-:class:`LoginGuard` sits in front of a slow credential check (bcrypt) and
+:class:`LoginGuard` sits in front of a slow credential check (bcrypt). It counts
+failed checks in a sliding ``failure_window`` under three keys and locks each
+for ``lockout`` seconds when it reaches its limit:
 
-* runs at most ``max_concurrent_checks`` checks at once in its own thread pool,
-  so a flood of logins cannot take every CPU; at most ``max_waiting`` further
-  checks may queue, beyond that callers are refused at once (``busy``);
-* counts failures per user and per peer in a sliding ``failure_window``; a user
-  with ``max_failures_per_user`` failures, or a peer with ``max_failures_per_peer``,
-  is locked out for ``lockout`` seconds (``throttled``) and their checks are not run;
-* limits in-flight checks per user and per peer to their remaining failure budget,
-  so a parallel burst cannot run more guesses than the lockout allows;
-* keeps memory bounded: old failures are pruned and at most ``max_tracked_keys``
-  users/peers are tracked (least recently used dropped first).
+* **(user, network)** — ``max_failures_per_user`` wrong passwords for one user
+  from one network lock that user out *of that network only*: guessing alice's
+  password from one place cannot keep her out from another;
+* **network** — ``max_failures_per_network`` failures from one network, whatever
+  the user names, lock that network out (a sprayer moving from name to name);
+* **user** — ``max_failures_per_user_total`` failures for one user, from every
+  network together (a guesser spread over many networks), lock that user out of
+  every network *that has not logged in as that user* in the last ``trusted_for``
+  seconds: the user's own usual networks keep working.
 
-``peer`` should identify the client host, not the connection: pass an address
-without the port (see :func:`peer_host` for gRPC peer strings).
+"Network" is the key :func:`~flight_secure.auth.network.peer_network` gives: an
+IPv4 address, or an IPv6 /64 (pass it, not a socket address).
+
+At most ``max_concurrent_checks`` checks run at once, in the guard's own threads,
+so a flood cannot take every CPU; more **wait** for their turn (they are not
+refused: a burst of real logins is served in the order it came), and so do checks
+that would take a key past its limit while others for it are still running, so
+no parallel burst gets more guesses than the limits allow. A wait ends at the
+caller's ``timeout`` (``"timeout"``); beyond ``max_waiting`` waiting checks, more
+are refused at once (``"busy"``). A refusal while locked out says when to retry
+(``retry_after``). Memory stays bounded: old failures are pruned and at most
+``max_tracked_keys`` keys are tracked (least recently used dropped first).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -28,7 +41,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["LoginDecision", "LoginGuard", "peer_host"]
+__all__ = ["LoginDecision", "LoginGuard"]
 
 Reason = Literal["ok", "bad_credentials", "throttled", "busy", "timeout"]
 
@@ -37,13 +50,19 @@ Reason = Literal["ok", "bad_credentials", "throttled", "busy", "timeout"]
 class LoginDecision:
     """Outcome of :meth:`LoginGuard.check`.
 
-    ``allowed`` is True only for reason ``"ok"``.  ``retry_after`` is the number of
-    seconds until a lockout ends (``"throttled"`` only), otherwise None.
+    ``allowed`` is True only for reason ``"ok"``. ``retry_after`` is the number of
+    seconds until the lockout that refused the check ends (``"throttled"`` only),
+    otherwise None.
     """
 
     allowed: bool
     reason: Reason
     retry_after: float | None = None
+
+    @property
+    def retry_after_seconds(self) -> int | None:
+        """``retry_after`` rounded up to whole seconds (as a ``retry-after`` header says it)."""
+        return None if self.retry_after is None else max(1, math.ceil(self.retry_after))
 
 
 @dataclass
@@ -51,44 +70,40 @@ class _Record:
     failures: deque[float] = field(default_factory=deque)
     locked_until: float = float("-inf")
     in_flight: int = 0
+    trusted_until: float = float("-inf")
 
 
-_Key = tuple[str, str]  # ("user", name) or ("peer", address)
-
-
-def peer_host(peer: str) -> str:
-    """Reduce a gRPC peer string (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``) to its host."""
-    kind, sep, rest = peer.partition(":")
-    if not sep or kind not in ("ipv4", "ipv6"):
-        return peer
-    if rest.startswith("["):
-        return rest[1:rest.find("]")] if "]" in rest else rest
-    return rest.rpartition(":")[0] or rest
+_Key = tuple[str, ...]  # ("account", user, network), ("network", network), ("user", user)
 
 
 class LoginGuard:
-    """Bounded, throttled execution of credential checks.  Thread-safe.
+    """Bounded, throttled execution of credential checks. Thread-safe.
 
-    ``clock`` is a monotonic time source in seconds (injectable for tests).
-    Call :meth:`close` when done to stop the worker threads.
+    ``clock`` is the monotonic time source of failure windows, lockouts and trust
+    (injectable for tests); :meth:`check`'s ``timeout`` is always real time. Call
+    :meth:`close` when done to stop the worker threads.
     """
 
-    def __init__(self, max_concurrent_checks: int = 2, max_waiting: int = 64,
+    def __init__(self, max_concurrent_checks: int = 2, max_waiting: int = 1024,
                  failure_window: float = 60.0, max_failures_per_user: int = 5,
-                 max_failures_per_peer: int = 20, lockout: float = 30.0,
+                 max_failures_per_network: int = 20, max_failures_per_user_total: int = 50,
+                 lockout: float = 30.0, trusted_for: float = 7 * 24 * 3600.0,
                  clock: Callable[[], float] = time.monotonic,
                  max_tracked_keys: int = 100_000) -> None:
         if max_concurrent_checks < 1 or max_waiting < 0:
             raise ValueError("max_concurrent_checks must be >= 1 and max_waiting >= 0")
-        if min(max_failures_per_user, max_failures_per_peer, max_tracked_keys) < 1:
+        limits = (max_failures_per_user, max_failures_per_network, max_failures_per_user_total)
+        if min(*limits, max_tracked_keys) < 1:
             raise ValueError("failure limits and max_tracked_keys must be >= 1")
-        if failure_window <= 0 or lockout < 0:
-            raise ValueError("failure_window must be > 0 and lockout >= 0")
+        if failure_window <= 0 or lockout < 0 or trusted_for < 0:
+            raise ValueError("failure_window must be > 0, lockout and trusted_for >= 0")
         self._capacity = max_concurrent_checks + max_waiting
         self._window, self._lockout, self._clock = failure_window, lockout, clock
-        self._limits = {"user": max_failures_per_user, "peer": max_failures_per_peer}
+        self._trusted_for = trusted_for
+        self._limits = dict(zip(("account", "network", "user"), limits))
         self._max_keys = max_tracked_keys
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._records: OrderedDict[_Key, _Record] = OrderedDict()
         self._pending = 0
         self._closed = False
@@ -102,46 +117,51 @@ class LoginGuard:
 
     @property
     def tracked_keys(self) -> int:
-        """Number of users and peers currently tracked."""
+        """Number of (user, network), network and user keys currently tracked."""
         with self._lock:
             return len(self._records)
 
-    def check(self, user: str, peer: str, verify: Callable[[], bool],
-              timeout: float | None = 5.0) -> LoginDecision:
-        """Run ``verify()`` for ``user`` connecting from ``peer``, unless refused first.
+    def check(self, user: str, network: str, verify: Callable[[], bool],
+              timeout: float | None = 8.0) -> LoginDecision:
+        """Run ``verify()`` for ``user`` logging in from ``network``, unless refused first.
 
-        Refuses without running ``verify`` when the user or peer is locked out
-        (``throttled``, with ``retry_after``) or when the queue is full or the
-        user's/peer's in-flight checks already use up their failure budget
-        (``busy``).  Otherwise waits up to ``timeout`` seconds (None: forever) for
-        the result: ``ok`` or ``bad_credentials``; on ``timeout`` a still-queued
-        check is cancelled, a running one finishes and its outcome is recorded.
-        A failure counts against user and peer; a success clears the user's
-        failures (not the peer's).  An exception raised by ``verify`` propagates
-        and is not counted.  Raises RuntimeError after :meth:`close`.
+        Refused without running ``verify`` when a key is locked out (``throttled``,
+        with ``retry_after``) or too many checks wait already (``busy``). Waits,
+        up to ``timeout`` seconds in all (None: for ever), while a key's running
+        checks already use up its failure budget, and for a free checking thread;
+        then for the result: ``ok`` or ``bad_credentials``. On ``timeout`` a
+        check not yet started never runs; a running one finishes and its outcome
+        counts. A success clears the (user, network) failures and trusts that
+        network for the user; failures of the network and of the user stay. An
+        exception raised by ``verify`` propagates and is not counted. Raises
+        RuntimeError after :meth:`close`.
         """
-        keys: tuple[_Key, _Key] = (("user", user), ("peer", peer))
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("LoginGuard is closed")
-            now = self._clock()
-            # Look up without creating: refused requests must not grow (or churn) the table.
-            known = [self._lookup(key, now) for key in keys]
-            wait = max((r.locked_until for r in known if r), default=float("-inf")) - now
-            if wait > 0:
-                return LoginDecision(False, "throttled", wait)
-            for (kind, _), record in zip(keys, known):
-                if record and len(record.failures) + record.in_flight >= self._limits[kind]:
+        keys = (("account", user, network), ("network", network), ("user", user))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise RuntimeError("LoginGuard is closed")
+                now = self._clock()
+                refusal = self._refusal(keys, now)
+                if refusal is not None:
+                    return refusal
+                if self._pending >= self._capacity:
                     return LoginDecision(False, "busy")
-            if self._pending >= self._capacity:
-                return LoginDecision(False, "busy")
+                if not self._over_budget(keys, now):
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return LoginDecision(False, "timeout")
+                self._changed.wait(remaining)
             self._pending += 1
-            for key, record in zip(keys, known):
-                (record or self._create(key)).in_flight += 1
+            for key in keys:
+                (self._lookup(key, now) or self._create(key)).in_flight += 1
             self._evict(now)
             future = self._pool.submit(self._run, keys, verify)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            ok = future.result(timeout)
+            ok = future.result(remaining)
         except FutureTimeout:
             if future.cancel():  # never started: release its slot ourselves
                 self._finish(keys, None)
@@ -152,8 +172,9 @@ class LoginGuard:
 
     def close(self) -> None:
         """Refuse new checks, cancel queued ones and let running ones finish in the background."""
-        with self._lock:
+        with self._changed:
             self._closed = True
+            self._changed.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> LoginGuard:
@@ -164,7 +185,31 @@ class LoginGuard:
 
     # ---------------------------------------------------------------- internals
 
-    def _run(self, keys: tuple[_Key, _Key], verify: Callable[[], bool]) -> bool:
+    def _applying(self, keys: tuple[_Key, ...], now: float) -> list[tuple[str, _Record]]:
+        """The records that limit a check for ``keys`` now, by kind; lock held.
+
+        The user's own record does not limit a network the user logged in from
+        lately. Looks up without creating: refused requests must not grow (or
+        churn) the table.
+        """
+        found = [(key[0], self._lookup(key, now)) for key in keys]
+        account = found[0][1]
+        trusted = account is not None and account.trusted_until > now
+        return [(kind, record) for kind, record in found
+                if record is not None and not (kind == "user" and trusted)]
+
+    def _refusal(self, keys: tuple[_Key, ...], now: float) -> LoginDecision | None:
+        """The lockout refusing a check for ``keys``, if any; lock held."""
+        ends = [record.locked_until for _, record in self._applying(keys, now)]
+        wait = max(ends, default=float("-inf")) - now
+        return LoginDecision(False, "throttled", wait) if wait > 0 else None
+
+    def _over_budget(self, keys: tuple[_Key, ...], now: float) -> bool:
+        """Whether a check now could take a key past its failure limit; lock held."""
+        return any(len(record.failures) + record.in_flight >= self._limits[kind]
+                   for kind, record in self._applying(keys, now))
+
+    def _run(self, keys: tuple[_Key, ...], verify: Callable[[], bool]) -> bool:
         outcome: bool | None = None
         try:
             outcome = bool(verify())
@@ -172,9 +217,9 @@ class LoginGuard:
         finally:
             self._finish(keys, outcome)  # recorded before the caller sees the result
 
-    def _finish(self, keys: tuple[_Key, _Key], outcome: bool | None) -> None:
+    def _finish(self, keys: tuple[_Key, ...], outcome: bool | None) -> None:
         """Release the slots of one check and record its outcome (None: no outcome)."""
-        with self._lock:
+        with self._changed:
             self._pending -= 1
             now = self._clock()
             for key in keys:
@@ -185,14 +230,16 @@ class LoginGuard:
                     record = self._create(key)
                 else:
                     record.in_flight = max(0, record.in_flight - 1)
-                if outcome is True and key[0] == "user":
+                if outcome is True and key[0] == "account":
                     record.failures.clear()
+                    record.trusted_until = now + self._trusted_for
                 elif outcome is False:
                     record.failures.append(now)
                     if len(record.failures) >= self._limits[key[0]]:
                         record.locked_until = now + self._lockout
                         record.failures.clear()
             self._evict(now)
+            self._changed.notify_all()
 
     def _lookup(self, key: _Key, now: float) -> _Record | None:
         """The record for ``key``, pruned and marked recently used, if any; lock held."""
@@ -215,7 +262,8 @@ class LoginGuard:
         while self._records:
             key, record = next(iter(self._records.items()))
             self._prune(record, now)
-            idle = not record.failures and not record.in_flight and record.locked_until <= now
+            idle = (not record.failures and not record.in_flight
+                    and record.locked_until <= now and record.trusted_until <= now)
             if not idle:
                 break
             del self._records[key]

@@ -14,15 +14,16 @@ the ``identity_claim``; its roles come from the ``roles_claim`` and from the OAu
 scope claims (``scope``: space-separated, ``scp``: list or string).
 
 :class:`~flight_secure.auth.basic.BasicServerAuthHandler` builds on this handler
-(its session tokens are JWTs too) and shares :func:`audit_event` and :func:`claim_roles`.
+(its session tokens are JWTs too) and shares :func:`claim_roles`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
     CallCredentials,
     ClientAuthHandler,
@@ -34,32 +35,20 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
-from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired
+from flight_secure.auth.cache import TokenCache
+from flight_secure.auth.revocation import Revocations
+from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired, TokenRevoked
 from flight_secure.errors import FlightUnauthenticatedError
+from flight_secure.types import FlightMethod
 
-__all__ = ["JWTClientAuthHandler", "JWTServerAuthHandler", "audit_event", "claim_roles"]
-
-audit = logging.getLogger("flight_secure.audit")
+__all__ = ["JWTClientAuthHandler", "JWTServerAuthHandler", "claim_roles"]
 
 ASK_FOR_CREDENTIALS = "authentication required: no token (auth-token-bin or Bearer) was sent"
 EXPIRED = "token has expired; authenticate again"
 INVALID = "invalid token"
 SCOPE_CLAIMS = ("scope", "scp")
 
-
-def audit_event(level: int, event: str, *, who: str, method: str, peer: str,
-                reason: str) -> None:
-    """Write one audit record to ``flight_secure.audit``.
-
-    The message reads ``"<event>: who=... method=... peer=... reason=..."`` and the
-    same fields are attached as ``record.audit`` (a dict) for structured handlers.
-    ``who`` is shown as a shortened repr, since it may be attacker-controlled.
-    Callers must never pass a password or token in any field.
-    """
-    shown = repr(who) if len(who) <= 64 else repr(who[:60]) + "..."
-    fields = {"event": event, "who": who, "method": method, "peer": peer, "reason": reason}
-    audit.log(level, "%s: who=%s method=%s peer=%s reason=%s", event, shown, method, peer,
-              reason, extra={"audit": fields})
+T = TypeVar("T")
 
 
 def _presented_token(call: CallCredentials) -> str | None:
@@ -70,18 +59,17 @@ def _presented_token(call: CallCredentials) -> str | None:
     return call.bearer_token or None
 
 
-def _verify(verifier: JWTVerifier, token: str | None, peer: str, method: str) -> Claims:
-    """The verified claims of ``token``, or raise UNAUTHENTICATED.
+def _refuse_on_token_error(check: Callable[[Any], T], value: Any, call: CallCredentials,
+                           scheme: str) -> T:
+    """``check(value)``, with a TokenError turned into UNAUTHENTICATED.
 
     The client learns only "expired" or "invalid"; which check failed goes to the
     audit log (``reason``), never the token itself.
     """
-    if not token:
-        raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
     try:
-        return verifier.verify(token)
+        return check(value)
     except TokenError as exc:
-        audit_event(logging.WARNING, "token refused", who="-", method=method, peer=peer,
+        audit_event(logging.WARNING, "token refused", call=call, scheme=scheme,
                     reason=f"{type(exc).__name__}: {exc}")
         raise FlightUnauthenticatedError(EXPIRED if isinstance(exc, TokenExpired)
                                          else INVALID) from None
@@ -106,60 +94,130 @@ class JWTServerAuthHandler(ServerAuthHandler):
     string, else the token is refused); ``roles_claim`` names the claim listing the
     caller's roles, joined by the roles of the ``scope``/``scp`` claims. The
     :class:`Principal` has ``method="jwt"`` and the verified claims.
+
+    The Principal of each verified token is kept for the token's life in a
+    :class:`~flight_secure.auth.cache.TokenCache` of ``cache_size`` entries, so a
+    token costs one signature check, then a lookup per call; revocation and
+    :meth:`current` are checked on every call, and the cache is not used across a
+    change of the verifier's keys.
     """
 
     method = "jwt"
 
     def __init__(self, verifier: JWTVerifier, *, identity_claim: str = "sub",
-                 roles_claim: str = "roles") -> None:
+                 roles_claim: str = "roles", cache_size: int = 4096) -> None:
         self.verifier = verifier
         self.identity_claim = identity_claim
         self._role_claims = (roles_claim, *SCOPE_CLAIMS)
+        self._verified: TokenCache[tuple[Principal, int]] = TokenCache(cache_size)
 
     def __repr__(self) -> str:
-        return f"JWTServerAuthHandler(verifier={self.verifier!r})"
+        return f"{type(self).__name__}(verifier={self.verifier!r})"
 
-    def login(self, token: str | None, peer: str) -> Principal:
-        """The Principal of a valid ``token`` from ``peer``, else UNAUTHENTICATED."""
-        claims = _verify(self.verifier, token, peer, self.method)
-        name = claims.get(self.identity_claim)
-        if not isinstance(name, str) or not name:
-            audit_event(logging.WARNING, "token refused", who="-", method=self.method,
-                        peer=peer, reason=f"no {self.identity_claim!r} claim")
-            raise FlightUnauthenticatedError(INVALID)
-        return Principal(name=name, method=self.method, claims=claims,
-                         roles=self.roles_of(name, claims))
+    def login(self, token: str | None, call: CallCredentials) -> Principal:
+        """The Principal of a valid ``token`` presented in ``call``, else UNAUTHENTICATED."""
+        if not token:
+            raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
+        verifier = self.verifier
+        verifier.refresh_if_stale()
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] == verifier.generation:
+            principal = cached[0]
+            _refuse_on_token_error(verifier.check_revoked, principal.claims, call, self.method)
+        else:
+            principal = self._verified_principal(token, call)
+        return self.current(principal, call)
+
+    def current(self, principal: Principal, call: CallCredentials) -> Principal:
+        """The caller as of this call, from the Principal its token established.
+
+        Called on every call, after the token was verified or found in the cache:
+        an override may refuse (raise UNAUTHENTICATED, e.g. for a session that has
+        ended) or return a Principal updated with what changed since. The default
+        returns ``principal``.
+        """
+        return principal
 
     def roles_of(self, name: str, claims: Claims) -> frozenset[str]:
-        """The caller's roles: those its role and scope claims list."""
+        """The roles a verified token grants: those its role and scope claims list."""
         return claim_roles(claims, *self._role_claims)
+
+    def revoke_token(self, token: str | bytes) -> None:
+        """Refuse ``token`` from now on (until it expires).
+
+        Raises TokenError when it is not a valid token of this handler's verifier
+        (there is nothing to revoke) and ValueError when the verifier has no
+        revocation list.
+        """
+        revocations = self._revocations()
+        try:
+            claims = self.verifier.verify(token)
+        except TokenRevoked:
+            return
+        jti, exp = claims.get("jti"), claims.get("exp")
+        if not isinstance(jti, str):
+            raise ValueError("the token has no jti claim to revoke it by")
+        revocations.revoke(jti, until=float(exp) + self.verifier.leeway + 1
+                           if isinstance(exp, int | float) else None)
+
+    def revoke_user(self, user: str) -> None:
+        """Refuse every token whose ``sub`` is ``user`` issued before now.
+
+        The entry is kept for ever: tokens from elsewhere may live long. Raises
+        ValueError when the verifier has no revocation list.
+        """
+        self._revocations().revoke_subject(user)
+
+    def _revocations(self) -> Revocations:
+        revocations = self.verifier.revocations
+        if revocations is None:
+            raise ValueError("this handler's verifier has no revocation list: give the "
+                             "JWTVerifier revoked=RevocationList()")
+        return revocations
+
+    def _verified_principal(self, token: str, call: CallCredentials) -> Principal:
+        generation = self.verifier.generation
+        claims = _refuse_on_token_error(self.verifier.verify, token, call, self.method)
+        name = claims.get(self.identity_claim)
+        if not isinstance(name, str) or not name:
+            audit_event(logging.WARNING, "token refused", call=call, scheme=self.method,
+                        reason=f"no {self.identity_claim!r} claim")
+            raise FlightUnauthenticatedError(INVALID)
+        principal = Principal(name=name, method=self.method, claims=claims,
+                              roles=self.roles_of(name, claims))
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            self._verified.put(token, (principal, generation), float(exp))
+        return principal
 
     def authenticate_call(self, call: CallCredentials) -> Principal:
         """The caller of a non-Handshake RPC, from ``auth-token-bin`` or a Bearer header."""
-        return self.login(_presented_token(call), call.peer)
+        return self.login(_presented_token(call), call)
 
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         """Answer a Handshake carrying ``authorization: Bearer``; None without one."""
         token = call.bearer_token
         if token is None:
             return None
-        principal = self.login(token, call.peer)
+        principal = self.login(token, call)
         return HeaderLogin(principal, {"authorization": f"Bearer {token}"})
 
-    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader,
-                     context: Any = None) -> None:
-        """Message handshake: the payload is the token; the reply echoes it.
-
-        ``context`` (the ServerCallContext, passed by flight_secure's server) only
-        supplies the peer for the audit log; pyarrow's two-argument call works too.
-        """
+    def authenticate_handshake(self, call: CallCredentials, outgoing: ServerAuthSender,
+                               incoming: ServerAuthReader) -> None:
+        """Message handshake: the payload is the token; the reply echoes it."""
         payload = incoming.read()
-        self.login(payload.decode("latin-1"), context.peer() if context is not None else "-")
+        self.login(payload.decode("latin-1"), call)
         outgoing.write(payload)
+
+    def authenticate(self, outgoing: ServerAuthSender, incoming: ServerAuthReader) -> None:
+        """pyarrow's Handshake (no call at hand): as :meth:`authenticate_handshake`."""
+        self.authenticate_handshake(CallCredentials.from_values(FlightMethod.HANDSHAKE),
+                                    outgoing, incoming)
 
     def is_valid(self, token: bytes) -> str:
         """pyarrow's per-call check: the identity of a valid token, else UNAUTHENTICATED."""
-        return self.login((token or b"").decode("latin-1"), "-").name
+        call = CallCredentials.from_values(FlightMethod.INVALID)
+        return self.login((token or b"").decode("latin-1"), call).name
 
 
 class JWTClientAuthHandler(ClientAuthHandler):

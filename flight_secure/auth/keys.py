@@ -4,14 +4,16 @@ An HMAC secret only verifies ``HS*``, RSA only ``RS*``/``PS*``, EC only the ``ES
 matching its curve, Ed25519/Ed448 only ``EdDSA``: that binding is what rules out
 HS/RS key confusion. Weak keys (short secrets, small RSA moduli, private keys
 where public ones belong) are refused with ValueError. Verification keys come
-from PEM/objects (:func:`static_key`) or from a JWKS document (:func:`jwks_keys`),
-read from a file or fetched from a URL (:func:`fetch_jwks`).
+from key objects (:func:`key_object`), PEM (:func:`public_key`), HMAC secrets
+(:func:`secret_key`) or a JWKS document (:func:`jwks_keys`), read from a file or
+fetched from a URL (:func:`fetch_jwks`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
@@ -90,22 +93,49 @@ class VerificationKey:
     key: Any
 
 
-def static_key(value: Any) -> VerificationKey:
+def key_object(value: Any) -> VerificationKey:
+    """A verification key from a public key or certificate object.
+
+    Raises ValueError for a private key and TypeError for anything else (text,
+    bytes, paths: their meaning would have to be guessed).
+    """
     if isinstance(value, x509.Certificate):
         value = value.public_key()
-    elif isinstance(value, str | bytes):
-        data = value.encode("utf-8") if isinstance(value, str) else value
-        if not is_pem(data):
-            value = hmac_secret(data)
-        elif b"PRIVATE KEY" in data:
-            raise ValueError("verifier keys must be public; got a private key PEM")
-        elif b"CERTIFICATE" in data:
-            value = x509.load_pem_x509_certificate(data).public_key()
-        else:
-            value = serialization.load_pem_public_key(data)
     elif isinstance(value, PRIVATE_KEY_TYPES):
         raise ValueError("verifier keys must be public; pass private_key.public_key()")
+    elif isinstance(value, str | bytes | os.PathLike):
+        raise TypeError(
+            "JWTVerifier(keys, ...) takes key objects or a JWKS dict; for text, bytes or "
+            "a path say what it is: JWTVerifier.from_public_key (PEM), from_secret (HMAC), "
+            "from_jwks_file or from_jwks_url"
+        )
     return VerificationKey(None, algorithms_for(value), value)
+
+
+def public_key(value: Any) -> VerificationKey:
+    """A verification key from PEM (text or bytes) of a public key or certificate, or
+    from a key or certificate object. ValueError for anything else, private keys too."""
+    if not isinstance(value, str | bytes):
+        return key_object(value)
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if not is_pem(data):
+        raise ValueError("not a PEM public key or certificate (for an HMAC secret use "
+                         "JWTVerifier.from_secret)")
+    if b"PRIVATE KEY" in data:
+        raise ValueError("verifier keys must be public; got a private key PEM")
+    try:
+        if b"CERTIFICATE" in data:
+            return key_object(x509.load_pem_x509_certificate(data))
+        return key_object(serialization.load_pem_public_key(data))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValueError("could not load the PEM public key or certificate") from None
+
+
+def secret_key(value: Any) -> VerificationKey:
+    """A verification key from an HMAC secret (str or bytes, at least 32 bytes)."""
+    if not isinstance(value, str | bytes):
+        raise TypeError(f"an HMAC secret is str or bytes, not {type(value).__name__}")
+    return VerificationKey(None, HMAC_ALGORITHMS, hmac_secret(value))
 
 
 def jwk_key(entry: Any) -> VerificationKey:

@@ -13,11 +13,17 @@ Security contract:
   user exists (unknown users are checked against a dummy hash of the same cost),
   so response time does not reveal which user names exist;
 * :meth:`PasswordStore.save` writes a new file readable by the owner only
-  (mode 0600 from the moment it is created) and atomically replaces the old one.
+  (mode 0600 from the moment it is created) and atomically replaces the old one;
+* :meth:`PasswordStore.fingerprint` names a user's current password without
+  revealing anything about it (a digest of the salted hash), so a session token
+  can carry it and every call can check, without bcrypt, that the password has
+  not changed and the user still exists.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import secrets
@@ -100,6 +106,13 @@ def _cost(hashed: str) -> int:
     return int(hashed[4:6])
 
 
+def _fingerprint(user: str, hashed: str) -> str:
+    """128 bits of SHA-256 over the user and their salted hash, base64url."""
+    digest = hashlib.sha256(b"flight-secure credential v1\0" + user.encode("utf-8")
+                            + b"\0" + hashed.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
 class PasswordStore:
     """In-memory map of user name to bcrypt hash, loadable from and savable to htpasswd files.
 
@@ -114,6 +127,7 @@ class PasswordStore:
         self._rounds = rounds
         self._lock = threading.Lock()
         self._hashes: dict[str, str] = {}
+        self._fingerprints: dict[str, str] = {}
         self._path: Path | None = None
         self._stamp: tuple[int, int, int] | None = None
 
@@ -144,9 +158,10 @@ class PasswordStore:
                 f"{MAX_PASSWORD_BYTES} bytes (UTF-8)"
             )
         hashed = bcrypt.hashpw(secret, bcrypt.gensalt(self._rounds)).decode("ascii")
+        stored = "$2y$" + hashed[4:]  # the prefix htpasswd writes; the same algorithm
         with self._lock:
-            # Write the prefix htpasswd itself writes; the algorithm is identical.
-            self._hashes[user] = "$2y$" + hashed[4:]
+            self._hashes[user] = stored
+            self._fingerprints[user] = _fingerprint(user, stored)
 
     def verify(self, user: str, password: str | bytes) -> bool:
         """Return True iff ``user`` exists and ``password`` matches its hash.
@@ -171,6 +186,17 @@ class PasswordStore:
             if user not in self._hashes:
                 raise KeyError(f"no such user in password store: {user!r}")
             del self._hashes[user]
+            del self._fingerprints[user]
+
+    def fingerprint(self, user: str) -> str | None:
+        """A short name for ``user``'s current password hash; None for an unknown user.
+
+        It changes whenever the password is set again (a new salt), and reveals
+        nothing usable about the password: it is a digest of the salted bcrypt
+        hash, whose salt it does not show. One dictionary lookup, no bcrypt.
+        """
+        with self._lock:
+            return self._fingerprints.get(user)
 
     def users(self) -> list[str]:
         """Return the user names, sorted."""
@@ -238,7 +264,8 @@ class PasswordStore:
         store = cls(rounds=rounds)
         source = Path(path)
         stamp, hashes = _read(source)
-        store._hashes, store._path, store._stamp = hashes, source, stamp
+        store._set(hashes)
+        store._path, store._stamp = source, stamp
         return store
 
     def reload(self) -> bool:
@@ -253,9 +280,15 @@ class PasswordStore:
         if source is None or _stamp(source) == old:
             return False
         stamp, hashes = _read(source)
+        self._set(hashes)
         with self._lock:
-            self._hashes, self._stamp = hashes, stamp
+            self._stamp = stamp
         return True
+
+    def _set(self, hashes: dict[str, str]) -> None:
+        fingerprints = {user: _fingerprint(user, hashed) for user, hashed in hashes.items()}
+        with self._lock:
+            self._hashes, self._fingerprints = hashes, fingerprints
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

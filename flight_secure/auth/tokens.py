@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -24,7 +23,6 @@ import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
+from flight_secure.auth.cache import TokenCache
 from flight_secure.auth.keys import (  # the limits stay importable from here
     HMAC_ALGORITHMS,
     MAX_JWKS_BYTES,
@@ -48,9 +47,12 @@ from flight_secure.auth.keys import (  # the limits stay importable from here
     hmac_secret,
     is_pem,
     jwks_keys,
+    key_object,
+    public_key,
+    secret_key,
     show_untrusted,
-    static_key,
 )
+from flight_secure.auth.revocation import RevocationList, Revocations  # importable here too
 
 __all__ = [
     "MAX_JWKS_BYTES", "MIN_HMAC_SECRET_BYTES", "MIN_RSA_BITS", "SUPPORTED_ALGORITHMS",
@@ -172,6 +174,11 @@ class JWTIssuer:
     def key_id(self) -> str | None:
         return self._key_id
 
+    @property
+    def ttl(self) -> float:
+        """Seconds from issue to ``exp`` (rounded up when a token is issued)."""
+        return self._ttl
+
     def issue(self, subject: str, **claims: Any) -> str:
         """Return a signed token for ``subject`` carrying ``claims``.
 
@@ -212,70 +219,108 @@ class JWTIssuer:
         return f"JWTIssuer(algorithm={self._algorithm!r}, key_id={self._key_id!r})"
 
 
-class RevocationList:
-    """Thread-safe set of revoked token ids (``jti``).
-
-    ``revoke(jti, until)`` keeps the entry until wall-clock time ``until`` (epoch
-    seconds, typically the token's ``exp``) and forever when ``until`` is None.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[str, float | None] = {}
-        self._prune_at = 1024
-
-    def revoke(self, jti: str, until: float | None = None) -> None:
-        with self._lock:
-            if len(self._entries) >= self._prune_at:  # amortised O(1) pruning
-                now = self._clock()
-                self._entries = {j: u for j, u in self._entries.items() if u is None or u > now}
-                self._prune_at = max(1024, 2 * len(self._entries))
-            self._entries[jti] = until
-
-    def is_revoked(self, jti: str) -> bool:
-        with self._lock:
-            if jti not in self._entries:
-                return False
-            until = self._entries[jti]
-            if until is not None and until <= self._clock():
-                del self._entries[jti]
-                return False
-            return True
-
-    def __len__(self) -> int:
-        with self._lock:
-            now = self._clock()
-            return sum(1 for u in self._entries.values() if u is None or u > now)
-
-
 class JWTVerifier:
     """Verifies tokens against a fixed allow-list of algorithms and a set of keys.
 
-    ``keys`` is one of: a public key / certificate object; PEM text or bytes of a
-    public key or certificate; an HMAC secret (bytes/str, at least 32 bytes); a list
-    of those; a JWKS dict; a JWKS JSON file (``pathlib.Path`` or str ending ``.json``);
-    or an ``http(s)://`` URL of a JWKS.  A file or URL is read at construction
-    (errors propagate), re-read when a token names an unknown ``kid`` (at most once
-    per ``min_refresh_interval`` seconds) and when older than ``jwks_refresh_interval``.
+    Each source of keys has its own constructor, so nothing is guessed from a
+    value's shape:
+
+    * :meth:`from_public_key` — PEM (text or bytes) of a public key or certificate,
+      or a key / certificate object, or a list of those;
+    * :meth:`from_secret` — an HMAC secret (at least 32 bytes), or a list of them;
+    * :meth:`from_jwks` — a JWKS document (a dict with ``keys``);
+    * :meth:`from_jwks_file` / :meth:`from_jwks_url` — a JWKS read from a JSON file
+      or fetched from an ``http(s)://`` URL: read at construction (errors
+      propagate), re-read when a token names an unknown ``kid`` (at most once per
+      ``min_refresh_interval`` seconds) and when older than ``jwks_refresh_interval``.
+
+    ``JWTVerifier(keys, algorithms)`` itself takes what cannot be mistaken: public
+    key or certificate objects (one or a list) or a JWKS dict. A str, bytes or path
+    could mean several of the above, so it raises TypeError naming the constructors.
 
     A token naming a ``kid`` uses that key (or, if none has that kid, keys without
     a kid); a token without ``kid`` is tried against every key of its algorithm.
     ``verify`` returns :class:`Claims` or raises a :class:`TokenError` subclass.
-    Successful results are cached (LRU, ``cache_size`` entries, keyed by SHA-256 of
-    the token) until the token's ``exp``; revocation is re-checked on every hit.
-    All methods are thread-safe.
+    Successful results are cached (:class:`~flight_secure.auth.cache.TokenCache`,
+    ``cache_size`` entries) until the token's ``exp``; revocation (``revoked``) is
+    re-checked on every hit. The options of every constructor: ``audience``,
+    ``issuer`` (the values ``aud`` / ``iss`` must have), ``leeway`` (clock skew),
+    ``required_claims``, ``revoked``, ``cache_size``, ``clock`` (monotonic, for
+    the JWKS refresh intervals). All methods are thread-safe.
     """
 
-    def __init__(self, keys: Any, algorithms: Sequence[str], *,
-                 audience: str | Sequence[str] | None = None,
-                 issuer: str | Sequence[str] | None = None,
-                 leeway: float | timedelta = 30.0,
-                 required_claims: Sequence[str] = ("exp", "sub"),
-                 revoked: RevocationList | None = None,
-                 jwks_refresh_interval: float | None = 300.0,
-                 min_refresh_interval: float = 30.0, fetch_timeout: float = 5.0,
-                 cache_size: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, keys: Any, algorithms: Sequence[str], **options: Any) -> None:
+        if isinstance(keys, Mapping):
+            found, source = jwks_keys(keys, "JWKS"), "JWKS"
+        else:
+            found, source = tuple(key_object(k) for k in _as_list(keys)), "public keys"
+        self._configure(found, source, None, algorithms, **options)
+
+    @classmethod
+    def from_public_key(cls, keys: Any, algorithms: Sequence[str],
+                        **options: Any) -> JWTVerifier:
+        """Keys from PEM (text or bytes) of public keys or certificates, or from objects.
+
+        Raises ValueError for a private key, a weak key or text that is not PEM.
+        """
+        found = tuple(public_key(k) for k in _as_list(keys))
+        return cls._made(found, "public keys", None, algorithms, **options)
+
+    @classmethod
+    def from_secret(cls, secrets: str | bytes | Sequence[str | bytes],
+                    algorithms: Sequence[str], **options: Any) -> JWTVerifier:
+        """HMAC secrets (``HS*`` only); ValueError for one under 32 bytes or a PEM/SSH key."""
+        found = tuple(secret_key(k) for k in _as_list(secrets))
+        return cls._made(found, "secrets", None, algorithms, **options)
+
+    @classmethod
+    def from_jwks(cls, document: Mapping[str, Any], algorithms: Sequence[str],
+                  **options: Any) -> JWTVerifier:
+        """Keys from a JWKS document; entries that are unusable are skipped (logged)."""
+        return cls._made(jwks_keys(document, "JWKS"), "JWKS", None, algorithms, **options)
+
+    @classmethod
+    def from_jwks_file(cls, path: str | os.PathLike[str], algorithms: Sequence[str], *,
+                       jwks_refresh_interval: float | None = 300.0,
+                       min_refresh_interval: float = 30.0, **options: Any) -> JWTVerifier:
+        """Keys from a JWKS JSON file, re-read as the class docstring says."""
+        source = Path(path)
+        return cls._made(None, str(source), lambda: json.loads(source.read_bytes()),
+                         algorithms, jwks_refresh_interval=jwks_refresh_interval,
+                         min_refresh_interval=min_refresh_interval, **options)
+
+    @classmethod
+    def from_jwks_url(cls, url: str, algorithms: Sequence[str], *,
+                      fetch_timeout: float = 5.0,
+                      jwks_refresh_interval: float | None = 300.0,
+                      min_refresh_interval: float = 30.0, **options: Any) -> JWTVerifier:
+        """Keys from the JWKS at an ``http(s)://`` URL (fetched with ``fetch_timeout``),
+        re-fetched as the class docstring says; ValueError for another scheme."""
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError("a JWKS URL must start with http:// or https://")
+        return cls._made(None, url, lambda: fetch_jwks(url, fetch_timeout), algorithms,
+                         jwks_refresh_interval=jwks_refresh_interval,
+                         min_refresh_interval=min_refresh_interval, **options)
+
+    @classmethod
+    def _made(cls, keys: tuple[VerificationKey, ...] | None, source: str,
+              fetch: Callable[[], Any] | None, algorithms: Sequence[str],
+              **options: Any) -> JWTVerifier:
+        verifier = cls.__new__(cls)
+        verifier._configure(keys, source, fetch, algorithms, **options)
+        return verifier
+
+    def _configure(self, keys: tuple[VerificationKey, ...] | None, source: str,
+                   fetch: Callable[[], Any] | None, algorithms: Sequence[str], *,
+                   audience: str | Sequence[str] | None = None,
+                   issuer: str | Sequence[str] | None = None,
+                   leeway: float | timedelta = 30.0,
+                   required_claims: Sequence[str] = ("exp", "sub"),
+                   revoked: Revocations | None = None,
+                   jwks_refresh_interval: float | None = None,
+                   min_refresh_interval: float = 30.0, cache_size: int = 1024,
+                   clock: Callable[[], float] = time.monotonic) -> None:
+        """Set up from ``keys`` (or, with ``fetch``, what it returns: a JWKS document)."""
         if isinstance(algorithms, str) or not isinstance(algorithms, Sequence):
             raise TypeError("algorithms must be a list of names, e.g. ['EdDSA']")
         if not algorithms:
@@ -288,27 +333,14 @@ class JWTVerifier:
         self._issuer = issuer if issuer is None or isinstance(issuer, str) else list(issuer)
         self._leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else leeway
         self._required = list(required_claims)
-        self._revoked, self._cache_size, self._clock = revoked, cache_size, clock
+        self._revoked, self._clock = revoked, clock
         self._stale_after, self._min_refresh = jwks_refresh_interval, min_refresh_interval
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._cache: OrderedDict[bytes, tuple[Claims, float]] = OrderedDict()
-        self._fetch: Callable[[], Any] | None = None
-        self._source = "static keys"
-        if isinstance(keys, str) and keys.startswith(("http://", "https://")):
-            url = keys
-            self._fetch, self._source = (lambda: fetch_jwks(url, fetch_timeout)), url
-        elif isinstance(keys, os.PathLike) or (isinstance(keys, str) and keys.endswith(".json")):
-            path = Path(keys)
-            self._fetch, self._source = (lambda: json.loads(path.read_bytes())), str(path)
-        if self._fetch is not None:
-            self._keys = jwks_keys(self._fetch(), self._source)
-        elif isinstance(keys, Mapping):
-            self._keys = jwks_keys(keys, "JWKS")
-        elif isinstance(keys, list | tuple):
-            self._keys = tuple(static_key(k) for k in keys)
-        else:
-            self._keys = (static_key(keys),)
+        self._cache: TokenCache[Claims] = TokenCache(cache_size)
+        self._generation = 0
+        self._fetch, self._source = fetch, source
+        self._keys = jwks_keys(fetch(), source) if fetch is not None else keys or ()
         if not any(k.algorithms & self._algorithms for k in self._keys):
             raise ValueError(f"{self._source}: no key usable with {sorted(self._algorithms)}")
         self._last_success = clock()
@@ -318,18 +350,47 @@ class JWTVerifier:
         return (f"JWTVerifier(source={self._source!r}, keys={len(self._keys)}, "
                 f"algorithms={sorted(self._algorithms)})")
 
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever the key set changes (a JWKS re-read found
+        other keys). Claims verified under an older generation may rest on a key that
+        was withdrawn: a cache of verified tokens must not use them."""
+        return self._generation
+
+    def refresh_if_stale(self) -> None:
+        """Re-read a JWKS file or URL older than ``jwks_refresh_interval``, without
+        waiting for a re-read already under way. Cheap when nothing is due."""
+        self._maybe_refresh(wait=False, stale_only=True)
+
+    @property
+    def revocations(self) -> Revocations | None:
+        """The revocation list consulted on every verification, if any."""
+        return self._revoked
+
+    @property
+    def leeway(self) -> float:
+        """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
+        return self._leeway
+
+    def check_revoked(self, claims: Claims) -> None:
+        """Raise TokenRevoked if the revocation list names the token of ``claims``
+        (by its ``jti``, or as a token its ``sub`` had before a revocation)."""
+        if self._revoked is not None and self._revoked.rejects(claims):
+            raise TokenRevoked("token has been revoked")
+
     def verify(self, token: str | bytes) -> Claims:
         """Return the claims of a valid token; raise a TokenError subclass otherwise."""
         raw = _normalise(token)
-        self._maybe_refresh(wait=False, stale_only=True)  # may withdraw keys and cached claims
-        digest = hashlib.sha256(raw.encode("ascii")).digest()
-        claims = self._cache_get(digest)
+        self.refresh_if_stale()  # may withdraw keys and cached claims
+        claims = self._cache.get(raw)
         if claims is None:
             claims = self._verify_uncached(raw)
-            self._check_revoked(claims)
-            self._cache_put(digest, claims)
+            self.check_revoked(claims)
+            exp = claims.get("exp")
+            if isinstance(exp, int | float):
+                self._cache.put(raw, claims, float(exp))
         else:
-            self._check_revoked(claims)
+            self.check_revoked(claims)
         return claims
 
     def _verify_uncached(self, raw: str) -> Claims:
@@ -404,34 +465,14 @@ class JWTVerifier:
             with self._lock:
                 if keys != self._keys:
                     self._keys = keys
+                    self._generation += 1
                     self._cache.clear()  # a key may have been withdrawn
         finally:
             self._refresh_lock.release()
 
-    def _check_revoked(self, claims: Claims) -> None:
-        jti = claims.get("jti")
-        if self._revoked is not None and isinstance(jti, str) and self._revoked.is_revoked(jti):
-            raise TokenRevoked("token id (jti) has been revoked")
 
-    def _cache_get(self, digest: bytes) -> Claims | None:
-        with self._lock:
-            entry = self._cache.get(digest)
-            if entry is None:
-                return None
-            if entry[1] <= time.time():
-                del self._cache[digest]
-                return None
-            self._cache.move_to_end(digest)
-            return entry[0]
-
-    def _cache_put(self, digest: bytes, claims: Claims) -> None:
-        exp = claims.get("exp")
-        if self._cache_size <= 0 or not isinstance(exp, int | float):
-            return
-        with self._lock:
-            self._cache[digest] = (claims, float(exp))
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _normalise(token: Any) -> str:

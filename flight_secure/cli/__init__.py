@@ -1,8 +1,9 @@
 """The ``flight-secure`` command (also ``python -m flight_secure``).
 
 Subcommands: ``demo`` (a secure client and server end to end), ``serve`` (a secure
-Flight data server over a folder of files), ``users`` (the password file), ``token``
-(mint a JWT for testing) and ``certs`` (development certificates). Each lives in its
+Flight data server over a folder of files), ``users`` (the password file), ``revoke``
+(end sessions), ``token`` (mint a JWT for testing) and ``certs`` (development
+certificates). Each lives in its
 own module whose ``add_arguments(parser)`` adds its options and sets ``run(args) -> int``
 as the parser default.
 """
@@ -14,7 +15,7 @@ import sys
 from types import ModuleType
 
 from flight_secure import __version__
-from flight_secure.cli import certs, demo, serve, tokens, users
+from flight_secure.cli import certs, demo, revoke, serve, tokens, users
 from flight_secure.cli._common import CommandError, Parser, one_line
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "demo": (demo, "watch a secure client and server at work on localhost (a few seconds)"),
     "serve": (serve, "serve a folder of Parquet, Arrow and CSV files over secure Flight"),
     "users": (users, "add, remove or list users of a password file"),
+    "revoke": (revoke, "end sessions: add a user or a token to a revocation file"),
     "token": (tokens, "mint a signed JWT for testing"),
     "certs": (certs, "make development TLS certificates (CA, server, clients)"),
 }

@@ -52,7 +52,7 @@ class _Narrator(logging.Handler):
             outcome = f" ({record.outcome})" if record.outcome != "ok" else ""
             print(f"    server saw {record.who} ({record.scheme}) on {record.rpc}"
                   f"{target}{outcome}")
-        elif isinstance(getattr(record, "audit", None), dict):
+        elif getattr(record, "audit", {}).get("event", "").startswith("login"):
             event = record.audit
             print(f"    server: {event['event']} for {event['who']} ({event['reason']})")
 

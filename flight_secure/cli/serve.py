@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from flight_secure.auth.passwords import PasswordStore
+from flight_secure.auth.revocation import RevocationFile
 from flight_secure.cli import setup, tlsfiles
 from flight_secure.cli._common import CommandError, one_line
 from flight_secure.cli.dataserver import DatasetServer
@@ -38,7 +39,7 @@ from flight_secure.types import CertKeyPair, Location
 
 AUTH_MODES = ("basic", "jwt", "mtls", "none")
 RELOAD_INTERVAL = 2.0
-"""Seconds between checks for edits of the password and permissions files."""
+"""Seconds between checks for edits of the password, permissions and revocation files."""
 MIB = 1024 * 1024
 MAX_MESSAGE_MIB = 64
 """Default bound of one incoming message, in MiB. gRPC holds a whole message before the
@@ -50,6 +51,8 @@ DRAIN_SECONDS = 20.0
 Kubernetes and the 90 s that systemd wait before they kill."""
 LISTED_DATASETS = 20
 """How many dataset names the startup banner shows."""
+SESSION_TTL = 900.0
+"""Seconds a session token of ``--auth basic`` lasts unless ``--session-ttl`` says."""
 
 log = logging.getLogger("flight_secure.serve")
 
@@ -91,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--permissions", type=Path, metavar="FILE",
                         help="INI file of per-user, per-dataset rights (default: admin "
                         "reads and writes, everyone else reads)")
+    parser.add_argument("--session-ttl", type=float, metavar="S",
+                        help="for --auth basic: seconds a login's session token lasts "
+                        f"(default {SESSION_TTL:g})")
+    parser.add_argument("--revocations", type=Path, metavar="FILE",
+                        help="revoked tokens and users (JSON lines, written by "
+                        "`flight-secure revoke`), re-read on change; missing is empty")
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--jwt-key", type=Path, metavar="FILE", help="for --auth jwt: the "
                       "token signer's public key (PEM) or certificate, or an HS256 secret")
@@ -129,6 +138,10 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError("--jwt-key, --jwks, --jwt-issuer and --jwt-audience need --auth jwt")
     if args.auth != "basic" and args.users is not None:
         raise CommandError("--users needs --auth basic")
+    if args.session_ttl is not None and (args.auth != "basic" or not args.session_ttl > 0):
+        raise CommandError("--session-ttl needs --auth basic and a number of seconds above 0")
+    if args.revocations is not None and args.auth not in ("basic", "jwt"):
+        raise CommandError("--revocations needs --auth basic or --auth jwt (tokens to revoke)")
     if args.auth == "mtls" and args.tls_cert is not None and args.ca is None:
         raise CommandError("--auth mtls with your own --tls-cert needs --ca (the client CA)")
     if not 0 <= args.port <= 65535:
@@ -169,19 +182,23 @@ class Running:
     store: PasswordStore | None
     permissions_file: Path | None
     _permissions_stamp: tuple[int, int, int] | None = None
+    revocations: RevocationFile | None = None
     _problems: set[str] = field(default_factory=set)
 
     def reload_changed_files(self) -> None:
-        """Pick up edits of the password and permissions files, so that a changed
-        password or a revoked right applies without a restart. A file that cannot be
-        read is logged (once per problem) and the rules in force are kept."""
+        """Pick up edits of the password, permissions and revocation files, so that a
+        changed password, a revoked right or a revoked session applies without a
+        restart. A file that cannot be read is logged (once per problem) and the rules
+        in force are kept."""
         problems = set()
-        if self.store is not None:
+        for source, what in ((self.store, "users"), (self.revocations, "revocations")):
+            if source is None:
+                continue
             try:
-                if self.store.reload():
-                    log.info("reloaded %s", self.store.path)
+                if source.reload():
+                    log.info("reloaded %s", source.path)
             except (OSError, ValueError) as exc:
-                problems.add(f"kept the users in force: {one_line(exc)}")
+                problems.add(f"kept the {what} in force: {one_line(exc)}")
         if self.permissions_file is not None:
             try:
                 stamp = _stamp(self.permissions_file)
@@ -225,12 +242,15 @@ def build_server(args: argparse.Namespace) -> Running:
     permissions_stamp = _stamp(args.permissions) if args.permissions else None
     connection = setup.Connection(auth=args.auth, host=args.host,
                                   mtls=args.auth == "mtls" or args.ca is not None)
-    verifier = setup.jwt_verifier(args) if args.auth == "jwt" else None
+    revocations = RevocationFile(args.revocations) if args.revocations else None
+    verifier = setup.jwt_verifier(args, revocations) if args.auth == "jwt" else None
     pair, client_ca = _tls(args, connection)
     store = setup.password_store(args) if args.auth == "basic" else None
     if store is not None and setup.ADMIN in store:
         connection.user = setup.ADMIN
-    handler = setup.auth_handler(store, verifier, mtls=connection.mtls)
+    handler = setup.auth_handler(store, verifier, mtls=connection.mtls,
+                                 session_ttl=args.session_ttl or SESSION_TTL,
+                                 revoked=revocations)
     options: dict[str, Any] = {"location": Location.for_grpc_tls(args.host, args.port),
                                "tls_certificates": [pair], "auth_handler": handler,
                                "max_message_size": args.max_message_size * MIB}
@@ -252,7 +272,8 @@ def build_server(args: argparse.Namespace) -> Running:
     log.info("serving %s with --auth %s%s%s; rights from %s", folder.root, args.auth,
              " and client certificates" if connection.mtls else "",
              ", Flight SQL on" if sql is not None else "", permissions.summary())
-    return Running(server, connection, handler, store, args.permissions, permissions_stamp)
+    return Running(server, connection, handler, store, args.permissions, permissions_stamp,
+                   revocations)
 
 
 def _tls(args: argparse.Namespace, connection: setup.Connection

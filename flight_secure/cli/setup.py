@@ -21,6 +21,7 @@ from flight_secure.auth.jwt_auth import JWTServerAuthHandler
 from flight_secure.auth.keys import SUPPORTED_ALGORITHMS
 from flight_secure.auth.mtls import MutualTLSServerAuthHandler
 from flight_secure.auth.passwords import PasswordStore
+from flight_secure.auth.revocation import Revocations
 from flight_secure.auth.tokens import JWTVerifier
 from flight_secure.certs import DEFAULT_HOSTS, DevCertificates, generate_dev_certificates
 from flight_secure.cli._common import CommandError
@@ -79,27 +80,30 @@ def password_store(args: argparse.Namespace) -> PasswordStore:
     return store
 
 
-def jwt_verifier(args: argparse.Namespace) -> JWTVerifier:
-    """The verifier of ``--jwt-key`` (public key, certificate or HS secret) or ``--jwks``."""
+def jwt_verifier(args: argparse.Namespace, revoked: Revocations | None = None) -> JWTVerifier:
+    """The verifier of ``--jwt-key`` (public key, certificate or HS secret) or ``--jwks``,
+    refusing the tokens ``revoked`` lists."""
+    # Every key is bound to its own algorithm family by JWTVerifier, so the allow-list
+    # can name them all without opening the door to HS/RS key confusion.
+    options: dict[str, Any] = {"issuer": args.jwt_issuer, "audience": args.jwt_audience,
+                               "revoked": revoked}
+    algorithms = sorted(SUPPORTED_ALGORITHMS)
     if args.jwks is not None:
         if not args.jwks.is_file():
             raise FileNotFoundError(2, "No such file or directory", str(args.jwks))
-        keys: Any = args.jwks
-    else:
-        keys = args.jwt_key.read_bytes()
-        if b"PRIVATE KEY" in keys:
-            raise CommandError(f"--jwt-key {args.jwt_key} is a private key; give the server "
-                               "only the public half (openssl pkey -in KEY -pubout)")
-        if not keys.lstrip().startswith(b"-----BEGIN"):
-            keys = keys.rstrip(b"\r\n")  # an HS256 secret file
-    # Every key is bound to its own algorithm family by JWTVerifier, so the allow-list
-    # can name them all without opening the door to HS/RS key confusion.
-    return JWTVerifier(keys, sorted(SUPPORTED_ALGORITHMS), issuer=args.jwt_issuer,
-                       audience=args.jwt_audience)
+        return JWTVerifier.from_jwks_file(args.jwks, algorithms, **options)
+    key = args.jwt_key.read_bytes()
+    if b"PRIVATE KEY" in key:
+        raise CommandError(f"--jwt-key {args.jwt_key} is a private key; give the server "
+                           "only the public half (openssl pkey -in KEY -pubout)")
+    if key.lstrip().startswith(b"-----BEGIN"):
+        return JWTVerifier.from_public_key(key, algorithms, **options)
+    return JWTVerifier.from_secret(key.rstrip(b"\r\n"), algorithms, **options)  # HS256
 
 
 def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
-                 mtls: bool) -> Any:
+                 mtls: bool, session_ttl: float = 900.0,
+                 revoked: Revocations | None = None) -> Any:
     """The server's handler: passwords (``store``), tokens (``verifier``), or neither.
 
     With ``mtls`` (client certificates verified) it is a MutualTLSServerAuthHandler
@@ -107,10 +111,11 @@ def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
     caller is then the password/token user, with the certificate attached. The session
     tokens of password logins are then bound to the certificate they were issued over
     (RFC 8705), so a stolen token is useless without the client's key. Without mTLS
-    and with neither, there is no handler (None).
+    and with neither, there is no handler (None). Password logins get session tokens
+    of ``session_ttl`` seconds and ``revoked`` lists the revoked ones.
     """
     if store is not None:
-        handler: Any = BasicServerAuthHandler(store)
+        handler: Any = BasicServerAuthHandler(store, token_ttl=session_ttl, revoked=revoked)
         return MutualTLSServerAuthHandler(inner=handler, bind_tokens=True) if mtls else handler
     handler = JWTServerAuthHandler(verifier) if verifier is not None else None
     return MutualTLSServerAuthHandler(inner=handler) if mtls else handler

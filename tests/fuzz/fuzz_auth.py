@@ -41,25 +41,9 @@ STORE = PasswordStore(rounds=4)
 STORE.add("alice", "alice's password, never guessed")
 LOGINS = BasicServerAuthHandler(
     STORE, JWTIssuer(KEY, "EdDSA", issuer="fuzz"), VERIFIER,
-    guard=LoginGuard(max_failures_per_user=10**9, max_failures_per_peer=10**9))
+    guard=LoginGuard(max_failures_per_user=10**9, max_failures_per_network=10**9))
 #: Prefixes that steer the fuzzer towards each parser.
 PREFIXES = ("Basic ", "Bearer ", "bearer ", "", "Basic YWxpY2U6", "Bearer eyJhbGciOiJFZERTQSJ9.")
-
-
-class CallHeaders:
-    """What CallCredentials reads from a gRPC server context: the headers and the peer."""
-
-    def __init__(self, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
-        self._metadata = metadata
-
-    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        return self._metadata
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:4242"
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        return {}
 
 
 def printable(text: str) -> str:
@@ -77,7 +61,7 @@ def test_one_input(data: bytes) -> None:
         metadata.append(("authorization", authorization))
     if provider.ConsumeBool():
         metadata.append(("auth-token-bin", token_bin))
-    call = CallCredentials(FlightMethod.DO_GET, CallHeaders(tuple(metadata)))
+    call = CallCredentials.from_values(FlightMethod.DO_GET, metadata, "ipv4:127.0.0.1:4242")
 
     try:
         pair = call.basic_credentials

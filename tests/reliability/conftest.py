@@ -213,8 +213,8 @@ class TokenOrCertificate(ServerAuthHandler):
     def authenticate_headers(self, call: CallCredentials) -> HeaderLogin | None:
         return self.logins.authenticate_headers(call)
 
-    def authenticate(self, outgoing: Any, incoming: Any, context: Any = None) -> None:
-        self.logins.authenticate(outgoing, incoming, context)
+    def authenticate_handshake(self, call: CallCredentials, outgoing: Any, incoming: Any) -> None:
+        self.logins.authenticate_handshake(call, outgoing, incoming)
 
     def is_valid(self, token: bytes) -> str:
         return self.logins.is_valid(token)

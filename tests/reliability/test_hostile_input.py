@@ -81,7 +81,7 @@ def target() -> Iterator[Target]:
     issuer = JWTIssuer(key, "EdDSA", issuer=ISS)
     verifier = JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS)
     # Limits so high that fuzzed logins reach the password check instead of a lockout.
-    guard = LoginGuard(max_failures_per_user=10**9, max_failures_per_peer=10**9)
+    guard = LoginGuard(max_failures_per_user=10**9, max_failures_per_network=10**9)
     handler = BasicServerAuthHandler(store, issuer, verifier, guard=guard)
     server = EchoServer(location="grpc://localhost:0", auth_handler=handler)
     client = flight.connect(f"grpc://localhost:{server.port}")

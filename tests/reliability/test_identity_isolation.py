@@ -105,7 +105,7 @@ def deployment(pki: DevCertificates) -> Iterator[Deployment]:
     issuer = JWTIssuer(idp_key, "ES256", issuer=IDP)
     # Many legitimate logins at once from one host: the default per-peer budget (20
     # in flight) would refuse some as "busy", by design; this deployment allows more.
-    guard = LoginGuard(max_waiting=256, max_failures_per_peer=1000)
+    guard = LoginGuard(max_waiting=256, max_failures_per_network=1000)
     logins = BasicServerAuthHandler(store, guard=guard)
     idp_tokens = JWTServerAuthHandler(JWTVerifier(idp_key.public_key(), ["ES256"], issuer=IDP))
     handler = TokenOrCertificate(logins, {IDP: idp_tokens}, MutualTLSServerAuthHandler())

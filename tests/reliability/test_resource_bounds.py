@@ -144,12 +144,17 @@ class StuckRequests:
         yield from ()
 
 
-def test_stuck_handshake_is_ended_after_handshake_timeout(store: PasswordStore) -> None:
+@pytest.mark.parametrize(("limit", "message", "seconds"), [
+    ({"handshake_timeout": 1.0, "max_concurrent_handshakes": 1},
+     "handshake did not finish within 1 s", 1.0),
+    ({"handshake_silence_timeout": 0.5}, "no credentials arrived within 0.5 s", 0.5),
+], ids=["handshake_timeout", "handshake_silence_timeout"])
+def test_a_stuck_handshake_is_ended_then_a_real_login_goes_through(
+        store: PasswordStore, limit: dict[str, Any], message: str, seconds: float) -> None:
     handler = BasicServerAuthHandler(store)
     stuck = StuckRequests()
     try:
-        with EchoServer(auth_handler=handler, handshake_timeout=1.0,
-                        max_concurrent_handshakes=1) as server, \
+        with EchoServer(auth_handler=handler, **limit) as server, \
                 raw_channel(server.port) as channel:
             began = time.monotonic()
             call = channel.stream_stream(rpc_path("Handshake"))(iter(stuck),
@@ -158,9 +163,8 @@ def test_stuck_handshake_is_ended_after_handshake_timeout(store: PasswordStore) 
                 list(call)
             elapsed = time.monotonic() - began
             assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert "handshake did not finish within 1 s" in ended.value.details()
-            assert 0.9 < elapsed < 5, elapsed
-            # Its one handshake slot is free again: a real login goes through.
+            assert message in ended.value.details()
+            assert 0.8 * seconds < elapsed < 5, elapsed
             with flight.connect(f"grpc://localhost:{server.port}") as client:
                 client.authenticate(BasicClientAuthHandler(USER, PASSWORD), OPTIONS)
                 assert echo_call(client, "DoAction", b"n", OPTIONS) == b"dave|basic|n"
@@ -176,36 +180,40 @@ class CountingLogins(BasicServerAuthHandler):
         super().__init__(store)
         self.entered = threading.Semaphore(0)
 
-    def authenticate(self, outgoing: Any, incoming: Any, context: Any = None) -> None:
+    def authenticate_handshake(self, call: Any, outgoing: Any, incoming: Any) -> None:
         self.entered.release()
-        super().authenticate(outgoing, incoming, context)
+        super().authenticate_handshake(call, outgoing, incoming)
 
 
-def test_concurrent_handshakes_are_bounded(store: PasswordStore) -> None:
-    slots = 4
+def test_idle_handshakes_per_network_are_bounded(store: PasswordStore) -> None:
+    """Handshakes that send no credentials: at most 4 per network stay open past
+    ``idle_after``, the fifth is refused then; a login that sends its credentials still
+    goes through from the same network."""
+    limit = 4
     handler = CountingLogins(store)
-    stuck = [StuckRequests() for _ in range(slots + 1)]
+    stuck = [StuckRequests() for _ in range(limit + 1)]
     try:
         with EchoServer(auth_handler=handler, handshake_timeout=CALL_TIMEOUT,
-                        max_concurrent_handshakes=slots) as server, \
+                        handshake_silence_timeout=CALL_TIMEOUT,
+                        max_idle_handshakes_per_peer=limit) as server, \
                 raw_channel(server.port) as channel:
             handshake = channel.stream_stream(rpc_path("Handshake"))
-            holding = [handshake(iter(s), timeout=CALL_TIMEOUT) for s in stuck[:slots]]
-            for _ in range(slots):
+            holding = [handshake(iter(s), timeout=CALL_TIMEOUT) for s in stuck[:limit]]
+            for _ in range(limit):
                 assert handler.entered.acquire(timeout=CALL_TIMEOUT), "handshakes not started"
             began = time.monotonic()
             with pytest.raises(grpc.RpcError) as extra:
-                list(handshake(iter(stuck[slots]), timeout=CALL_TIMEOUT))
+                list(handshake(iter(stuck[limit]), timeout=CALL_TIMEOUT))
             assert extra.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "too many handshakes in progress" in extra.value.details()
+            assert "too many handshakes without credentials" in extra.value.details()
             assert time.monotonic() - began < 5
+            with flight.connect(f"grpc://localhost:{server.port}") as client:
+                options = flight.FlightCallOptions(timeout=CALL_TIMEOUT)
+                client.authenticate_basic_token(USER, PASSWORD, options)
             for requests in stuck:
                 requests.release.set()
             for call in holding:
                 assert call.code() == grpc.StatusCode.UNAUTHENTICATED
-            with flight.connect(f"grpc://localhost:{server.port}") as client:
-                client.authenticate(BasicClientAuthHandler(USER, PASSWORD), OPTIONS)
-                assert echo_call(client, "DoAction", b"n", OPTIONS) == b"dave|basic|n"
     finally:
         for requests in stuck:
             requests.release.set()

@@ -97,7 +97,8 @@ def session_server(pki: DevCertificates, store: PasswordStore
     """mTLS + Basic logins issuing HS256 session tokens, and a strict LoginGuard."""
     guard = LoginGuard(max_failures_per_user=2)
     logins = RecordingLogins(store, JWTIssuer(HMAC_SECRET, "HS256", issuer=ISS),
-                             JWTVerifier(HMAC_SECRET, ["HS256"], issuer=ISS), guard=guard)
+                             JWTVerifier.from_secret(HMAC_SECRET, ["HS256"], issuer=ISS),
+                             guard=guard)
     server = EchoServer(auth_handler=MutualTLSServerAuthHandler(inner=logins),
                         **mtls_server_options(pki))
     try:
