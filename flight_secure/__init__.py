@@ -20,13 +20,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
-from flight_secure.client import (
-    FlightCallOptions,
-    FlightClient,
-    FlightMetadataReader,
-    FlightStreamWriter,
-    connect,
-)
+from flight_secure.client import FlightCallOptions, FlightClient, connect
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
     FlightAlreadyExistsError,
@@ -50,12 +44,15 @@ from flight_secure.middleware import (
     ServerMiddleware,
     ServerMiddlewareFactory,
 )
-from flight_secure.server import FlightServerBase, FlightServerOptions
+from flight_secure.server import FlightServerBase
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.streams import (
     FlightDataStream,
+    FlightMetadataReader,
     FlightMetadataWriter,
     FlightStreamChunk,
     FlightStreamReader,
+    FlightStreamWriter,
     GeneratorStream,
     MetadataRecordBatchReader,
     MetadataRecordBatchWriter,

@@ -80,6 +80,20 @@ class ServerCallContext:
             self._trailers = []
         self._trailers.append((key.lower(), value))
 
+    def attach_middleware(self, instances: dict[str, ServerMiddleware]) -> None:
+        """The middleware the server started for this call, by factory key."""
+        self._middleware = instances
+
+    def take_response_headers(self) -> list[tuple[str, Any]]:
+        """The headers added with :meth:`add_header` since the last take, as pairs."""
+        headers, self._response_headers = self._response_headers or [], None
+        return headers
+
+    def take_trailers(self) -> list[tuple[str, Any]]:
+        """The trailers added with :meth:`add_trailer` since the last take, as pairs."""
+        trailers, self._trailers = self._trailers or [], None
+        return trailers
+
     def __repr__(self) -> str:
         identity = self.peer_identity()
         return f"<ServerCallContext method={self.method.name} peer_identity={identity!r}>"

@@ -3,9 +3,10 @@
 :class:`RpcDispatcher` builds the gRPC service for one :class:`FlightServerBase`.
 Each call goes through :meth:`RpcDispatcher._open_call` (the auth gate, then
 middleware), the server's handler, and :meth:`RpcDispatcher._close_call` (response
-headers, trailers, middleware ``call_completed``). An exception from the handler
-is sent to the client as the matching gRPC status with its message, and the
-server keeps serving.
+headers, trailers, middleware ``call_completed``). No request message is read
+before ``_open_call`` has admitted the call. An exception from the handler is
+sent to the client as the matching gRPC status with its message, and the server
+keeps serving.
 """
 
 from __future__ import annotations
@@ -18,11 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
-
-try:  # only for _read_past_end, which works without it
-    from grpc._cython import cygrpc as _cygrpc
-except ImportError:  # pragma: no cover - other grpcio builds
-    _cygrpc = None
 
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.auth.base import LoginThrottledError
@@ -38,14 +34,17 @@ from flight_secure.errors import (
     arrow_status_trailers,
     status_for_exception,
 )
-from flight_secure.framing import FrameDecoder, decode_flight_data, encode_bytes_message
+from flight_secure.framing import FrameDecoder
+from flight_secure.grpc_internals import read_past_end
 from flight_secure.middleware import headers_to_metadata
+from flight_secure.outbox import Outbox
+from flight_secure.rpcs import RPCS, SERVICE, Rpc
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.streams import (
     FlightMetadataWriter,
     MetadataRecordBatchReader,
     MetadataRecordBatchWriter,
-    Outbox,
-    as_flight_data_stream,
+    flight_data_frames,
 )
 from flight_secure.types import (
     Action,
@@ -58,16 +57,15 @@ from flight_secure.types import (
     Result,
     SchemaResult,
     Ticket,
-    _parse,
     to_bytes,
 )
+from flight_secure.wire import decode_flight_data, encode_bytes_message, parse_message
 
 if TYPE_CHECKING:
-    from flight_secure.server import FlightServerBase, FlightServerOptions
+    from flight_secure.server import FlightServerBase
 
 log = logging.getLogger("flight_secure.server")
 
-SERVICE = "arrow.flight.protocol.FlightService"
 #: The trailer telling a throttled client how many seconds to wait before retrying.
 RETRY_AFTER_TRAILER = "retry-after"
 _M = FlightMethod
@@ -76,10 +74,11 @@ _M = FlightMethod
 class _CallState:
     """What :meth:`RpcDispatcher._open_call` hands to the call's closing step."""
 
-    __slots__ = ("context", "headers_sent", "middleware")
+    __slots__ = ("context", "grpc_context", "headers_sent", "middleware")
 
-    def __init__(self, context: ServerCallContext) -> None:
+    def __init__(self, context: ServerCallContext, grpc_context: Any) -> None:
         self.context = context
+        self.grpc_context = grpc_context
         self.middleware: list = []
         self.headers_sent = False
 
@@ -96,6 +95,10 @@ class RpcDispatcher:
             require_certificate=options.verify_client,
         )
         self.middleware_factories = options.middleware
+        self.max_decompressed_size = (
+            options.max_message_size if options.max_decompressed_size is None
+            else options.max_decompressed_size
+        )
         self.handshakes = HandshakeLimits(options.max_concurrent_handshakes,
                                           options.max_idle_handshakes_per_peer)
         # Handshakes wait (for credentials, for a checking slot): in threads of their
@@ -115,7 +118,7 @@ class RpcDispatcher:
     def _open_call(self, grpc_context: Any, method: FlightMethod) -> _CallState:
         """Authenticate, authorize and start middleware for a call (raises to refuse)."""
         context = ServerCallContext(grpc_context, method)
-        state = _CallState(context)
+        state = _CallState(context, grpc_context)
         gate = self.gate
         if gate.needed and method is not _M.HANDSHAKE:
             context.principal = gate.admit(context.credentials)
@@ -130,7 +133,7 @@ class RpcDispatcher:
                 instance = factory.start_call(info, headers)
                 if instance is not None:
                     instances[key] = instance
-            context._middleware = instances
+            context.attach_middleware(instances)
             state.middleware = list(instances.values())
         return state
 
@@ -143,17 +146,14 @@ class RpcDispatcher:
             sent = instance.sending_headers()
             if sent:
                 extra.extend(headers_to_metadata(sent))
-        if state.context._response_headers:
-            extra.extend(headers_to_metadata(state.context._response_headers))
+        extra.extend(headers_to_metadata(state.context.take_response_headers()))
         if extra:
-            state.context._grpc_context.send_initial_metadata(tuple(extra))
+            state.grpc_context.send_initial_metadata(tuple(extra))
 
     def _close_call(self, state: _CallState, error: BaseException | None) -> None:
-        context = state.context
-        if context._trailers:
-            context._grpc_context.set_trailing_metadata(
-                tuple(headers_to_metadata(context._trailers))
-            )
+        trailers = state.context.take_trailers()
+        if trailers:
+            state.grpc_context.set_trailing_metadata(tuple(headers_to_metadata(trailers)))
         for instance in state.middleware:
             try:
                 instance.call_completed(error)
@@ -169,9 +169,7 @@ class RpcDispatcher:
             log.error("handler raised %s", type(exc).__name__, exc_info=exc)
         trailers = []
         if state is not None:
-            if state.context._trailers:
-                trailers.extend(headers_to_metadata(state.context._trailers))
-                state.context._trailers = None
+            trailers.extend(headers_to_metadata(state.context.take_trailers()))
             try:
                 self._send_headers(state)
             except Exception:  # headers could not be sent; the status still can
@@ -182,18 +180,18 @@ class RpcDispatcher:
         grpc_context.abort(code, message)
 
     def _unary(self, method: FlightMethod, run):
-        def behavior(request: bytes, grpc_context: Any) -> bytes:
+        def behavior(requests: Iterator[bytes], grpc_context: Any) -> bytes:
             state = None
             try:
                 state = self._open_call(grpc_context, method)
-                response = run(state.context, request)
+                response = run(state.context, _only_request(requests))
                 self._send_headers(state)
             except Exception as exc:
                 self._abort(grpc_context, state, exc)
             self._close_call(state, None)
             return response
 
-        return grpc.unary_unary_rpc_method_handler(behavior)
+        return grpc.stream_unary_rpc_method_handler(behavior)
 
     def _stream_responses(
         self, grpc_context: Any, method: FlightMethod, produce: Any
@@ -222,12 +220,12 @@ class RpcDispatcher:
                 self._close_call(state, FlightCancelledError("the client cancelled the call"))
 
     def _server_stream(self, method: FlightMethod, run):
-        def behavior(request: bytes, grpc_context: Any) -> Iterator[bytes]:
+        def behavior(requests: Iterator[bytes], grpc_context: Any) -> Iterator[bytes]:
             return self._stream_responses(
-                grpc_context, method, lambda state: run(state.context, request)
+                grpc_context, method, lambda state: run(state.context, _only_request(requests))
             )
 
-        return grpc.unary_stream_rpc_method_handler(behavior)
+        return grpc.stream_stream_rpc_method_handler(behavior)
 
     def _bidi_stream(self, method: FlightMethod, run, deserializer=None):
         def behavior(requests: Iterator[Any], grpc_context: Any) -> Iterator[bytes]:
@@ -240,28 +238,33 @@ class RpcDispatcher:
         return grpc.stream_stream_rpc_method_handler(behavior, request_deserializer=deserializer)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        handlers = {
-            "Handshake": self._bidi_stream(_M.HANDSHAKE, self._run_handshake),
-            "ListFlights": self._server_stream(_M.LIST_FLIGHTS, self._run_list_flights),
-            "GetFlightInfo": self._unary(
-                _M.GET_FLIGHT_INFO, self._descriptor_call("get_flight_info", FlightInfo)
-            ),
-            "PollFlightInfo": self._unary(
-                _M.POLL_FLIGHT_INFO, self._descriptor_call("poll_flight_info", PollInfo)
-            ),
-            "GetSchema": self._unary(_M.GET_SCHEMA, self._run_get_schema),
-            "DoGet": self._server_stream(_M.DO_GET, self._run_do_get),
-            "DoPut": self._bidi_stream(_M.DO_PUT, self._run_do_put, decode_flight_data),
-            "DoExchange": self._bidi_stream(
-                _M.DO_EXCHANGE, self._run_do_exchange, decode_flight_data
-            ),
-            "DoAction": self._server_stream(_M.DO_ACTION, self._run_do_action),
-            "ListActions": self._server_stream(_M.LIST_ACTIONS, self._run_list_actions),
+        """The gRPC handlers of every RPC in :data:`~flight_secure.rpcs.RPCS`."""
+        runs = {
+            "Handshake": self._run_handshake,
+            "ListFlights": self._run_list_flights,
+            "GetFlightInfo": self._descriptor_call("get_flight_info", FlightInfo),
+            "PollFlightInfo": self._descriptor_call("poll_flight_info", PollInfo),
+            "GetSchema": self._run_get_schema,
+            "DoGet": self._run_do_get,
+            "DoPut": self._run_do_put,
+            "DoExchange": self._run_do_exchange,
+            "DoAction": self._run_do_action,
+            "ListActions": self._run_list_actions,
         }
+        handlers = {rpc.name: self._method_handler(rpc, runs[rpc.name]) for rpc in RPCS}
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
+    def _method_handler(self, rpc: Rpc, run: Any) -> grpc.RpcMethodHandler:
+        """The handler of the right shape for ``rpc``, around ``run``."""
+        if rpc.client_streams:
+            frames = decode_flight_data if rpc.request == "FlightData" else None
+            return self._bidi_stream(rpc.method, run, frames)
+        if rpc.server_streams:
+            return self._server_stream(rpc.method, run)
+        return self._unary(rpc.method, run)
+
     def _run_list_flights(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
-        criteria = _parse(pb.Criteria, request).expression
+        criteria = parse_message(pb.Criteria, request).expression
         for info in self.server.list_flights(context, criteria) or ():
             yield info.serialize()
 
@@ -269,7 +272,7 @@ class RpcDispatcher:
         """GetFlightInfo and PollFlightInfo: descriptor in, one ``result_type`` out."""
 
         def run(context: ServerCallContext, request: bytes) -> bytes:
-            descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
+            descriptor = FlightDescriptor.deserialize(request)
             result = getattr(self.server, handler_name)(context, descriptor)
             if not isinstance(result, result_type):
                 raise TypeError(
@@ -281,27 +284,27 @@ class RpcDispatcher:
         return run
 
     def _run_get_schema(self, context: ServerCallContext, request: bytes) -> bytes:
-        descriptor = FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, request))
+        descriptor = FlightDescriptor.deserialize(request)
         result = self.server.get_schema(context, descriptor)
         if isinstance(result, SchemaResult):
             return result.serialize()
         return SchemaResult(result).serialize()
 
     def _run_do_get(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
-        ticket = Ticket(_parse(pb.Ticket, request).ticket)
-        stream = as_flight_data_stream(self.server.do_get(context, ticket))
-        return stream._frames()
+        ticket = Ticket.deserialize(request)
+        return flight_data_frames(self.server.do_get(context, ticket))
 
     def _run_do_action(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
-        message = _parse(pb.Action, request)
-        action = Action(message.type, message.body)
+        action = Action.deserialize(request)
         gate = self.gate
         if gate.authorizer is not None:
             gate.authorize(context.principal, _M.DO_ACTION, action.type, context.credentials)
         results = self.server.do_action(context, action)
         for result in results or ():
-            body = result._body if isinstance(result, Result) else to_bytes(result)
-            yield encode_bytes_message(body)
+            if isinstance(result, Result):
+                yield result.serialize()
+            else:
+                yield encode_bytes_message(to_bytes(result))
 
     def _run_list_actions(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
         for item in self.server.list_actions(context) or ():
@@ -326,7 +329,7 @@ class RpcDispatcher:
         admission = self.handshakes.begin(context.credentials, began + options.handshake_timeout)
         try:
             outbox = Outbox()
-            payloads = (_parse(pb.HandshakeRequest, r).payload for r in requests)
+            payloads = (parse_message(pb.HandshakeRequest, r).payload for r in requests)
 
             def send(payload: bytes) -> None:
                 outbox.put(pb.HandshakeResponse(payload=payload).SerializeToString())
@@ -341,7 +344,7 @@ class RpcDispatcher:
             frames = iter(outbox)
             while True:
                 remaining = self._handshake_deadline(admission, began) - time.monotonic()
-                if not _wait_ready(outbox, max(remaining, 0.0)):
+                if not outbox.wait_ready(max(remaining, 0.0)):
                     continue  # a deadline came: see what it means now
                 try:
                     yield next(frames)
@@ -390,10 +393,11 @@ class RpcDispatcher:
         gRPC sometimes ends the messages of a cancelled call as if the client had
         finished: the cancellation reaches grpcio's bookkeeping a moment later. For
         DoPut, where a clean end means "store this", the end is confirmed before the
-        handler sees it: after one more read of the call has come back through
-        gRPC (:func:`_read_past_end`), a cancelled call shows as inactive. Where
-        that read cannot be made, the call is watched for ``end_of_stream_grace``
-        seconds instead: if it ends within them, the upload was cut off.
+        handler sees it: once one more read of the call has come back through gRPC
+        (:func:`~flight_secure.grpc_internals.read_past_end`), a cancelled call shows
+        as inactive. Where that read cannot be made, the call is watched for
+        ``end_of_stream_grace`` seconds instead: if it ends within them, the upload
+        was cut off.
         """
         ended = threading.Event()
         grace = self.options.end_of_stream_grace
@@ -405,7 +409,7 @@ class RpcDispatcher:
         except grpc.RpcError:
             raise FlightCancelledError("the client cancelled the call or disconnected") from None
         if confirm:
-            if not ended.is_set() and not _read_past_end(grpc_context, grace):
+            if not ended.is_set() and not read_past_end(grpc_context, grace):
                 ended.wait(grace)
             if ended.is_set() or not grpc_context.is_active():
                 raise FlightCancelledError(
@@ -434,7 +438,7 @@ class RpcDispatcher:
         """DoPut and DoExchange: the handler runs in a helper thread, reading the
         client's stream, while this generator sends what it writes (backpressured)."""
         context = state.context
-        decoder = FrameDecoder(requests)
+        decoder = FrameDecoder(requests, max_decompressed_size=self.max_decompressed_size)
         descriptor = _descriptor_of(decoder)
         reader = MetadataRecordBatchReader(decoder)
         outbox = Outbox()
@@ -465,32 +469,19 @@ def _auth_handler(options: FlightServerOptions) -> Any:
     return options.auth_handler
 
 
-def _read_past_end(grpc_context: Any, timeout: float) -> bool:
-    """Ask gRPC for one more message of a call whose messages ended; wait for the answer.
+def _only_request(requests: Iterator[bytes]) -> bytes:
+    """The one request message of a unary-request call, read once the call is admitted.
 
-    The read goes through the connection's transport like the client's end of
-    stream (or cancellation) did, and its answer comes back through the server's
-    one event queue, so by then grpcio has also handled a cancellation that
-    ended the messages. True when the answer came within ``timeout`` seconds.
-    This reaches into grpcio's server internals; where they differ it returns
-    False at once and the caller falls back to waiting out its grace period.
+    Every RPC is served as a request stream so that nothing of a request is read
+    before the auth gate has admitted the call: until then gRPC holds at most the
+    stream's flow-control window of it.
     """
-    call = getattr(getattr(grpc_context, "_rpc_event", None), "call", None)
-    start_batch = getattr(call, "start_server_batch", None)
-    receive = getattr(_cygrpc, "ReceiveMessageOperation", None)
-    if start_batch is None or receive is None:
-        return False
-    answered = threading.Event()
-
-    def on_answer(event: Any) -> tuple[None, tuple]:
-        answered.set()
-        return None, ()  # grpcio's tag contract: no finished call, no callbacks
-
     try:
-        start_batch((receive(0),), on_answer)
-    except Exception:  # a call grpcio no longer takes operations on
-        return False
-    return answered.wait(timeout)
+        return next(requests)
+    except StopIteration:
+        raise FlightInvalidArgumentError("the call carried no request message") from None
+    except grpc.RpcError:
+        raise FlightCancelledError("the client cancelled the call or disconnected") from None
 
 
 def _descriptor_of(decoder: Any) -> FlightDescriptor:
@@ -499,9 +490,4 @@ def _descriptor_of(decoder: Any) -> FlightDescriptor:
         raise FlightInvalidArgumentError(
             "the first FlightData message must carry the FlightDescriptor"
         )
-    return FlightDescriptor._from_proto(_parse(pb.FlightDescriptor, bytes(raw)))
-
-
-def _wait_ready(outbox: Outbox, timeout: float) -> bool:
-    with outbox._cond:
-        return outbox._cond.wait_for(lambda: bool(outbox._items), timeout)
+    return FlightDescriptor.deserialize(bytes(raw))

@@ -10,6 +10,9 @@ Arrow error too, so ``except`` clauses written for pyarrow keep working.
 
 from __future__ import annotations
 
+import enum
+from typing import Any
+
 import grpc
 import pyarrow as pa
 
@@ -171,37 +174,53 @@ _ARROW_WORDING: dict[grpc.StatusCode, str] = {
 }
 
 
-#: Arrow's C++ StatusCode values, for the ``x-arrow-status`` trailer. Flight errors
-#: travel as IOError with the Flight detail carried by the gRPC code itself.
-_ARROW_CODE_FOR_ERROR: dict[type[BaseException], int] = {
-    FlightInvalidArgumentError: 4,
-    FlightNotFoundError: 2,
-    FlightAlreadyExistsError: 45,
-    FlightUnimplementedError: 10,
-    FlightError: 5,
-    pa.ArrowInvalid: 4,
-    pa.ArrowKeyError: 2,
-    pa.ArrowNotImplementedError: 10,
-    NotImplementedError: 10,
-    KeyError: 2,
-    LookupError: 2,
-    IndexError: 7,
-    TypeError: 3,
-    ValueError: 4,
-    MemoryError: 1,
+class ArrowStatusCode(enum.IntEnum):
+    """Arrow C++'s ``StatusCode`` values (arrow/status.h), as sent in ``x-arrow-status``."""
+
+    OUT_OF_MEMORY = 1
+    KEY_ERROR = 2
+    TYPE_ERROR = 3
+    INVALID = 4
+    IO_ERROR = 5
+    INDEX_ERROR = 7
+    UNKNOWN_ERROR = 9
+    NOT_IMPLEMENTED = 10
+    ALREADY_EXISTS = 45
+
+
+_A = ArrowStatusCode
+
+#: Error class -> the Arrow status code Arrow's servers send for it. Flight errors
+#: travel as IOError, the Flight detail carried by the gRPC code itself.
+_ARROW_CODE_FOR_ERROR: dict[type[BaseException], ArrowStatusCode] = {
+    FlightInvalidArgumentError: _A.INVALID,
+    FlightNotFoundError: _A.KEY_ERROR,
+    FlightAlreadyExistsError: _A.ALREADY_EXISTS,
+    FlightUnimplementedError: _A.NOT_IMPLEMENTED,
+    FlightError: _A.IO_ERROR,
+    pa.ArrowInvalid: _A.INVALID,
+    pa.ArrowKeyError: _A.KEY_ERROR,
+    pa.ArrowNotImplementedError: _A.NOT_IMPLEMENTED,
+    NotImplementedError: _A.NOT_IMPLEMENTED,
+    KeyError: _A.KEY_ERROR,
+    LookupError: _A.KEY_ERROR,
+    IndexError: _A.INDEX_ERROR,
+    TypeError: _A.TYPE_ERROR,
+    ValueError: _A.INVALID,
+    MemoryError: _A.OUT_OF_MEMORY,
 }
+
+
+def _by_class(table: dict[type[BaseException], Any], exc: BaseException, default: Any) -> Any:
+    """What ``table`` gives the nearest of ``exc``'s classes (through its MRO), or ``default``."""
+    return next((table[klass] for klass in type(exc).__mro__ if klass in table), default)
 
 
 def arrow_status_trailers(exc: BaseException, message: str) -> list[tuple[str, str | bytes]]:
     """Trailers that let Arrow's own clients rebuild the error as their servers send it."""
-    for klass in type(exc).__mro__:
-        arrow_code = _ARROW_CODE_FOR_ERROR.get(klass)
-        if arrow_code is not None:
-            break
-    else:
-        arrow_code = 9  # UnknownError
+    arrow_code = _by_class(_ARROW_CODE_FOR_ERROR, exc, ArrowStatusCode.UNKNOWN_ERROR)
     trailers: list[tuple[str, str | bytes]] = [
-        (ARROW_STATUS_TRAILER, str(arrow_code)),
+        (ARROW_STATUS_TRAILER, str(int(arrow_code))),
         (ARROW_MESSAGE_TRAILER, message.encode()),
     ]
     extra = getattr(exc, "extra_info", b"")
@@ -217,12 +236,7 @@ def status_for_exception(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     ``"<ExceptionType>: <message>"`` so the client sees what failed; no traceback
     is ever included (the server logs it instead).
     """
-    for klass in type(exc).__mro__:
-        code = _CODE_FOR_ERROR.get(klass)
-        if code is not None:
-            break
-    else:
-        code = _C.UNKNOWN
+    code = _by_class(_CODE_FOR_ERROR, exc, _C.UNKNOWN)
     if isinstance(exc, FlightError):
         message = str(exc)
     elif isinstance(exc, KeyError) and exc.args:

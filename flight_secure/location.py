@@ -255,12 +255,9 @@ class Location:
             return f"unix:{self.path}"
         if scheme not in GRPC_SCHEMES:
             raise FlightNotFoundError(_no_transport(scheme))
-        host = self.host or "localhost"
-        if ":" in host:
-            host = f"[{host}]"
         if self.port is None:
             raise FlightInvalidArgumentError(f"location {self._uri!r} has no port")
-        return f"{host}:{self.port}"
+        return f"{_host_text(self.host or 'localhost')}:{self.port}"
 
     @staticmethod
     def for_grpc_tcp(host: str | bytes, port: int) -> Location:

@@ -1,6 +1,7 @@
-"""FlightServerBase and FlightServerOptions: a server's lifecycle and the RPCs to override.
+"""FlightServerBase: a server's lifecycle and the RPCs to override.
 
-How each RPC reaches these methods is :mod:`flight_secure.dispatch`'s job.
+What it is configured with is :class:`~flight_secure.server_options.FlightServerOptions`;
+how each RPC reaches these methods is :mod:`flight_secure.dispatch`'s job.
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ from flight_secure.errors import (
     FlightInvalidArgumentError,
 )
 from flight_secure.middleware import ServerMiddlewareFactory
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.streams import (
     FlightMetadataWriter,
     MetadataRecordBatchReader,
     MetadataRecordBatchWriter,
 )
+from flight_secure.tls import pem_bytes
 from flight_secure.types import (
     Action,
     ActionType,
     CertKeyPair,
     FlightDescriptor,
     FlightInfo,
-    FlightMethod,
     Location,
     PollInfo,
     SchemaResult,
@@ -42,126 +44,8 @@ from flight_secure.types import (
 
 log = logging.getLogger("flight_secure.server")
 
-SERVICE = "arrow.flight.protocol.FlightService"
-_M = FlightMethod
-
-
-class FlightServerOptions:
-    """How a server listens and whom it lets in.
-
-    The first six arguments are Arrow's. The rest are flight_secure's limits:
-    ``max_workers`` threads serve calls; ``max_concurrent_handshakes`` bounds the
-    handshakes whose credentials are being checked (more wait for their turn);
-    ``max_idle_handshakes_per_peer`` bounds the handshakes one client network (an
-    IPv4 address, an IPv6 /64) may keep open without sending credentials (more
-    are refused with RESOURCE_EXHAUSTED), and ``handshake_silence_timeout`` ends
-    each that sends none in time; ``handshake_timeout`` ends a handshake that
-    has not finished (see :mod:`flight_secure.auth.handshakes`); ``max_message_size`` (bytes,
-    -1 for no limit) caps one received message; ``max_metadata_size`` caps a
-    call's headers; ``authorizer`` decides per call after authentication;
-    ``end_of_stream_grace`` is how long a DoPut's end is confirmed before the
-    handler's reader reports it (so a cut-off upload never looks finished): the
-    confirmation is normally one more read through gRPC (well under a
-    millisecond) and waits out the whole grace only where grpcio's internals
-    differ from the ones it was built on; 0 turns the check off;
-    ``stream_window_bytes`` is how much of one incoming stream gRPC reads ahead
-    of the handler (the HTTP/2 stream window's floor; uploads of big batches flow
-    faster with a larger one). Each open stream may hold this much in memory
-    before its handler, and the auth gate, run: lower it where many untrusted
-    clients may queue uploads behind busy workers. ``max_streams_per_connection``
-    (default None: no limit, as in gRPC and Arrow) is how many calls one
-    connection may have open at once (HTTP/2's ``SETTINGS_MAX_CONCURRENT_STREAMS``);
-    a client's further calls wait in that client until one ends. It bounds the
-    stream windows one connection can fill, and below ``max_workers`` it keeps one
-    connection from occupying every worker. Caveat, seen in the hostile-input
-    fuzz: with a limit set, a connection whose calls keep being refused later gets
-    some calls reset with ``REFUSED_STREAM`` (UNAVAILABLE) instead of their real
-    error, as gRPC's defence against rapid resets lowers the limit for a while.
-    """
-
-    def __init__(
-        self,
-        location: str | Location | tuple[str, int] | None = None,
-        auth_handler: ServerAuthHandler | None = None,
-        tls_certificates: list[CertKeyPair] | None = None,
-        verify_client: bool = False,
-        root_certificates: bytes | str | None = None,
-        middleware: dict[str, ServerMiddlewareFactory] | None = None,
-        *,
-        max_workers: int = 64,
-        max_concurrent_handshakes: int = 16,
-        max_idle_handshakes_per_peer: int = 8,
-        handshake_silence_timeout: float = 2.0,
-        handshake_timeout: float = 10.0,
-        max_message_size: int = -1,
-        max_metadata_size: int = 16 * 1024,
-        authorizer: Any = None,
-        tls_credentials: Any = None,
-        end_of_stream_grace: float = 0.01,
-        stream_window_bytes: int = 4 * 1024 * 1024,
-        max_streams_per_connection: int | None = None,
-    ) -> None:
-        self.location = _as_location(location)
-        self.auth_handler = auth_handler
-        self.tls_certificates = list(tls_certificates or [])
-        self.verify_client = verify_client
-        self.root_certificates = root_certificates
-        self.middleware = dict(middleware or {})
-        self.max_workers = max_workers
-        self.max_concurrent_handshakes = max_concurrent_handshakes
-        self.max_idle_handshakes_per_peer = max_idle_handshakes_per_peer
-        self.handshake_silence_timeout = handshake_silence_timeout
-        self.handshake_timeout = handshake_timeout
-        self.max_message_size = max_message_size
-        self.max_metadata_size = max_metadata_size
-        self.authorizer = authorizer
-        self.tls_credentials = tls_credentials
-        self.end_of_stream_grace = end_of_stream_grace
-        self.stream_window_bytes = stream_window_bytes
-        self.max_streams_per_connection = max_streams_per_connection
-        _check_limits(self)
-
-
-_INT32_MAX = 2**31 - 1
-
-
-def _check_limits(options: FlightServerOptions) -> None:
-    """Raise ValueError naming the first limit that cannot work."""
-    for name, minimum, optional in (
-        ("max_workers", 1, False),
-        ("max_concurrent_handshakes", 1, False),
-        ("max_idle_handshakes_per_peer", 1, False),
-        ("stream_window_bytes", 1, False),
-        ("max_streams_per_connection", 1, True),  # None: no limit
-    ):
-        value = getattr(options, name)
-        if value is None and optional:
-            continue
-        if type(value) is not int or not minimum <= value <= _INT32_MAX:
-            raise ValueError(
-                f"{name} must be an integer from {minimum} to {_INT32_MAX}, not {value!r}"
-            )
-    for name, zero_allowed in (("handshake_timeout", False), ("handshake_silence_timeout", False),
-                               ("end_of_stream_grace", True)):
-        value = getattr(options, name)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or value < 0 or (value == 0 and not zero_allowed):
-            bound = "0 or more" if zero_allowed else "above 0"
-            raise ValueError(f"{name} must be a number of seconds {bound}, not {value!r}")
-
-
-def _as_location(location: Any) -> Location:
-    if location is None:
-        return Location("grpc://localhost:0")
-    if isinstance(location, tuple):
-        return Location.for_grpc_tcp(*location)
-    return Location(location)
-
-
-def _pem(value: bytes | str | None) -> bytes | None:
-    if value is None:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)
+#: The largest value of gRPC's integer channel arguments: no limit.
+_GRPC_INT_MAX = 2**31 - 1
 
 
 class FlightServerBase:
@@ -237,6 +121,16 @@ class FlightServerBase:
             ("grpc.max_metadata_size", options.max_metadata_size),
             ("grpc.so_reuseport", 0),
             ("grpc.http2.lookahead_bytes", options.stream_window_bytes),
+            # Bandwidth probing would grow stream windows past stream_window_bytes
+            # (measured: ~12 MiB held per queued upload on one connection, not 4).
+            ("grpc.http2.bdp_probe", 0),
+            # grpcio takes arriving calls from gRPC's core one at a time; calls that
+            # arrive faster wait in the core, which by default cancels them at random
+            # beyond 1,000 waiting (or after 30 s): a bare CANCELLED, logged nowhere.
+            # 1024 busy clients met it on ~0.5% of their calls. A waiting call waits.
+            ("grpc.server.max_pending_requests", _GRPC_INT_MAX),
+            ("grpc.server.max_pending_requests_hard_limit", _GRPC_INT_MAX),
+            ("grpc.server_max_unrequested_time_in_server", _GRPC_INT_MAX),
         ]
         if options.max_streams_per_connection is not None:
             limit = options.max_streams_per_connection
@@ -251,8 +145,8 @@ class FlightServerBase:
             credentials = options.tls_credentials
         elif options.tls_certificates:
             credentials = grpc.ssl_server_credentials(
-                [(_pem(p.key), _pem(p.cert)) for p in options.tls_certificates],
-                root_certificates=_pem(options.root_certificates),
+                [(pem_bytes(p.key), pem_bytes(p.cert)) for p in options.tls_certificates],
+                root_certificates=pem_bytes(options.root_certificates),
                 require_client_auth=bool(options.verify_client),
             )
         else:
@@ -285,8 +179,9 @@ class FlightServerBase:
         if loc.scheme == "grpc+unix":
             return loc
         host = loc.host or "localhost"
-        scheme = "grpc+tls" if loc.is_tls else "grpc+tcp"
-        return Location(f"{scheme}://{host if ':' not in host else '[' + host + ']'}:{self.port}")
+        if loc.is_tls:
+            return Location.for_grpc_tls(host, self.port)
+        return Location.for_grpc_tcp(host, self.port)
 
     def serve(self) -> None:
         """Block until :meth:`shutdown` (or a signal set with set_shutdown_on_signals)."""

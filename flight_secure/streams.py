@@ -1,10 +1,13 @@
-"""Arrow streams over Flight: what handlers return, what readers and writers expose.
+"""Arrow streams over Flight: what DoGet handlers return, and the readers and writers.
 
-Writers turn record batches into encoded ``FlightData`` frames with
-:class:`FrameEncoder`; readers turn received frames back into batches with
-:class:`~flight_secure.framing.FrameDecoder`. Frames travel between a writer and
-gRPC through an :class:`Outbox`, a small bounded queue that gives backpressure:
-a writer blocks while the peer is slower, so at most a few batches are held.
+A DoGet handler returns a :class:`FlightDataStream` (or a Table, batch or reader);
+:func:`flight_data_frames` encodes it. Readers (:class:`MetadataRecordBatchReader`,
+the client's :class:`FlightStreamReader` and :class:`FlightMetadataReader`) turn
+received frames into batches with :class:`~flight_secure.framing.FrameDecoder`;
+writers (the server's :class:`MetadataRecordBatchWriter` and
+:class:`FlightMetadataWriter`, the client's :class:`FlightStreamWriter`) encode
+with :class:`~flight_secure.framing.FrameEncoder` into an
+:class:`~flight_secure.outbox.Outbox`, which gives them backpressure.
 """
 
 from __future__ import annotations
@@ -14,100 +17,22 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+import grpc
 import pyarrow as pa
 
-from flight_secure.errors import FlightError, FlightInvalidArgumentError
-from flight_secure.framing import (
-    SCHEMA,
-    FrameDecoder,
-    IpcMessageSplitter,
-    encode_bytes_message,
-    encode_flight_data,
-    message_info,
-    split_ipc_message,
+from flight_secure._generated import flight_pb2 as pb
+from flight_secure.errors import (
+    FlightError,
+    FlightInvalidArgumentError,
+    FlightWriteSizeExceededError,
+    error_from_rpc,
 )
+from flight_secure.framing import FrameDecoder, FrameEncoder
+from flight_secure.outbox import Outbox
 from flight_secure.types import to_bytes
+from flight_secure.wire import encode_bytes_message, encode_flight_data
 
-
-class FrameEncoder:
-    """Encodes one Arrow stream (schema, dictionaries, batches) as FlightData frames."""
-
-    def __init__(
-        self,
-        schema: pa.Schema,
-        options: pa.ipc.IpcWriteOptions | None = None,
-    ) -> None:
-        self.schema = schema
-        self._sink = IpcMessageSplitter()
-        self._writer = pa.ipc.new_stream(self._sink, schema, options=options)
-        # Small batches of fixed-width columns are serialized by Arrow in one call:
-        # half the per-batch cost of the streaming writer's Python sink (measured
-        # 12 vs 23 us for a 64 KB batch), for one extra copy of the body.
-        self._row_bytes = _fixed_row_bytes(schema) if options is None else None
-
-    def schema_frame(self, descriptor: bytes | None = None, app_metadata: bytes | None = None):
-        """The frame that opens the stream (optionally carrying a descriptor)."""
-        header = self.schema.serialize()
-        return encode_flight_data(
-            memoryview(header)[8:], app_metadata=app_metadata, descriptor=descriptor
-        )
-
-    def batch_frames(self, batch: pa.RecordBatch, app_metadata: bytes | None = None) -> list:
-        """Frames for one batch: any dictionaries it needs, then the batch itself."""
-        if not batch.schema.equals(self.schema):
-            raise FlightInvalidArgumentError(
-                "record batch schema does not match the stream's schema:\n"
-                f"stream: {self.schema}\nbatch: {batch.schema}"
-            )
-        row_bytes = self._row_bytes
-        if row_bytes is not None and batch.num_rows * row_bytes <= _SERIALIZE_MAX_BYTES:
-            return [_serialized_frame(batch, app_metadata)]
-        self._writer.write_batch(batch)
-        frames = []
-        messages = [m for m in self._sink.take() if not _is_schema(m[0])]
-        last = len(messages) - 1
-        for index, (header, body, body_length) in enumerate(messages):
-            frames.append(
-                encode_flight_data(
-                    header, body, body_length, app_metadata if index == last else None
-                )
-            )
-        return frames
-
-    @staticmethod
-    def metadata_frame(app_metadata: bytes) -> bytes:
-        return encode_flight_data(None, app_metadata=app_metadata)
-
-
-_SERIALIZE_MAX_BYTES = 256 * 1024
-
-
-def _serialized_frame(batch: pa.RecordBatch, app_metadata: bytes | None) -> bytes:
-    """One batch's FlightData from Arrow's own serialization of the IPC message."""
-    header, body = split_ipc_message(batch.serialize())
-    return encode_flight_data(header, (body,), len(body), app_metadata)
-
-
-def _fixed_row_bytes(schema: pa.Schema) -> float | None:
-    """Bytes per row when every column is a flat fixed-width type, else None."""
-    total = 0.0
-    for field in schema:
-        data_type = field.type
-        if (
-            data_type.num_fields
-            or pa.types.is_dictionary(data_type)
-            or isinstance(data_type, pa.BaseExtensionType)  # its storage may need dictionaries
-        ):
-            return None
-        try:
-            total += data_type.bit_width / 8
-        except ValueError:  # variable width: strings, binary, ...
-            return None
-    return total
-
-
-def _is_schema(header: bytes) -> bool:
-    return message_info(header)[0] == SCHEMA
+# ------------------------------------------------------- what DoGet handlers return
 
 
 def _batches_of(item: Any, max_chunksize: int | None = None) -> Iterator[pa.RecordBatch]:
@@ -204,16 +129,20 @@ def _stream_source(stream: FlightDataStream) -> Any:
     raise TypeError(f"cannot nest a {type(stream).__name__} in a GeneratorStream")
 
 
-def as_flight_data_stream(value: Any) -> FlightDataStream:
-    """Accept what a DoGet handler returned: a FlightDataStream, Table or reader."""
-    if isinstance(value, FlightDataStream):
-        return value
+def flight_data_frames(value: Any) -> Iterator[bytes]:
+    """The FlightData frames of what a DoGet handler returned: a FlightDataStream,
+    Table, RecordBatch or RecordBatchReader (TypeError for anything else)."""
     if isinstance(value, pa.Table | pa.RecordBatchReader | pa.RecordBatch):
-        return RecordBatchStream(value)
-    raise TypeError(
-        f"do_get must return a FlightDataStream (RecordBatchStream, GeneratorStream), "
-        f"not {type(value).__name__}"
-    )
+        value = RecordBatchStream(value)
+    if not isinstance(value, FlightDataStream):
+        raise TypeError(
+            f"do_get must return a FlightDataStream (RecordBatchStream, GeneratorStream), "
+            f"not {type(value).__name__}"
+        )
+    return value._frames()
+
+
+# -------------------------------------------------------------------- readers
 
 
 class FlightStreamChunk(NamedTuple):
@@ -283,86 +212,61 @@ class MetadataRecordBatchReader:
 class FlightStreamReader(MetadataRecordBatchReader):
     """The client's reader for DoGet and DoExchange; ``cancel()`` ends the call."""
 
-    def __init__(self, decoder: FrameDecoder, call: Any, on_error: Callable) -> None:
-        super().__init__(decoder, on_error)
+    def __init__(self, decoder: FrameDecoder, call: Any) -> None:
+        super().__init__(decoder, _client_error)
         self._call_handle = call
 
     def cancel(self) -> None:
+        """Cancel the call; the server's handler sees it cancelled."""
         self._call_handle.cancel()
 
 
-_END = object()
+def _client_error(exc: BaseException) -> FlightError:
+    if isinstance(exc, grpc.RpcError):
+        return error_from_rpc(exc)
+    return FlightError(str(exc))
 
 
-class Outbox:
-    """A bounded hand-off of encoded frames from a writer to gRPC.
+class FlightMetadataReader:
+    """Reads the server's PutResult metadata during DoPut; ``read()`` is None at the end."""
 
-    ``put`` blocks while frames are waiting and adding this one would pass
-    ``max_bytes`` (or ``max_frames``): many small frames flow without a thread
-    switch each, while big batches are held at most one at a time. ``close`` ends
-    the stream; ``fail`` makes further ``put`` calls raise. Iterating yields the
-    frames until close.
-    """
+    def __init__(self, responses: Iterator[bytes]) -> None:
+        self._responses = responses
+        self._buffered: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._done = False
 
-    def __init__(self, max_bytes: int = 8 << 20, max_frames: int = 256) -> None:
-        self._items: deque = deque()
-        self._bytes = 0
-        self._max_bytes = max_bytes
-        self._max_frames = max_frames
-        self._cond = threading.Condition()
-        self._closed = False
-        self._error: BaseException | None = None
+    def read(self) -> pa.Buffer | None:
+        """The next metadata message; None once the server ended the call."""
+        with self._lock:
+            if self._buffered:
+                raw = self._buffered.popleft()
+            elif self._done:
+                return None
+            else:
+                try:
+                    raw = next(self._responses)
+                except StopIteration:
+                    self._done = True
+                    return None
+        return pa.py_buffer(pb.PutResult.FromString(raw).app_metadata)
 
-    def put(self, frame: bytes) -> None:
-        size = len(frame)
-        with self._cond:
-            while (
-                self._items
-                and self._error is None
-                and (
-                    self._bytes + size > self._max_bytes
-                    or len(self._items) >= self._max_frames
-                )
-            ):
-                self._cond.wait()
-            if self._error is not None:
-                raise self._error
-            if self._closed:
-                raise FlightError("cannot write: the stream was already closed")
-            self._items.append(frame)
-            self._bytes += size
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            if not self._closed:
-                self._closed = True
-                self._items.append(_END)
-                self._cond.notify_all()
-
-    def fail(self, error: BaseException) -> None:
-        with self._cond:
-            self._error = error
-            self._closed = True
-            self._items.append(_END)
-            self._cond.notify_all()
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            with self._cond:
-                while not self._items:
-                    self._cond.wait()
-                item = self._items.popleft()
-                if item is not _END:
-                    self._bytes -= len(item)
-                self._cond.notify_all()
-            if item is _END:
+    def _drain(self) -> None:
+        """Read the rest of the call (buffering results); raises the call's error."""
+        with self._lock:
+            if self._done:
                 return
-            yield item
+            for raw in self._responses:
+                self._buffered.append(raw)
+            self._done = True
 
 
-class _StreamWriterBase:
-    """Shared write methods of the batch writers (client and server side)."""
+# -------------------------------------------------------------------- writers
+
+
+class _BatchWriter:
+    """The write methods of the batch writers (server DoExchange, client DoPut and
+    DoExchange); once closed, writing raises FlightInvalidArgumentError."""
 
     def __init__(self, outbox: Outbox, write_options: pa.ipc.IpcWriteOptions | None) -> None:
         self._outbox = outbox
@@ -371,6 +275,8 @@ class _StreamWriterBase:
         self._closed = False
 
     def _send(self, frame: bytes) -> None:
+        if self._closed:
+            raise FlightInvalidArgumentError("cannot write: the writer was already closed")
         self._outbox.put(frame)
 
     def _start(self, schema: pa.Schema, descriptor: bytes | None = None) -> None:
@@ -412,10 +318,11 @@ class _StreamWriterBase:
         self._send(FrameEncoder.metadata_frame(to_bytes(buf)))
 
 
-class MetadataRecordBatchWriter(_StreamWriterBase):
+class MetadataRecordBatchWriter(_BatchWriter):
     """The server's writer in DoExchange."""
 
     def close(self) -> None:
+        """Write no more; later writes raise. The stream ends when the handler returns."""
         self._closed = True
 
 
@@ -426,4 +333,76 @@ class FlightMetadataWriter:
         self._outbox = outbox
 
     def write(self, message: Any) -> None:
+        """Send one PutResult carrying ``message`` as its app metadata."""
         self._outbox.put(encode_bytes_message(to_bytes(message)))
+
+
+class FlightStreamWriter(_BatchWriter):
+    """The client's writer for DoPut and DoExchange.
+
+    Its first frame carries the call's descriptor: with the schema for DoPut
+    (``schema`` given), alone for DoExchange, whose schema comes with ``begin``.
+    A frame over ``size_limit`` bytes raises FlightWriteSizeExceededError; once
+    the server ends the call, writing raises its error.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        call: Any,
+        write_options: pa.ipc.IpcWriteOptions | None,
+        size_limit: int | None,
+        descriptor: bytes,
+        schema: pa.Schema | None = None,
+        put_reader: FlightMetadataReader | None = None,
+    ) -> None:
+        super().__init__(outbox, write_options)
+        self._call = call
+        self._size_limit = size_limit
+        self._put_reader = put_reader
+        self._done_writing = False
+        call.add_done_callback(self._on_call_done)
+        if schema is None:
+            self._send(encode_flight_data(None, descriptor=descriptor))
+        else:
+            self._start(schema, descriptor)
+
+    def _on_call_done(self, call: Any) -> None:
+        if call.code() == grpc.StatusCode.OK:
+            self._outbox.fail(FlightError("the server already finished the call"))
+        else:
+            self._outbox.fail(error_from_rpc(call))
+
+    def _send(self, frame: bytes) -> None:
+        limit = self._size_limit
+        if limit is not None and len(frame) > limit:
+            raise FlightWriteSizeExceededError(
+                "IPC payload size exceeded soft limit", limit, len(frame)
+            )
+        super()._send(frame)
+
+    def done_writing(self) -> None:
+        """Tell the server the client has nothing more to send."""
+        if not self._done_writing:
+            self._done_writing = True
+            self._outbox.close()
+
+    def close(self) -> None:
+        """Finish writing and wait for the server to end the call; raises its error."""
+        self.done_writing()
+        self._closed = True
+        if self._put_reader is not None:
+            self._put_reader._drain()
+            return
+        try:
+            self._call.result()
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        except grpc.FutureCancelledError:
+            return
+
+    def __enter__(self) -> FlightStreamWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -31,11 +31,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from flight_secure.errors import FlightUnavailableError
+from flight_secure.grpc_internals import core_credentials
 from flight_secure.types import Location
 
 __all__ = [
     "ReloadingServerCredentials",
     "channel_credentials",
+    "pem_bytes",
     "reloading_server_credentials",
 ]
 
@@ -47,7 +49,8 @@ FETCH_TIMEOUT = 10.0
 PathLike = str | os.PathLike[str]
 
 
-def _pem(value: bytes | str | None) -> bytes | None:
+def pem_bytes(value: bytes | str | None) -> bytes | None:
+    """PEM given as text or bytes, as bytes (None stays None)."""
     if value is None:
         return None
     return value.encode() if isinstance(value, str) else bytes(value)
@@ -84,7 +87,7 @@ def channel_credentials(
     if (cert_chain is None) != (private_key is None):
         raise ValueError("cert_chain and private_key must be given together for mutual TLS")
     options: list[tuple[str, Any]] = []
-    roots = _pem(tls_root_certs)
+    roots = pem_bytes(tls_root_certs)
     if disable_server_verification:
         warnings.warn(
             "disable_server_verification=True: the server's identity is NOT verified; "
@@ -97,8 +100,8 @@ def channel_credentials(
         options.append(("grpc.ssl_target_name_override", override_hostname))
     credentials = grpc.ssl_channel_credentials(
         root_certificates=roots,
-        private_key=_pem(private_key),
-        certificate_chain=_pem(cert_chain),
+        private_key=pem_bytes(private_key),
+        certificate_chain=pem_bytes(cert_chain),
     )
     return credentials, options
 
@@ -228,7 +231,7 @@ class ReloadingServerCredentials(grpc.ServerCredentials):
         dynamic = grpc.dynamic_ssl_server_credentials(
             self._configuration(), self._fetch, require_client_authentication=require_client_auth
         )
-        super().__init__(dynamic._credentials)
+        super().__init__(core_credentials(dynamic))
 
     def reload(self) -> bool:
         """Re-read the files now; True if new material will serve new connections.

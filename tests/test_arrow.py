@@ -17,6 +17,7 @@ import grpc
 import pyarrow.flight as pa_flight
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from raw_wire import rpc_path
 
 import flight_secure as flight
 import flight_secure.arrow
@@ -34,7 +35,6 @@ from flight_secure.auth.handshakes import HandshakeLimits
 from flight_secure.certs import DevCertificates, generate_dev_certificates
 
 TIMEOUT = 10.0
-SERVICE = "/arrow.flight.protocol.FlightService/"
 
 
 class WhoServer(pa_flight.FlightServerBase):
@@ -305,7 +305,7 @@ def test_failures_inside_the_adapter_reach_the_client_without_a_traceback(
         handler, authorizer, code, shown):
     with WhoServer("grpc://localhost:0", **server_options(handler, authorizer)) as server, \
             grpc.insecure_channel(f"localhost:{server.port}") as channel:
-        call = channel.unary_stream(SERVICE + "DoAction")
+        call = channel.unary_stream(rpc_path("DoAction"))
         with pytest.raises(grpc.RpcError) as refused:
             list(call(b"", timeout=TIMEOUT))
     assert refused.value.code() == code

@@ -17,7 +17,7 @@ import pyarrow.flight as pa_flight
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import flight_secure.client
+import flight_secure.session
 from flight_secure.arrow import ClientAuth, connect, principal
 from flight_secure.auth import (
     BasicClientAuthHandler,
@@ -108,7 +108,7 @@ def calls_past(client: pa_flight.FlightClient, deadline_epoch: float) -> list[tu
 
 
 def test_a_basic_session_is_renewed_before_its_token_expires(basic, monkeypatch):
-    monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
+    monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
     login = BasicClientAuthHandler("kim", PASSWORD)
     with connect(location(basic), login) as client:
         first = jwt.decode(login.get_token(), options={"verify_signature": False})
@@ -118,7 +118,7 @@ def test_a_basic_session_is_renewed_before_its_token_expires(basic, monkeypatch)
 
 
 def test_a_jwt_is_taken_afresh_from_its_source_before_it_expires(engine, key, monkeypatch):
-    monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
+    monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
     short = JWTIssuer(key, issuer=ISS, ttl=3)
     issued: list[str] = []
 
@@ -139,8 +139,8 @@ def test_a_jwt_is_taken_afresh_from_its_source_before_it_expires(engine, key, mo
 
 def test_a_failed_renewal_reaches_the_call_that_tried_and_the_old_token_goes_on(
         engine, key, monkeypatch):
-    monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
-    monkeypatch.setattr(flight_secure.client, "REFRESH_RETRY", 60.0)
+    monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
+    monkeypatch.setattr(flight_secure.session, "REFRESH_RETRY", 60.0)
     first_token = JWTIssuer(key, issuer=ISS, ttl=3).issue("nell")
     forged = JWTIssuer(Ed25519PrivateKey.generate(), issuer=ISS).issue("nell")
     tokens = iter([first_token, forged])
@@ -149,7 +149,7 @@ def test_a_failed_renewal_reaches_the_call_that_tried_and_the_old_token_goes_on(
     with engine.running(WhoServer, auth_handler=handler) as server, \
             connect(location(server), JWTClientAuthHandler(lambda: next(tokens))) as client:
         first = whoami(client)
-        due = flight_secure.client.refresh_time(first_token.encode(), time.time())
+        due = flight_secure.session.refresh_time(first_token.encode(), time.time())
         while time.time() < due:
             threading.Event().wait(0.05)
         with pytest.raises(pa_flight.FlightUnauthenticatedError):
@@ -158,7 +158,7 @@ def test_a_failed_renewal_reaches_the_call_that_tried_and_the_old_token_goes_on(
 
 
 def test_threads_sharing_a_client_renew_its_token_once(engine, key, monkeypatch):
-    monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
+    monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
     short = JWTIssuer(key, issuer=ISS, ttl=3)
     issued: list[str] = []
 

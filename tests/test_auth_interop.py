@@ -257,13 +257,13 @@ def count_handshake_calls(client) -> dict[str, int]:
     """Count the client's Handshake calls by kind (stream or single request)."""
     counts = {"Handshake": 0, "HandshakeOnce": 0}
     for name in counts:
-        original = client._rpc[name]
+        original = client._session.stubs[name]
 
         def counted(*args, _name=name, _original=original, **kwargs):
             counts[_name] += 1
             return _original(*args, **kwargs)
 
-        client._rpc[name] = counted
+        client._session.stubs[name] = counted
     return counts
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 import flight_secure as flight
-import flight_secure.client
+import flight_secure.session
 from flight_secure.arrow import principal
 from flight_secure.auth import (
     JWTClientAuthHandler,
@@ -245,7 +245,7 @@ def test_jwks_key_rotation_under_a_running_server(engine):
 
 
 def test_client_handshakes_again_before_the_token_expires(engine, monkeypatch):
-    monkeypatch.setattr(flight_secure.client, "TOKEN_REFRESH_MARGIN", 2.0)
+    monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
     key = ed25519.Ed25519PrivateKey.generate()
     short = JWTIssuer(key, issuer=ISS, ttl=3)
     issued: list[str] = []

@@ -31,13 +31,20 @@ POLICY = AccessPolicy({"DoPut": {"writer"}, "DoGet": ["reader"]},
 
 
 class PolicyServer:
-    """A behaviour (either engine) with role checks in handlers beside the server's policy."""
+    """A behaviour (either engine) with role checks in handlers beside the server's policy.
+
+    DoPut keeps each caller's last upload in ``stored``, by the caller's identity.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.stored: dict[bytes, pa.Table] = {}
+        super().__init__(**options)
 
     def do_get(self, context, ticket):
         return self.flight.RecordBatchStream(pa.table({"n": [1]}))
 
     def do_put(self, context, descriptor, reader, writer):
-        reader.read_all()
+        self.stored[principal(context).identity] = reader.read_all()
 
     def do_action(self, context, action):
         authorize_action(context, action)
@@ -119,6 +126,7 @@ def token_options(token: str) -> flight.FlightCallOptions:
 def test_writer_may_put(server):
     with client_for(server, "wendy") as client:
         put(client)
+    assert server.stored[b"wendy"].equals(pa.table({"n": [1]}))
 
 
 def test_put_without_writer_role_is_permission_denied(server):

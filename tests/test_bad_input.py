@@ -3,7 +3,6 @@ no tracebacks, and a server that keeps serving. Also: client deadlines on stream
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,32 +13,13 @@ import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
 from conftest import connected, location_of, running_server, sample_table
+from raw_wire import flight_data, ipc_messages, raw_call
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
 
-SERVICE = "/arrow.flight.protocol.FlightService/"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
-
-
-def ipc_messages(table: pa.Table) -> list[tuple[bytes, bytes]]:
-    """The (flatbuffer header, body) of each IPC message of ``table``'s stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return [
-        (m.metadata.to_pybytes(), m.body.to_pybytes() if m.body is not None else b"")
-        for m in pa.ipc.MessageReader.open_stream(sink.getvalue())
-    ]
-
-
-def flight_data(header: bytes = b"", body: bytes = b"", descriptor: str | None = None) -> bytes:
-    message = pb.FlightData(data_header=header, data_body=body)
-    if descriptor is not None:
-        message.flight_descriptor.CopyFrom(pb.FlightDescriptor(type=pb.FlightDescriptor.PATH,
-                                                               path=[descriptor]))
-    return message.SerializeToString()
 
 
 def put_stream(*tables: pa.Table) -> list[bytes]:
@@ -49,7 +29,7 @@ def put_stream(*tables: pa.Table) -> list[bytes]:
         ipc = ipc_messages(table)
         messages += ipc if index == 0 else ipc[1:]
     frames = [flight_data(h, b) for h, b in messages]
-    frames[0] = flight_data(*messages[0], descriptor="bad-input")
+    frames[0] = flight_data(*messages[0], path="bad-input")
     return frames
 
 
@@ -70,67 +50,56 @@ def _descriptor(**fields: Any) -> bytes:
     return pb.FlightDescriptor(**fields).SerializeToString()
 
 
-# name -> (method, kind, request, expected code, fragment of the message)
-CASES: dict[str, tuple[str, str, Any, grpc.StatusCode, str]] = {
+# name -> (RPC, request, expected code, fragment of the message)
+CASES: dict[str, tuple[str, Any, grpc.StatusCode, str]] = {
     "do_put_bytes_not_flight_data": (
-        "DoPut", "stream", [b"\xff\xff\xff\xff\xff\xff"], INVALID, "FlightData"),
+        "DoPut", [b"\xff\xff\xff\xff\xff\xff"], INVALID, "FlightData"),
     "do_put_flight_data_not_arrow_ipc": (
-        "DoPut", "stream", [flight_data(b"not an arrow ipc message", descriptor="x")],
+        "DoPut", [flight_data(b"not an arrow ipc message", path="x")],
         INVALID, "Arrow IPC"),
     "do_put_without_descriptor": (
-        "DoPut", "stream", [flight_data(SCHEMA_HEADER)], INVALID, "FlightDescriptor"),
+        "DoPut", [flight_data(SCHEMA_HEADER)], INVALID, "FlightDescriptor"),
     "do_put_batch_of_another_schema": (
-        "DoPut", "stream", put_stream(INTS, STRINGS), INVALID, "IPC"),
+        "DoPut", put_stream(INTS, STRINGS), INVALID, "IPC"),
     "do_put_second_schema_mid_stream": (
-        "DoPut", "stream",
+        "DoPut",
         [*put_stream(INTS), flight_data(ipc_messages(STRINGS)[0][0])], INVALID, "schema"),
     "do_put_batch_before_schema": (
-        "DoPut", "stream", [flight_data(BATCH_HEADER, BATCH_BODY, descriptor="x")],
+        "DoPut", [flight_data(BATCH_HEADER, BATCH_BODY, path="x")],
         INVALID, "schema"),
     "do_put_body_shorter_than_header_says": (
-        "DoPut", "stream",
-        [flight_data(SCHEMA_HEADER, descriptor="x"), flight_data(BATCH_HEADER, BATCH_BODY[:3])],
+        "DoPut",
+        [flight_data(SCHEMA_HEADER, path="x"), flight_data(BATCH_HEADER, BATCH_BODY[:3])],
         INVALID, "body"),
     "do_put_field_name_not_utf8": (
-        "DoPut", "stream",
-        [flight_data(schema_named_badly(pa.schema([("zq", pa.int64())])), descriptor="x")],
+        "DoPut",
+        [flight_data(schema_named_badly(pa.schema([("zq", pa.int64())])), path="x")],
         INVALID, "utf-8"),
     "do_put_nested_field_name_not_utf8": (
-        "DoPut", "stream",
+        "DoPut",
         [flight_data(schema_named_badly(pa.schema([("s", pa.struct([("zq", pa.int8())]))])),
-                     descriptor="x")],
+                     path="x")],
         INVALID, "utf-8"),
     "do_exchange_bytes_not_flight_data": (
-        "DoExchange", "stream", [b"\x0a\xff\xff\xff\xff\x0f"], INVALID, "FlightData"),
+        "DoExchange", [b"\x0a\xff\xff\xff\xff\x0f"], INVALID, "FlightData"),
     "get_flight_info_unknown_descriptor_type": (
-        "GetFlightInfo", "unary", _descriptor(type=0, path=["sample"]), INVALID, "type"),
+        "GetFlightInfo", _descriptor(type=0, path=["sample"]), INVALID, "type"),
     "get_flight_info_undefined_descriptor_type": (
-        "GetFlightInfo", "unary", _descriptor(type=7, cmd=b"sample"), INVALID, "type"),
+        "GetFlightInfo", _descriptor(type=7, cmd=b"sample"), INVALID, "type"),
     "get_flight_info_garbage_bytes": (
-        "GetFlightInfo", "unary", b"\xff\xff\xff", INVALID, "FlightDescriptor"),
+        "GetFlightInfo", b"\xff\xff\xff", INVALID, "FlightDescriptor"),
     "get_schema_garbage_bytes": (
-        "GetSchema", "unary", b"\x12\x80", INVALID, "FlightDescriptor"),
+        "GetSchema", b"\x12\x80", INVALID, "FlightDescriptor"),
     "do_get_unknown_ticket": (
-        "DoGet", "server-stream", pb.Ticket(ticket=b"no-such-table").SerializeToString(),
+        "DoGet", pb.Ticket(ticket=b"no-such-table").SerializeToString(),
         NOT_FOUND, "no-such-table"),
     "do_get_garbage_ticket_bytes": (
-        "DoGet", "server-stream", b"\xff\xff\xff", INVALID, "Ticket"),
+        "DoGet", b"\xff\xff\xff", INVALID, "Ticket"),
     "do_action_garbage_bytes": (
-        "DoAction", "server-stream", b"\x0a\x90", INVALID, "Action"),
+        "DoAction", b"\x0a\x90", INVALID, "Action"),
     "list_flights_garbage_bytes": (
-        "ListFlights", "server-stream", b"\xff", INVALID, "Criteria"),
+        "ListFlights", b"\xff", INVALID, "Criteria"),
 }
-
-
-def raw_call(channel: grpc.Channel, method: str, kind: str, request: Any) -> None:
-    """Call ``method`` with raw bytes and consume the whole response."""
-    path = SERVICE + method
-    if kind == "unary":
-        channel.unary_unary(path)(request, timeout=10)
-    elif kind == "server-stream":
-        list(channel.unary_stream(path)(request, timeout=10))
-    else:
-        list(channel.stream_stream(path)(iter(request), timeout=10))
 
 
 @pytest.fixture(scope="module")
@@ -141,20 +110,17 @@ def channel(fs_data_server: Any) -> Iterator[grpc.Channel]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_gets_its_status_code(channel: grpc.Channel, case: str) -> None:
-    method, kind, request, code, _ = CASES[case]
-    with pytest.raises(grpc.RpcError) as caught:
-        raw_call(channel, method, kind, request)
-    assert caught.value.code() == code, caught.value.details()
+    rpc, request, code, _ = CASES[case]
+    outcome = raw_call(channel, rpc, request, timeout=10)
+    assert outcome.code == code, outcome.details
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_message_is_clear_and_has_no_traceback(
     channel: grpc.Channel, case: str
 ) -> None:
-    method, kind, request, _, fragment = CASES[case]
-    with pytest.raises(grpc.RpcError) as caught:
-        raw_call(channel, method, kind, request)
-    details = caught.value.details() or ""
+    rpc, request, _, fragment = CASES[case]
+    details = raw_call(channel, rpc, request, timeout=10).details
     assert fragment in details
     assert "Traceback" not in details
     assert 'File "' not in details
@@ -164,16 +130,14 @@ def test_bad_input_message_is_clear_and_has_no_traceback(
 def test_server_keeps_serving_after_bad_input(
     channel: grpc.Channel, fs_data_server: Any, case: str
 ) -> None:
-    method, kind, request, _, _ = CASES[case]
-    with contextlib.suppress(grpc.RpcError):
-        raw_call(channel, method, kind, request)
+    rpc, request, _, _ = CASES[case]
+    raw_call(channel, rpc, request, timeout=10)
     with connected(flight_secure, fs_data_server) as client:
         assert client.do_get(flight_secure.Ticket(b"sample")).read_all().equals(sample_table())
 
 
 def test_bad_put_stores_nothing(channel: grpc.Channel, fs_data_server: Any) -> None:
-    with pytest.raises(grpc.RpcError):
-        raw_call(channel, "DoPut", "stream", put_stream(INTS, STRINGS))
+    assert raw_call(channel, "DoPut", put_stream(INTS, STRINGS), timeout=10).code == INVALID
     assert "bad-input" not in fs_data_server.tables
 
 

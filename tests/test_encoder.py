@@ -1,13 +1,18 @@
-"""FrameEncoder: each batch's FlightData, by Arrow's one-call serialization for small
-fixed-width batches and by the streaming writer otherwise, reads back exactly."""
+"""FrameEncoder: each batch's FlightData is its IPC message, byte for byte, and reads back.
+
+The reference is Arrow's own stream writer: each IPC message it writes, laid out
+as a FlightData (header, body), is what the encoder must send, whichever way it
+serializes the batch.
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from flight_secure.framing import FrameDecoder, decode_flight_data
-from flight_secure.streams import FrameEncoder
+from flight_secure.errors import FlightInvalidArgumentError
+from flight_secure.framing import FrameDecoder, FrameEncoder
+from flight_secure.wire import decode_flight_data, encode_flight_data
 
 FIXED = pa.record_batch(
     {
@@ -18,12 +23,29 @@ FIXED = pa.record_batch(
     }
 )
 VARIABLE = pa.record_batch({"s": ["a", None, "ccc"], "l": [[1], [], None]})
+BIG = pa.record_batch({"i": pa.array(range(100_000), pa.int64())})
 
 
 def frames_of(encoder: FrameEncoder, batches: list[pa.RecordBatch]) -> list[bytes]:
     frames = [encoder.schema_frame()]
     for batch in batches:
         frames += encoder.batch_frames(batch, app_metadata=b"m")
+    return frames
+
+
+def arrows_frames(batches: list[pa.RecordBatch],
+                  options: pa.ipc.IpcWriteOptions | None = None) -> list[bytes]:
+    """The same stream as Arrow writes it, each message laid out as a FlightData."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batches[0].schema, options=options) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    frames = []
+    for message in pa.ipc.MessageReader.open_stream(sink.getvalue()):
+        body = message.body.to_pybytes() if message.body is not None else b""
+        metadata = b"m" if message.type == "record batch" else None
+        frames.append(encode_flight_data(message.metadata.to_pybytes(), (body,), len(body),
+                                         metadata))
     return frames
 
 
@@ -37,45 +59,40 @@ def read_back(frames: list[bytes]) -> list[tuple[pa.RecordBatch, bytes | None]]:
             return chunks
 
 
-def writer_frames(batch: pa.RecordBatch) -> list[bytes]:
-    """The same batch through the streaming writer only (the path for big batches)."""
-    encoder = FrameEncoder(batch.schema)
-    encoder._row_bytes = None
-    return frames_of(encoder, [batch])
+BATCHES = {
+    "fixed": [FIXED],
+    "fixed-slices": [FIXED.slice(1, 2), FIXED.slice(0, 1)],
+    "variable": [VARIABLE],
+    "variable-slice": [VARIABLE.slice(1)],
+    "big": [BIG],
+}
 
 
-@pytest.mark.parametrize(
-    "batches",
-    [[FIXED], [FIXED.slice(1, 2), FIXED.slice(0, 1)], [VARIABLE], [VARIABLE.slice(1)]],
-    ids=["fixed", "fixed-slices", "variable", "variable-slice"],
-)
-def test_batches_and_metadata_read_back_exactly(batches: list[pa.RecordBatch]) -> None:
+@pytest.mark.parametrize("case", sorted(BATCHES))
+def test_batches_and_metadata_read_back_exactly(case: str) -> None:
+    batches = BATCHES[case]
     chunks = read_back(frames_of(FrameEncoder(batches[0].schema), batches))
     assert [batch for batch, _ in chunks] == batches
     assert [bytes(metadata) for _, metadata in chunks] == [b"m"] * len(batches)
 
 
-def test_small_fixed_width_frames_are_the_bytes_the_streaming_writer_makes() -> None:
-    encoder = FrameEncoder(FIXED.schema)
-    assert encoder._row_bytes is not None
-    assert frames_of(encoder, [FIXED]) == writer_frames(FIXED)
-
-
-def test_big_batches_and_variable_width_columns_use_the_streaming_writer() -> None:
-    assert FrameEncoder(VARIABLE.schema)._row_bytes is None
-    big = pa.record_batch({"i": pa.array(range(100_000), pa.int64())})
-    frames = frames_of(FrameEncoder(big.schema), [big])
-    assert frames == writer_frames(big)
-    assert read_back(frames)[0][0] == big
+@pytest.mark.parametrize("case", sorted(BATCHES))
+def test_frames_are_the_ipc_messages_arrow_writes(case: str) -> None:
+    batches = BATCHES[case]
+    assert frames_of(FrameEncoder(batches[0].schema), batches) == arrows_frames(batches)
 
 
 def test_write_options_are_honoured() -> None:
     options = pa.ipc.IpcWriteOptions(compression="zstd")
-    encoder = FrameEncoder(FIXED.schema, options)
-    assert encoder._row_bytes is None
-    frames = frames_of(encoder, [FIXED])
-    assert frames != writer_frames(FIXED)
+    frames = frames_of(FrameEncoder(FIXED.schema, options), [FIXED])
+    assert frames == arrows_frames([FIXED], options)
+    assert frames != arrows_frames([FIXED])
     assert read_back(frames)[0][0] == FIXED
+
+
+def test_a_batch_of_another_schema_is_refused() -> None:
+    with pytest.raises(FlightInvalidArgumentError, match="does not match the stream's schema"):
+        FrameEncoder(FIXED.schema).batch_frames(VARIABLE)
 
 
 class DictionaryBacked(pa.ExtensionType):
@@ -97,17 +114,7 @@ def test_extension_types_over_dictionaries_keep_their_dictionary() -> None:
         pa.dictionary(pa.int8(), pa.string())
     )
     batch = pa.record_batch({"e": pa.ExtensionArray.from_storage(DictionaryBacked(), storage)})
-    assert FrameEncoder(batch.schema)._row_bytes is None
     frames = frames_of(FrameEncoder(batch.schema), [batch])
     assert len(frames) == 3  # schema, dictionary, batch
     column = read_back(frames)[0][0].column(0)  # the type is not registered: its storage
     assert column.to_pylist() == ["x", "y", "x"]
-
-
-def test_big_batches_do_not_take_the_one_call_path(monkeypatch) -> None:
-    def refuse(*args):
-        raise AssertionError("a big batch went through RecordBatch.serialize")
-
-    monkeypatch.setattr("flight_secure.streams._serialized_frame", refuse)
-    big = pa.record_batch({"i": pa.array(range(100_000), pa.int64())})
-    assert read_back(frames_of(FrameEncoder(big.schema), [big]))[0][0] == big

@@ -145,6 +145,9 @@ def test_init_starts_serving_with_options() -> None:
         ("stream_window_bytes", 2**31),
         ("stream_window_bytes", True),
         ("max_streams_per_connection", 0),
+        ("max_message_size", 0),
+        ("max_message_size", None),
+        ("max_decompressed_size", -2),
         ("handshake_timeout", 0),
         ("handshake_timeout", None),
         ("end_of_stream_grace", -0.1),
@@ -171,6 +174,13 @@ def test_each_client_has_its_own_connection() -> None:
             ]
     assert peers[0] == peers[2]
     assert peers[0] != peers[1]
+
+
+def test_generic_options_replace_the_clients_own_settings(fs_data_server: Any) -> None:
+    small = [("grpc.max_receive_message_length", 1024 * 1024)]
+    with flight.connect(location_of(fs_data_server), generic_options=small) as client, \
+            pytest.raises(flight.FlightResourceExhaustedError, match="larger than max"):
+        client.do_get(flight.Ticket(b"large")).read_all()
 
 
 class HoldingServer(flight.FlightServerBase):

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from conftest import IMPLEMENTATIONS, connected, running_server
 
-from flight_secure.framing import encode_bytes_message, encode_flight_data
+from flight_secure.wire import encode_bytes_message, encode_flight_data
 
 IMPLS = list(IMPLEMENTATIONS.values())
 IMPL_IDS = list(IMPLEMENTATIONS)

@@ -254,3 +254,14 @@ def test_refused_call_does_not_reach_the_handler(pair: Pair) -> None:
         writer.close()
     with pytest.raises(KeyError):
         pair.client.get_flight_info(descriptor)
+
+
+def test_headers_assigned_to_call_options_later_are_sent() -> None:
+    server_factory = middleware_for(flight_secure)[0]()
+    with running_server(flight_secure, MiddlewareServer,
+                        middleware={"recorder": server_factory}) as server, \
+            flight_secure.connect(location_of(server)) as client:
+        options = flight_secure.FlightCallOptions(timeout=WAIT)
+        options.headers = [(b"x-client-header", b"assigned later")]
+        results = client.do_action(flight_secure.Action("client-header", b""), options)
+        assert [r.body.to_pybytes() for r in results] == [b"assigned later"]

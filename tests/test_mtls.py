@@ -20,20 +20,12 @@ from typing import Any
 import jwt
 import pyarrow.flight as pa_flight
 import pytest
+from conftest import IMPLEMENTATIONS, running_server
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
-from test_tls import (
-    IMPLEMENTATIONS,
-    TIMEOUT,
-    Pki,
-    Who,
-    refusal,
-    running_server,
-    tls_location,
-    who_is,
-)
+from tls_helpers import TIMEOUT, Pki, Who, refusal, tls_location, who_is
 
 import flight_secure
 from flight_secure.auth.base import CallCredentials, HeaderLogin

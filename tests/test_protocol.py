@@ -15,6 +15,7 @@ from conftest import PYTHON, ROOT, sample_table
 
 import flight_secure
 from flight_secure._generated import flight_pb2
+from flight_secure.rpcs import RPCS, SERVICE
 
 #: Field numbers of Arrow's format/Flight.proto (package arrow.flight.protocol).
 ARROW_FIELDS: dict[str, dict[str, int]] = {
@@ -86,6 +87,18 @@ def test_service_is_flight_service_with_arrows_ten_methods() -> None:
         for m in service.methods
     }
     assert found == ARROW_METHODS
+
+
+def test_the_rpc_table_is_arrows_service() -> None:
+    assert SERVICE == "arrow.flight.protocol.FlightService"
+    table = {rpc.name: (rpc.request, rpc.response, rpc.client_streams, rpc.server_streams)
+             for rpc in RPCS}
+    assert table == ARROW_METHODS
+    assert list(table) == list(ARROW_METHODS)  # Flight.proto's order
+    assert {rpc.name: rpc.method.name for rpc in RPCS} == {
+        name: "".join(f"_{c}" if c.isupper() else c.upper() for c in name).lstrip("_")
+        for name in ARROW_METHODS
+    }
 
 
 @pytest.mark.parametrize("message", sorted(ARROW_FIELDS))

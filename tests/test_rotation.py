@@ -16,7 +16,8 @@ from typing import Any
 
 import pyarrow.flight as pa_flight
 import pytest
-from test_tls import TIMEOUT, Who, refusal, running_server, tls_location, who_is
+from conftest import running_server
+from tls_helpers import TIMEOUT, Who, refusal, tls_location, who_is
 
 import flight_secure
 from flight_secure.certs import CertificateAuthority, IssuedCertificate

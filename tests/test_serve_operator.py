@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from raw_wire import rpc_path
 from serving import START_TIMEOUT, Served
 
 import flight_secure
@@ -39,7 +40,6 @@ from flight_secure.cli.serve import MAX_MESSAGE_MIB
 TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
 BIG_ROWS = 2_000_000  # streamed in batches of 64K rows
 MIB = 1024 * 1024
-GET_FLIGHT_INFO = "/arrow.flight.protocol.FlightService/GetFlightInfo"
 CALL_TIMEOUT = 30.0
 ENGINES = ["python", "arrow"]
 
@@ -239,13 +239,23 @@ def test_the_snippet_names_what_verifies_the_operators_certificate(
 # ---------------------------------------------------------------- message size
 
 
-def unauthenticated_request(port: int, ca: bytes, size: int) -> grpc.StatusCode:
-    """Send a GetFlightInfo of ``size`` bytes without credentials; the status it ends with."""
+def unauthenticated_request(port: int, ca: bytes, size: int,
+                            rpc: str = "GetFlightInfo") -> grpc.StatusCode:
+    """Send ``rpc`` a message of ``size`` bytes without credentials; the status it ends with.
+
+    A Handshake's message is read before the caller is known, so it meets the message
+    limit; other calls are refused by the auth gate before their message is read.
+    """
     channel = grpc.secure_channel(f"localhost:{port}", grpc.ssl_channel_credentials(ca),
                                   options=[("grpc.max_send_message_length", -1)])
     with channel:
         try:
-            channel.unary_unary(GET_FLIGHT_INFO)(b"\x00" * size, timeout=CALL_TIMEOUT)
+            if rpc == "Handshake":
+                request = pb.HandshakeRequest(payload=b"\x00" * size).SerializeToString()
+                list(channel.stream_stream(rpc_path(rpc))(iter([request]),
+                                                          timeout=CALL_TIMEOUT))
+            else:
+                channel.unary_unary(rpc_path(rpc))(b"\x00" * size, timeout=CALL_TIMEOUT)
         except grpc.RpcError as exc:
             return exc.code()
     return grpc.StatusCode.OK
@@ -266,7 +276,8 @@ def test_serve_bounds_the_size_of_a_message(site: tuple[Path, DevCertificates],
     server = Served(["--data", "data", "--users", "users.htpasswd", *extra], cwd=folder)
     try:
         for size, status in sizes.items():
-            assert unauthenticated_request(server.port, certs.ca_cert_pem(), size) == status
+            assert unauthenticated_request(server.port, certs.ca_cert_pem(), size,
+                                           "Handshake") == status
     finally:
         assert server.stop() == 0
 
@@ -291,8 +302,8 @@ def test_the_arrow_engine_says_it_cannot_bound_message_sizes(
                                       grpc.ssl_channel_credentials(certs.ca_cert_pem()),
                                       options=[("grpc.max_send_message_length", -1)])
         with channel, pytest.raises(grpc.RpcError) as refused:
-            channel.unary_unary(GET_FLIGHT_INFO)(descriptor.SerializeToString(),
-                                                 timeout=CALL_TIMEOUT)
+            channel.unary_unary(rpc_path("GetFlightInfo"))(descriptor.SerializeToString(),
+                                                           timeout=CALL_TIMEOUT)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # read whole first
     finally:
         assert server.stop() == 0
@@ -324,7 +335,8 @@ def test_unauthenticated_huge_requests_cost_serve_less_than_its_limit(
     finally:
         assert server.stop() == 0
     print(f"[serve] 4 unauthenticated 256 MiB requests: peak RSS rose {rise} MiB")
-    assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 4
+    assert set(codes) <= {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert len(codes) == 4
     assert rise < MAX_MESSAGE_MIB
 
 

@@ -17,7 +17,8 @@ import grpc
 import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
-from conftest import DataServer, connected, plain_table, running_server
+from conftest import IMPLEMENTATIONS, DataServer, connected, plain_table, running_server
+from raw_wire import rpc_path
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
@@ -357,6 +358,39 @@ def test_server_exchange_writer_sends_metadata_then_chunked_table(any_client: tu
     ]
 
 
+class WritesAfterClose:
+    """DoExchange sends PLAIN, closes its writer, then tries to write again; what that
+    write raised (or None) goes to ``after_close``."""
+
+    flight: ModuleType
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.after_close: queue.Queue = queue.Queue()
+        super().__init__(*args, **kwargs)
+
+    def do_exchange(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        writer.begin(PLAIN.schema)
+        writer.write_table(PLAIN)
+        writer.close()
+        try:
+            writer.write_table(PLAIN)
+        except Exception as exc:
+            self.after_close.put(exc)
+        else:
+            self.after_close.put(None)
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_server_exchange_writer_refuses_writes_after_close(implementation: str) -> None:
+    with running_server(IMPLEMENTATIONS[implementation], WritesAfterClose) as server, \
+            connected(flight_secure, server) as client:
+        writer, reader = client.do_exchange(flight_secure.FlightDescriptor.for_command(b"x"))
+        writer.done_writing()
+        assert reader.read_all().equals(PLAIN)
+        writer.close()
+        assert isinstance(server.after_close.get(timeout=10), pa.ArrowInvalid)
+
+
 class UploadWatcher:
     """DoPut reports how its reader ended: ("ended", chunks) or ("raised", error)."""
 
@@ -401,7 +435,7 @@ def test_server_put_reader_raises_cancelled_when_client_cancels_upload() -> None
     with running_server(flight_secure, UploadWatcher) as server, grpc.insecure_channel(
         f"localhost:{server.port}"
     ) as channel:
-        call = channel.stream_stream("/arrow.flight.protocol.FlightService/DoPut")(requests())
+        call = channel.stream_stream(rpc_path("DoPut"))(requests())
         assert UploadWatcher.first_chunk.wait(10)
         call.cancel()
         kind, detail = UploadWatcher.outcome.get(timeout=10)

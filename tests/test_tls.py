@@ -2,83 +2,30 @@
 
 Certificates are made by :mod:`flight_secure.certs` in temporary directories; every
 refusal must reach the client as a Flight error that says what failed, quickly, and
-leave the server serving good clients. The helpers here (:class:`Pki`, :class:`Who`,
-:func:`who_is`) are shared with ``test_mtls`` and ``test_rotation``.
+leave the server serving good clients (helpers in ``tls_helpers``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import ipaddress
-import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from conftest import IMPLEMENTATIONS, running_server
+from tls_helpers import (
+    TIMEOUT,
+    Pki,
+    Who,
+    expired_server_certificate,
+    refusal,
+    tls_location,
+    who_is,
+)
 
 import flight_secure
-from flight_secure.certs import CertificateAuthority, IssuedCertificate, generate_dev_certificates
-
-#: Every call in these tests gives up after this long, so a refusal can never hang.
-TIMEOUT = 5.0
-IMPLEMENTATIONS: dict[str, ModuleType] = {"flight_secure": flight_secure, "pyarrow": pa_flight}
-
-
-@dataclass
-class Pki:
-    """A development CA with a server certificate (localhost) and client certificates."""
-
-    dir: Path
-    ca: CertificateAuthority
-
-    @classmethod
-    def create(cls, directory: Path, clients: tuple[str, ...] = ("alice", "bob")) -> Pki:
-        generate_dev_certificates(directory, clients=clients)
-        return cls(directory, CertificateAuthority.load(directory / "ca.pem",
-                                                        directory / "ca.key"))
-
-    @property
-    def ca_pem(self) -> bytes:
-        return self.ca.cert_pem
-
-    def server_pair(self, flight: ModuleType = flight_secure) -> Any:
-        cert = (self.dir / "server.pem").read_bytes()
-        return flight.CertKeyPair(cert=cert, key=(self.dir / "server.key").read_bytes())
-
-    def client(self, name: str) -> dict[str, bytes]:
-        """``cert_chain=``/``private_key=`` keyword arguments presenting client ``name``."""
-        return {"cert_chain": (self.dir / f"{name}.pem").read_bytes(),
-                "private_key": (self.dir / f"{name}.key").read_bytes()}
-
-    def connect(self, flight: ModuleType, server: Any, name: str | None = None) -> Any:
-        """A new ``flight`` client of TLS ``server`` trusting this CA, presenting ``name``."""
-        extra = self.client(name) if name else {}
-        return flight.connect(tls_location(server), tls_root_certs=self.ca_pem, **extra)
-
-    def tls_server(self, flight: ModuleType = flight_secure, **kwargs: Any) -> Any:
-        """Keyword arguments for a TLS server of ``flight`` (plus ``kwargs``)."""
-        return {"location": "grpc+tls://localhost:0",
-                "tls_certificates": [self.server_pair(flight)], **kwargs}
-
-    def mtls_server(self, flight: ModuleType = flight_secure, **kwargs: Any) -> Any:
-        """Keyword arguments for a server that requires client certificates from this CA."""
-        return self.tls_server(flight, verify_client=True, root_certificates=self.ca_pem,
-                               **kwargs)
-
-
-def as_client(issued: IssuedCertificate) -> dict[str, bytes]:
-    return {"cert_chain": issued.cert_pem, "private_key": issued.key_pem}
 
 
 @pytest.fixture
@@ -90,68 +37,6 @@ def pki(tmp_path: Path) -> Pki:
 def other_pki(tmp_path: Path) -> Pki:
     """An unrelated CA issuing the same names (localhost, alice, bob)."""
     return Pki.create(tmp_path / "other")
-
-
-class Who:
-    """DoGet answers with one row: the caller's identity as the server saw it."""
-
-    flight: ModuleType
-
-    def do_get(self, context: Any, ticket: Any) -> Any:
-        who = context.peer_identity().decode()
-        return self.flight.RecordBatchStream(pa.table({"who": [who]}))
-
-
-@contextlib.contextmanager
-def running_server(flight: ModuleType, behaviour: type, **kwargs: Any) -> Iterator[Any]:
-    """``behaviour`` served by ``flight``'s FlightServerBase for the block; shut down after."""
-    cls = type(behaviour.__name__, (behaviour, flight.FlightServerBase), {"flight": flight})
-    server = cls(**kwargs)
-    try:
-        yield server
-    finally:
-        server.shutdown()
-
-
-def tls_location(server: Any) -> str:
-    return f"grpc+tls://localhost:{server.port}"
-
-
-def who_is(client: Any, headers: list[tuple[bytes, bytes]] | None = None) -> str:
-    """The identity the server saw for ``client`` (either implementation), sending ``headers``."""
-    flight = pa_flight if isinstance(client, pa_flight.FlightClient) else flight_secure
-    options = flight.FlightCallOptions(timeout=TIMEOUT, headers=headers)
-    return client.do_get(flight.Ticket(b"who"), options).read_all().column("who")[0].as_py()
-
-
-def refusal(flight: ModuleType, location: str, **kwargs: Any) -> tuple[BaseException, float]:
-    """The error a DoGet from a new ``flight`` client raises, and how long it took."""
-    started = time.monotonic()
-    with pytest.raises(flight.FlightError) as caught:
-        client = flight.connect(location, **kwargs)
-        try:
-            who_is(client)
-        finally:
-            client.close()
-    return caught.value, time.monotonic() - started
-
-
-def expired_server_certificate(ca: CertificateAuthority) -> IssuedCertificate:
-    """A localhost server certificate from ``ca`` that expired yesterday."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca.certificate.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=30))
-            .not_valid_after(now - dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(ca.private_key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), key_pem)
 
 
 # ------------------------------------------------------------------- data over TLS
@@ -194,6 +79,53 @@ def test_override_hostname_checks_the_certificate_against_that_name(pki: Pki) ->
             assert who_is(client) == ""
         error, _ = refusal(flight_secure, location, tls_root_certs=pki.ca_pem)
         assert "not valid for the host name" in str(error)
+
+
+# ------------------------------------------- TLS options never fall back to plaintext
+
+
+@pytest.mark.parametrize("implementation", ["flight_secure", "pyarrow"])
+def test_a_host_port_pair_with_tls_roots_is_dialled_over_tls(
+    pki: Pki, implementation: str
+) -> None:
+    flight = IMPLEMENTATIONS[implementation]
+    with running_server(flight_secure, Who, **pki.tls_server()) as server, \
+            flight.FlightClient(("localhost", server.port), tls_root_certs=pki.ca_pem) as client:
+        assert who_is(client) == ""
+
+
+def test_a_host_port_pair_with_a_client_certificate_is_dialled_over_mutual_tls(pki: Pki) -> None:
+    with running_server(flight_secure, Who, **pki.mtls_server()) as server, \
+            flight_secure.FlightClient(("localhost", server.port), tls_root_certs=pki.ca_pem,
+                                       **pki.client("alice")) as client:
+        assert who_is(client) == "alice"
+
+
+def test_a_host_port_pair_without_tls_options_is_dialled_in_plaintext() -> None:
+    with running_server(flight_secure, Who, location="grpc://localhost:0") as server, \
+            flight_secure.FlightClient(("localhost", server.port)) as client:
+        assert client.location.scheme == "grpc+tcp"
+        assert who_is(client) == ""
+
+
+#: TLS options a client may be given, by name.
+TLS_OPTIONS: dict[str, Callable[[Pki], dict[str, Any]]] = {
+    "tls_root_certs": lambda pki: {"tls_root_certs": pki.ca_pem},
+    "client certificate": lambda pki: pki.client("alice"),
+    "override_hostname": lambda pki: {"override_hostname": "flight.internal"},
+    "disable_server_verification": lambda pki: {"disable_server_verification": True},
+}
+
+
+@pytest.mark.parametrize("location", [
+    "grpc://localhost:1", "grpc+tcp://localhost:1", "grpc+unix:///tmp/flight.sock",
+])
+@pytest.mark.parametrize("option", sorted(TLS_OPTIONS))
+def test_tls_options_with_a_plaintext_location_are_refused(
+    pki: Pki, location: str, option: str
+) -> None:
+    with pytest.raises(flight_secure.FlightInvalidArgumentError, match=r"use a grpc\+tls://"):
+        flight_secure.connect(location, **TLS_OPTIONS[option](pki))
 
 
 # ------------------------------------------------------ disable_server_verification

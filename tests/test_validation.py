@@ -1,4 +1,4 @@
-"""framing.validate_batch refuses exactly what Arrow's full validation refuses.
+"""validation.validate_batch refuses exactly what Arrow's full validation refuses.
 
 Every received batch is validated before a handler sees it; string columns
 without nulls take a faster path (one UTF-8 decode of the column's bytes plus a
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from flight_secure.framing import validate_batch
+from flight_secure.validation import validate_batch
 
 TEXT_BYTES = st.sampled_from(
     [b"a", b"z", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x98\x80", b"\xed\xa0\x80",

@@ -211,6 +211,7 @@ REFUSED: dict[str, Callable[[ModuleType], Any]] = {
         SCHEMA, f.FlightDescriptor.for_path("p"), [], app_metadata=1
     ),
     "SchemaResult bytes": lambda f: f.SchemaResult(b"x"),
+    "FlightCallOptions timeout str": lambda f: f.FlightCallOptions(timeout="1"),
 }
 
 #: Calls pyarrow accepts, with types a stricter check could wrongly refuse.
@@ -236,6 +237,8 @@ ACCEPTED: dict[str, Callable[[ModuleType], Any]] = {
     "FlightInfo str app_metadata": lambda f: f.FlightInfo(
         SCHEMA, f.FlightDescriptor.for_path("p"), [], app_metadata="m"
     ),
+    "FlightCallOptions int and bool timeouts": lambda f: (f.FlightCallOptions(timeout=1),
+                                                          f.FlightCallOptions(timeout=True)),
 }
 
 

@@ -7,7 +7,7 @@ client asks the handler for its token on every call, as ``auth-token-bin``.
 
 Renewal, as flight_secure's own client does it: when the token is a JWT, the
 handshake is run again shortly before it expires (see
-:func:`flight_secure.client.refresh_time`). pyarrow's client cannot re-run a
+:func:`flight_secure.session.refresh_time`). pyarrow's client cannot re-run a
 handshake while it is in use (``authenticate`` replaces the handler that
 other threads' calls are reading), so the renewal runs on a second client,
 made by ``reconnect``; :func:`connect` sets that up.
@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow.flight as pa_flight
 
-from flight_secure import client as own_client
+from flight_secure import session
 from flight_secure.arrow.errors import to_pyarrow
 from flight_secure.auth.base import ClientAuthHandler
 from flight_secure.errors import FlightError
@@ -43,7 +43,7 @@ class ClientAuth(pa_flight.ClientAuthHandler):
     a JWT token is renewed before it expires: the first call due for renewal
     runs ``handler``'s handshake on such a client (``options`` are its call
     options), while other threads keep sending the current token. A failed
-    renewal is retried after ``flight_secure.client.REFRESH_RETRY`` seconds and
+    renewal is retried after ``flight_secure.session.REFRESH_RETRY`` seconds and
     its error raised to the call that triggered it, as flight_secure's own client
     does. Without ``reconnect`` the token is never renewed.
     """
@@ -71,7 +71,7 @@ class ClientAuth(pa_flight.ClientAuthHandler):
             raise to_pyarrow(exc) from None
         self._token = token
         if self._reconnect is not None:
-            self._renew_at = own_client.refresh_time(token, time.time())
+            self._renew_at = session.refresh_time(token, time.time())
 
     def get_token(self) -> bytes:
         """The current token, renewed first when it is due."""
@@ -86,7 +86,7 @@ class ClientAuth(pa_flight.ClientAuthHandler):
         try:
             if self._renew_at != due:
                 return  # renewed by another thread meanwhile
-            self._renew_at = time.time() + own_client.REFRESH_RETRY
+            self._renew_at = time.time() + session.REFRESH_RETRY
             assert self._reconnect is not None
             with self._reconnect() as renewal:
                 renewal.authenticate(self, self._options)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from flight_secure.auth.base import Principal
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import FlightUnauthorizedError
+from flight_secure.rpcs import RPCS
 from flight_secure.types import FlightMethod
 
 __all__ = ["RPC_NAMES", "AccessPolicy", "RoleRequirement", "require_roles"]
@@ -26,18 +27,7 @@ __all__ = ["RPC_NAMES", "AccessPolicy", "RoleRequirement", "require_roles"]
 _M = FlightMethod
 
 #: The RPC names rules are written with, and the methods they stand for.
-RPC_NAMES: Mapping[str, FlightMethod] = {
-    "Handshake": _M.HANDSHAKE,
-    "ListFlights": _M.LIST_FLIGHTS,
-    "GetFlightInfo": _M.GET_FLIGHT_INFO,
-    "PollFlightInfo": _M.POLL_FLIGHT_INFO,
-    "GetSchema": _M.GET_SCHEMA,
-    "DoGet": _M.DO_GET,
-    "DoPut": _M.DO_PUT,
-    "DoExchange": _M.DO_EXCHANGE,
-    "DoAction": _M.DO_ACTION,
-    "ListActions": _M.LIST_ACTIONS,
-}
+RPC_NAMES: Mapping[str, FlightMethod] = {rpc.name: rpc.method for rpc in RPCS}
 _NAME_OF = {method: name for name, method in RPC_NAMES.items()}
 
 ANY = "*"

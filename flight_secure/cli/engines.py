@@ -17,7 +17,7 @@ from typing import Any
 
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.errors import FlightError
-from flight_secure.server import FlightServerOptions
+from flight_secure.server_options import FlightServerOptions
 from flight_secure.types import Location
 
 ENGINES = ("python", "arrow")

@@ -11,10 +11,10 @@ at once. pyarrow.flight's engine cancels only the calls whose handlers check for
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
+from os import _exit as exit_without_cleanup
 from typing import NoReturn, Protocol
 
 log = logging.getLogger("flight_secure.serve")
@@ -89,4 +89,4 @@ def exit_leaving_calls() -> NoReturn:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    exit_without_cleanup(0)

@@ -31,7 +31,8 @@ with atheris.instrument_imports(include=["flight_secure"]):
 
     from flight_secure._generated import flight_pb2 as pb
     from flight_secure.errors import FlightInvalidArgumentError
-    from flight_secure.framing import Frame, FrameDecoder, decode_flight_data
+    from flight_secure.framing import FrameDecoder
+    from flight_secure.wire import Frame, decode_flight_data
 
 MAX_CHUNKS = 64
 

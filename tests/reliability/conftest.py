@@ -6,17 +6,17 @@
   the caller's identity and auth scheme as the handler saw them plus the call's own
   nonce, so a test sees cross-talk between callers and answers given to the wrong call.
 * :class:`TokenOrCertificate`: one server that admits Basic, JWT and mTLS callers.
-* :func:`raw_call`: raw bytes on a raw gRPC channel, returning the call's status.
+* :func:`assert_refused_cleanly`: a raw call (``raw_wire``) was refused as hostile input is.
 * :class:`Child`: a process to kill mid-call, or a server that may crash or hang
   without taking pytest down; :data:`CHILD_MAINS` names what a child can run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -24,7 +24,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,9 +34,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from raw_wire import Outcome, flight_data, ipc_messages
 
 import flight_secure as flight
-from flight_secure._generated import flight_pb2 as pb
 from flight_secure.arrow import principal
 from flight_secure.auth.base import CallCredentials, HeaderLogin, Principal, ServerAuthHandler
 from flight_secure.auth.basic import BasicClientAuthHandler
@@ -45,7 +44,6 @@ from flight_secure.certs import DevCertificates, generate_dev_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-SERVICE = "/arrow.flight.protocol.FlightService/"
 #: Seconds every single call in this suite may take before it counts as a hang.
 CALL_TIMEOUT = 20.0
 #: The statuses a hostile request may get: a refusal that names the problem.
@@ -154,20 +152,23 @@ def upload(rows: int) -> pa.Table:
     return pa.table({"n": pa.array(range(rows), pa.int64())})
 
 
-def echo_call(client: flight.FlightClient, rpc: str, nonce: bytes,
-              options: flight.FlightCallOptions, rows: int = 3) -> bytes:
-    """Make one ``rpc`` call to an :class:`EchoServer`; its answer."""
+def echo_call(client: Any, rpc: str, nonce: bytes, options: Any, rows: int = 3,
+              peer: ModuleType = flight) -> bytes:
+    """Make one ``rpc`` call to an :class:`EchoServer`; its answer.
+
+    ``client`` and ``options`` are of ``peer``, flight_secure or pyarrow.flight.
+    """
     if rpc == "GetFlightInfo":
-        info = client.get_flight_info(flight.FlightDescriptor.for_command(nonce), options)
+        info = client.get_flight_info(peer.FlightDescriptor.for_command(nonce), options)
         return info.descriptor.command
     if rpc == "DoAction":
-        results = list(client.do_action(flight.Action("echo", nonce), options))
+        results = list(client.do_action(peer.Action("echo", nonce), options))
         assert len(results) == 1
         return results[0].body.to_pybytes()
     if rpc == "DoGet":
-        return client.do_get(flight.Ticket(nonce), options).read_all()["answer"][0].as_py()
+        return client.do_get(peer.Ticket(nonce), options).read_all()["answer"][0].as_py()
     data = upload(rows)
-    descriptor = flight.FlightDescriptor.for_command(nonce)
+    descriptor = peer.FlightDescriptor.for_command(nonce)
     if rpc == "DoPut":
         writer, acks = client.do_put(descriptor, data.schema, options)
         writer.write_table(data)
@@ -263,60 +264,11 @@ def mtls_client(pki: DevCertificates, port: int, name: str) -> flight.FlightClie
 
 # ---------------------------------------------------------------------- raw gRPC
 
-#: How each RPC carries its messages: one request and one response, or streams.
-RPC_SHAPES = {
-    "Handshake": "bidi", "DoPut": "bidi", "DoExchange": "bidi",
-    "ListFlights": "server", "DoGet": "server", "DoAction": "server", "ListActions": "server",
-    "GetFlightInfo": "unary", "PollFlightInfo": "unary", "GetSchema": "unary",
-}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a raw call ended: its status code, status message and responses."""
-
-    code: grpc.StatusCode
-    details: str
-    responses: tuple[bytes, ...] = ()
-
-
-def raw_call(channel: grpc.Channel, rpc: str, request: bytes | Sequence[bytes],
-             metadata: Sequence[tuple[str, str | bytes]] = (),
-             timeout: float = CALL_TIMEOUT) -> Outcome:
-    """Send ``request`` (a list of messages for a streaming request) as raw bytes."""
-    path = SERVICE + rpc
-    shape = RPC_SHAPES[rpc]
-    try:
-        if shape == "unary":
-            call = channel.unary_unary(path)
-            responses: list[bytes] = [call(request, metadata=tuple(metadata), timeout=timeout)]
-        elif shape == "server":
-            stream = channel.unary_stream(path)(request, metadata=tuple(metadata),
-                                                timeout=timeout)
-            responses = list(stream)
-        else:
-            stream = channel.stream_stream(path)(iter(list(request)), metadata=tuple(metadata),
-                                                 timeout=timeout)
-            responses = list(stream)
-    except grpc.RpcError as exc:
-        return Outcome(exc.code(), exc.details() or "")
-    return Outcome(grpc.StatusCode.OK, "", tuple(responses))
-
-
 def assert_refused_cleanly(outcome: Outcome,
                            allowed: frozenset[grpc.StatusCode] = HOSTILE_OUTCOMES) -> None:
     """A hostile request was refused with an allowed status and no traceback."""
     assert outcome.code in allowed, f"status {outcome.code.name}: {outcome.details!r}"
     assert "Traceback" not in outcome.details
-
-
-@contextlib.contextmanager
-def raw_channel(port: int) -> Iterator[grpc.Channel]:
-    channel = grpc.insecure_channel(f"localhost:{port}")
-    try:
-        yield channel
-    finally:
-        channel.close()
 
 
 # ------------------------------------------------------------------ fuzzing
@@ -339,23 +291,6 @@ def quick_and_long(check: Callable[..., None], examples: Sequence[Mapping[str, A
         check = example(**known)(check)
     return (QUICK(given(**strategies)(check)),
             pytest.mark.slow(LONG(given(**strategies)(check))))
-
-
-def ipc_messages(table: pa.Table) -> list[tuple[bytes, bytes]]:
-    """The (flatbuffer header, body) of each IPC message of ``table``'s stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return [(m.metadata.to_pybytes(), m.body.to_pybytes() if m.body is not None else b"")
-            for m in pa.ipc.MessageReader.open_stream(sink.getvalue())]
-
-
-def flight_data(header: bytes, body: bytes, path: str | None = None) -> bytes:
-    message = pb.FlightData(data_header=header, data_body=body)
-    if path is not None:
-        message.flight_descriptor.CopyFrom(
-            pb.FlightDescriptor(type=pb.FlightDescriptor.PATH, path=[path]))
-    return message.SerializeToString()
 
 
 #: A valid upload with strings, lists, a struct and a dictionary column.
@@ -555,10 +490,58 @@ class ReadsValues(flight.FlightServerBase):
         yield b"pong"
 
 
+#: The token :class:`NeedsAToken` admits.
+ADMITTED_TOKEN = b"let-me-in"
+
+
+class NeedsAToken(ServerAuthHandler):
+    """Admits calls that carry :data:`ADMITTED_TOKEN`; every handshake is refused."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        incoming.read()
+        raise flight.FlightUnauthenticatedError("this server takes no logins")
+
+    def is_valid(self, token: bytes) -> bytes:
+        if token != ADMITTED_TOKEN:
+            raise flight.FlightUnauthenticatedError("no valid token")
+        return b"admitted"
+
+
+class EchoNeedingAToken(EchoServer):
+    """An :class:`EchoServer` whose callers need :data:`ADMITTED_TOKEN`."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(auth_handler=NeedsAToken(), **options)
+
+
+class HoldsTheInterpreter(EchoServer):
+    """DoAction ``hold`` keeps Python's interpreter lock for seconds: it prints
+    ``event holding``, then computes one long integer power (a single bytecode, so no
+    other thread of the server runs until it ends). Other calls are EchoServer's."""
+
+    def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
+        if action.type != "hold":
+            yield from super().do_action(context, action)
+            return
+        _event("holding")
+        7 ** 5_000_000  # noqa: B018 - the computation is the point
+        yield b"held"
+
+
 CHILD_SERVERS: dict[str, type[flight.FlightServerBase]] = {
     "writes-until-cancelled": WritesUntilCancelled,
     "reads-values": ReadsValues,
+    "echo-needing-a-token": EchoNeedingAToken,
+    "holds-the-interpreter": HoldsTheInterpreter,
 }
+
+
+def peak_rss(pid: int) -> int:
+    """The most memory process ``pid`` has held resident so far (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
 
 
 def _serve(argv: list[str]) -> None:
@@ -659,8 +642,62 @@ def _guess_passwords(argv: list[str]) -> None:
     print("done", json.dumps(outcomes), flush=True)
 
 
+def _pyarrow_clients(argv: list[str]) -> None:
+    """``<config json>``: pyarrow.flight clients calling an :class:`EchoNeedingAToken`.
+
+    Config: ``location``, ``clients`` (each its own connection and thread),
+    ``seconds``. Each client cycles through :data:`ECHO_RPCS` with its own nonces
+    and checks every answer. Prints ``connected`` once every client is connected,
+    then ``done <json>``: ``calls`` per RPC, ``wrong`` answers and ``errors``
+    (``"<rpc> <error type>: <message>"`` -> count).
+    """
+    import pyarrow.flight as pa_flight
+
+    # pyarrow answers a call that ends CANCELLED by simulating Ctrl-C in the main
+    # thread; ignoring SIGINT keeps such a call an error counted here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = json.loads(argv[0])
+    options = pa_flight.FlightCallOptions(timeout=CALL_TIMEOUT,
+                                          headers=[(b"auth-token-bin", ADMITTED_TOKEN)])
+    calls: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    wrong = 0
+    lock = threading.Lock()
+    connected = threading.Barrier(config["clients"], action=lambda: print("connected",
+                                                                           flush=True))
+
+    def run(number: int) -> None:
+        nonlocal wrong
+        client = pa_flight.connect(config["location"])
+        connected.wait(CALL_TIMEOUT)
+        deadline = time.monotonic() + config["seconds"]
+        count = 0
+        while time.monotonic() < deadline:
+            rpc = ECHO_RPCS[(number + count) % len(ECHO_RPCS)]
+            nonce = f"{number}-{count}".encode()
+            count += 1
+            try:
+                answer = echo_call(client, rpc, nonce, options, peer=pa_flight)
+            except Exception as exc:
+                with lock:
+                    errors[f"{rpc} {type(exc).__name__}: {str(exc)[:160]}"] += 1
+                continue
+            with lock:
+                calls[rpc] += 1
+                wrong += answer != expected_answer("admitted", "token", rpc, nonce)
+        client.close()
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(config["clients"])]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print("done", json.dumps({"calls": calls, "wrong": wrong, "errors": errors}), flush=True)
+
+
 CHILD_MAINS: dict[str, Callable[[list[str]], None]] = {
     "serve": _serve,
     "upload-then-hang": _upload_then_hang,
     "guess-passwords": _guess_passwords,
+    "pyarrow-clients": _pyarrow_clients,
 }

@@ -28,6 +28,7 @@ from conftest import IMPLEMENTATIONS
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
+from raw_wire import flight_data, ipc_messages, raw_call, raw_channel, rpc_path
 
 import flight_secure as flight
 from flight_secure.auth import (
@@ -46,7 +47,6 @@ from flight_secure.tls import reloading_server_credentials
 from .conftest import (
     CALL_TIMEOUT,
     ECHO_RPCS,
-    SERVICE,
     Child,
     EchoServer,
     assert_refused_cleanly,
@@ -54,11 +54,7 @@ from .conftest import (
     crafted_string_offsets,
     echo_call,
     expected_answer,
-    flight_data,
-    ipc_messages,
     mtls_client,
-    raw_call,
-    raw_channel,
     report,
     upload,
 )
@@ -324,7 +320,7 @@ def test_an_upload_cut_off_midway_never_looks_finished() -> None:
     uploads = 400
     with RecordsUploads(location="grpc://localhost:0") as server, \
             raw_channel(server.port) as channel:
-        do_put = channel.stream_stream(SERVICE + "DoPut")
+        do_put = channel.stream_stream(rpc_path("DoPut"))
         for _ in range(uploads):
             release = threading.Event()
             call = do_put(held_upload("cut", release), timeout=CALL_TIMEOUT)
@@ -612,7 +608,7 @@ def test_cli_many_uploads_cut_off_midway_leave_no_dataset(
     uploads = 300
     server, port, data, ca = cli_server
     with cli_raw_channel(port, ca) as (channel, token):
-        do_put = channel.stream_stream(SERVICE + "DoPut")
+        do_put = channel.stream_stream(rpc_path("DoPut"))
         for number in range(uploads):
             release = threading.Event()
             call = do_put(held_upload(f"cut-{number}", release),

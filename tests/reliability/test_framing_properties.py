@@ -1,7 +1,7 @@
 """Properties of the data plane's decoder on arbitrary and on damaged bytes.
 
-* :func:`~flight_secure.framing.decode_flight_data` never raises, whatever the bytes;
-  what it reads back from :func:`~flight_secure.framing.encode_flight_data` is exact.
+* :func:`~flight_secure.wire.decode_flight_data` never raises, whatever the bytes;
+  what it reads back from :func:`~flight_secure.wire.encode_flight_data` is exact.
 * :class:`~flight_secure.framing.FrameDecoder` raises nothing but
   FlightInvalidArgumentError (and StopIteration at the end), and every batch it
   hands out is valid in full (``RecordBatch.validate(full=True)``): a handler can
@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flight_secure.errors import FlightInvalidArgumentError
-from flight_secure.framing import Frame, FrameDecoder, decode_flight_data, encode_flight_data
+from flight_secure.framing import FrameDecoder
+from flight_secure.wire import Frame, decode_flight_data, encode_flight_data
 
 from .conftest import (
     QUICK,

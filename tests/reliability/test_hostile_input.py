@@ -31,6 +31,7 @@ import pytest
 from conftest import ENGINES, Engine
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
+from raw_wire import raw_call, raw_channel
 
 import flight_secure as flight
 from flight_secure._generated import flight_pb2 as pb
@@ -54,8 +55,6 @@ from .conftest import (
     echo_call,
     mutated_streams,
     quick_and_long,
-    raw_call,
-    raw_channel,
 )
 
 ISS = "https://login.reliability.test"

@@ -20,12 +20,13 @@ import pyarrow as pa
 import pyarrow.flight as pa_flight
 import pytest
 from conftest import ENGINES, Engine
+from raw_wire import rpc_path
 
 import flight_secure as flight
 from flight_secure.auth import BasicClientAuthHandler, BasicServerAuthHandler, PasswordStore
 from flight_secure.types import BasicAuth
 
-from .conftest import CALL_TIMEOUT, SERVICE, Echo, bounded, echo_call, report
+from .conftest import CALL_TIMEOUT, Echo, bounded, echo_call, report
 
 USER, PASSWORD = "dave", "dave's password"
 
@@ -70,7 +71,7 @@ class IdleHandshakes:
             self.changed.notify_all()
 
     def _run(self) -> None:
-        handshake = self.channel.stream_stream(SERVICE + "Handshake")
+        handshake = self.channel.stream_stream(rpc_path("Handshake"))
         while not self.stop.is_set():
             with self.changed:
                 while self.open >= self.want and not self.stop.is_set():
