@@ -329,3 +329,33 @@ def test_an_ingest_cut_off_midway_leaves_no_dataset(
     assert ended.outcome == "failed"
     assert sorted(p.name for p in site.data.iterdir() if "cut_off" in p.name) == []
     client.flight.close()
+
+
+# ------------------------------------------------------- what exists, unseen
+
+
+def ingest_refusal(client: Client, name: str, if_exists: int) -> str:
+    """The error text of ``client`` uploading one row as dataset ``name``."""
+    command = sql_pb.CommandStatementIngest(table=name)
+    command.table_definition_options.if_exists = if_exists
+    descriptor = flight.FlightDescriptor.for_command(pack(command))
+    table = pa.table({"v": [1]})
+    writer, _ = client.flight.do_put(descriptor, table.schema, client.options)
+    with pytest.raises(flight.FlightUnauthorizedError) as refused:
+        writer.write_table(table)
+        writer.close()
+    return str(refused.value).split(". Detail:")[0]
+
+
+@pytest.mark.parametrize("if_exists", [
+    sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_EXISTS_OPTION_REPLACE,
+    sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_EXISTS_OPTION_FAIL,
+])
+def test_an_ingest_refusal_does_not_tell_whether_the_dataset_exists(
+        site: Site, bob: Client, if_exists: int) -> None:
+    existing = ingest_refusal(bob, "people", if_exists)  # bob may not even read it
+    absent = ingest_refusal(bob, "no_such_dataset", if_exists)
+    assert existing == absent.replace("no_such_dataset", "people")
+    assert "may not write" in existing
+    assert not any("no_such_dataset" in p.name for p in site.data.iterdir())
+

@@ -204,7 +204,9 @@ class FlightSqlService:
             raise FlightUnimplementedError("appending to a dataset is not supported; "
                                            "use mode 'replace' or 'create'")
         name = check_name(command.table)
-        exists = self.folder.exists(name)
+        # Rights before existence, as DoPut: without the write right the refusal is the
+        # same whether or not the dataset exists.
+        exists = caller.may(name, "write") and self.folder.exists(name)
         replace = exists and options.if_exists == _Ingest.TABLE_EXISTS_OPTION_REPLACE
         right = "overwrite" if replace else "write"
         started = time.monotonic()
