@@ -359,3 +359,32 @@ def test_an_ingest_refusal_does_not_tell_whether_the_dataset_exists(
     assert "may not write" in existing
     assert not any("no_such_dataset" in p.name for p in site.data.iterdir())
 
+
+def outcome(call: Any) -> tuple[str, str]:
+    """What ``call()`` answers: the error class and first line of its message, or ok."""
+    try:
+        call()
+    except (flight.FlightError, pa.ArrowException, OSError) as exc:
+        return type(exc).__name__, str(exc).splitlines()[0].split(". Detail:")[0]
+    return "ok", ""
+
+
+@pytest.mark.parametrize("rpc", ["GetFlightInfo", "GetSchema", "CreatePreparedStatement"])
+def test_a_query_refusal_does_not_tell_whether_an_unreadable_dataset_exists(
+        bob: Client, rpc: str) -> None:
+    def attempt(table: str) -> Any:
+        sql = f"SELECT * FROM {table}"  # noqa: S608 (the test names the table)
+        command = sql_pb.CommandStatementQuery(query=sql)
+        descriptor = flight.FlightDescriptor.for_command(pack(command))
+        if rpc == "GetFlightInfo":
+            return lambda: bob.flight.get_flight_info(descriptor, bob.options)
+        if rpc == "GetSchema":
+            return lambda: bob.flight.get_schema(descriptor, bob.options)
+        request = sql_pb.ActionCreatePreparedStatementRequest(query=sql)
+        return lambda: bob.action("CreatePreparedStatement", pack(request))
+
+    # bob may not read payroll; PAYROLL names it too, as DuckDB ignores case
+    kind, message = outcome(attempt("PAYROLL"))
+    absent_kind, absent_message = outcome(attempt("NOPAYROLL"))
+    assert (kind, message) == (absent_kind, absent_message.replace("NOPAYROLL", "PAYROLL"))
+    assert "payroll" not in message

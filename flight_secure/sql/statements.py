@@ -5,7 +5,9 @@
 1. :func:`~flight_secure.sql.references.analyse` parses it (one SELECT only) and names
    the tables it touches; a table the caller may not read is refused with
    FlightUnauthorizedError (PERMISSION_DENIED) whether or not it exists, as the raw
-   Flight RPCs do, so a refusal never tells whether a dataset exists;
+   Flight RPCs do, so a refusal never tells whether a dataset exists (a table the
+   rights allow but the caller cannot read, e.g. another's dataset under another
+   case, is "not found" by the sandbox, as any missing table);
 2. a sandbox (:func:`~flight_secure.sql.sandbox.open_sandbox`) is opened holding the
    caller's readable datasets only;
 3. the result streams out of DuckDB batch by batch (never materialised), watched by
@@ -109,15 +111,18 @@ class StatementRunner:
             raise FlightUnauthorizedError(f"{caller.name} may not read dataset {denied!r}")
         return analysis
 
-    def _denied(self, caller: Caller, analysis: Analysis) -> str | None:
-        """The first referenced name the caller may not read (under any case), or None."""
-        by_case: dict[str, list[str]] = {}
-        for name in self.folder.names():
-            by_case.setdefault(name.lower(), []).append(name)
+    @staticmethod
+    def _denied(caller: Caller, analysis: Analysis) -> str | None:
+        """The first referenced name the caller may not read, or None.
+
+        Decided by the name as written and the rights alone, never by what exists: a
+        name that differs only in case from a dataset the caller may not read is left
+        to the sandbox, where no such table is (the same answer as for a name that
+        exists nowhere).
+        """
         for name in sorted(analysis.dataset_names()):
-            for candidate in [name, *by_case.get(name.lower(), [])]:
-                if not caller.may(candidate, "read"):
-                    return candidate
+            if not caller.may(name, "read"):
+                return name
         return None
 
     def datasets_of(self, analysis: Analysis) -> list[str]:
