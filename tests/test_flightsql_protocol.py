@@ -257,23 +257,30 @@ def test_the_time_limit_stops_a_query(tmp_path: Any) -> None:
 # ---------------------------------------------------------------------- audit
 
 
+def sql_audits(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
+    """The Flight SQL audit records captured, as their structured fields."""
+    return [r.audit for r in caplog.records
+            if r.name == "flight_secure.audit" and r.audit["event"].startswith("sql ")]
+
+
 def test_every_statement_is_audited_with_the_sql_only_at_debug(
         alice: Client, bob: Client, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="flight_secure.sql.audit"):
+    with caplog.at_level(logging.INFO, logger="flight_secure.audit"):
         alice.query("SELECT * FROM sales JOIN people USING (id)\n-- forged line")
         with pytest.raises(flight.FlightUnauthorizedError):
             bob.query("SELECT * FROM payroll")
-    records = [r for r in caplog.records if r.name == "flight_secure.sql.audit"]
-    done = next(r for r in records if r.who == "alice" and r.what == "query")
-    assert (done.datasets, done.rows, done.outcome) == (["people", "sales"], 4, "ok")
-    refused = next(r for r in records if r.who == "bob")
-    assert (refused.datasets, refused.outcome) == (["payroll"], "refused")
-    assert all("SELECT" not in r.getMessage() for r in records)
+    records = sql_audits(caplog)
+    done = next(r for r in records if r["who"] == "alice" and r["event"] == "sql query ok")
+    assert (done["scheme"], done["dataset"], done["rows"]) == ("basic", "people,sales", "4")
+    refused = next(r for r in records if r["who"] == "bob")
+    assert (refused["event"], refused["dataset"]) == ("sql plan refused", "payroll")
+    assert all("sql" not in r for r in records)
+    assert all("SELECT" not in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="flight_secure.sql.audit"):
+    with caplog.at_level(logging.DEBUG, logger="flight_secure.audit"):
         alice.query("SELECT 1 AS x\n-- forged line")
-    texts = [r.getMessage() for r in caplog.records if r.name == "flight_secure.sql.audit"]
-    assert any("SELECT 1 AS x\\n-- forged line" in t for t in texts)
+    texts = [r.getMessage() for r in caplog.records if r.name == "flight_secure.audit"]
+    assert 'sql text: who=alice sql="SELECT 1 AS x\\n-- forged line"' in texts
     assert all("\n" not in t for t in texts)
 
 
@@ -320,13 +327,13 @@ def test_an_ingest_cut_off_midway_leaves_no_dataset(
         sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_NOT_EXIST_OPTION_CREATE
     descriptor = flight.FlightDescriptor.for_command(pack(command))
     batch = pa.record_batch({"v": pa.array(range(100_000))})
-    with caplog.at_level(logging.INFO, logger="flight_secure.sql.audit"):
+    with caplog.at_level(logging.INFO, logger="flight_secure.audit"):
         writer, _ = client.flight.do_put(descriptor, batch.schema, client.call_options(timeout=1))
         writer.write_batch(batch)  # and no end of stream: the deadline cuts the upload off
-        wait_until(lambda: any(getattr(r, "what", "") == "ingest" and r.datasets == ["cut_off"]
-                               for r in caplog.records), timeout=10)
-    [ended] = [r for r in caplog.records if getattr(r, "what", "") == "ingest"]
-    assert ended.outcome == "failed"
+        wait_until(lambda: any(r["event"].startswith("sql ingest") for r in sql_audits(caplog)),
+                   timeout=10)
+    [ended] = [r for r in sql_audits(caplog) if r["event"].startswith("sql ingest")]
+    assert (ended["event"], ended["dataset"]) == ("sql ingest failed", "cut_off")
     assert sorted(p.name for p in site.data.iterdir() if "cut_off" in p.name) == []
     client.flight.close()
 

@@ -438,12 +438,13 @@ def test_an_upload_running_when_the_drain_ends_is_aborted_logged_and_leaves_noth
         endless_upload: tuple[Served, threading.Thread]) -> None:
     folder, _ = site
     server, uploader = endless_upload
-    server.err.wait_for("anonymous DoPut partial")
+    server.err.wait_for("who=anonymous scheme=none rpc=DoPut dataset=partial")
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=START_TIMEOUT) == 0
     uploader.join(START_TIMEOUT)
     server.err.wait_closed()
-    assert "anonymous DoPut partial aborted" in server.err.text
+    assert "upload aborted: who=anonymous scheme=none rpc=DoPut dataset=partial" \
+        in server.err.text
     assert sorted(p.name for p in (folder / "data").iterdir()) == [
         "big.parquet", "items.parquet", "sales.parquet"]
 
@@ -473,7 +474,7 @@ def test_on_the_arrow_engine_a_call_it_cannot_cancel_does_not_keep_the_server_al
         writer, _ = client.do_put(flight_secure.FlightDescriptor.for_path("silent"),
                                   batch.schema)
         writer.write_batch(batch)  # then nothing more
-        server.err.wait_for("anonymous DoPut silent")
+        server.err.wait_for("who=anonymous scheme=none rpc=DoPut dataset=silent")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=START_TIMEOUT) == 0
         server.err.wait_closed()

@@ -196,7 +196,7 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
         info = certificate_info(pem, identity_from=self.identity_from)
         if self.allowed is not None and info.identity not in self.allowed:
             audit_event(logging.WARNING, "call refused", call=call, who=info.identity,
-                        scheme="mtls", rpc=call.method.name,
+                        scheme="mtls", rpc=call.method,
                         reason="certificate identity not allowed")
             raise FlightUnauthorizedError(
                 f"client certificate identity {info.identity!r} is not allowed on this server"

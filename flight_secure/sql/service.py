@@ -211,8 +211,8 @@ class FlightSqlService:
         right = "overwrite" if replace else "write"
         started = time.monotonic()
         if not caller.may(name, right):
-            audit.record(caller.name, "ingest", [name], rows=None, seconds=0.0,
-                         outcome="refused")
+            audit.record(caller.name, caller.scheme, "ingest", [name], rows=None,
+                         seconds=0.0, outcome="refused")
             raise FlightUnauthorizedError(f"{caller.name} may not {right} dataset {name!r}")
         if not exists and options.if_not_exist == _Ingest.TABLE_NOT_EXIST_OPTION_FAIL:
             raise FlightNotFoundError(f"no dataset named {name!r}")
@@ -220,10 +220,10 @@ class FlightSqlService:
             rows = self.folder.write(name, schema, batches, overwrite=replace,
                                      cancelled=caller.is_cancelled)
         except FlightError:
-            audit.record(caller.name, "ingest", [name], rows=None,
+            audit.record(caller.name, caller.scheme, "ingest", [name], rows=None,
                          seconds=time.monotonic() - started, outcome="failed")
             raise
-        audit.record(caller.name, "ingest", [name], rows=rows,
+        audit.record(caller.name, caller.scheme, "ingest", [name], rows=rows,
                      seconds=time.monotonic() - started, outcome=audit.OK)
         return rows
 

@@ -52,12 +52,14 @@ class Caller:
     """Who is calling and what they may do, independent of the Flight engine.
 
     ``may(dataset, right)`` answers with the rights in force for this call;
-    ``is_cancelled()`` turns true when the call ends early.
+    ``is_cancelled()`` turns true when the call ends early; ``scheme`` says how the
+    caller was authenticated (for the audit).
     """
 
     name: str
     may: Callable[[str, str], bool]
     is_cancelled: Callable[[], bool] = lambda: False
+    scheme: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,11 @@ class StatementRunner:
             analysis = analyse(sql)
             denied = self._denied(caller, analysis)
         except FlightError:
-            audit.record(caller.name, what, (), rows=None, seconds=0.0, outcome="refused",
-                         sql=sql)
+            audit.record(caller.name, caller.scheme, what, (), rows=None, seconds=0.0,
+                         outcome="refused", sql=sql)
             raise
         if denied:
-            audit.record(caller.name, what, [denied], rows=None, seconds=0.0,
+            audit.record(caller.name, caller.scheme, what, [denied], rows=None, seconds=0.0,
                          outcome="refused", sql=sql)
             raise FlightUnauthorizedError(f"{caller.name} may not read dataset {denied!r}")
         return analysis
@@ -209,8 +211,8 @@ class StatementRunner:
         finally:
             if connection is not None:
                 connection.close()
-            audit.record(caller.name, "query", self.datasets_of(analysis), rows=rows,
-                         seconds=time.monotonic() - started, outcome=outcome,
+            audit.record(caller.name, caller.scheme, "query", self.datasets_of(analysis),
+                         rows=rows, seconds=time.monotonic() - started, outcome=outcome,
                          sql=statement.sql)
 
 
