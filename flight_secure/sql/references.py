@@ -24,7 +24,7 @@ import duckdb
 
 from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthorizedError
 from flight_secure.sql.protocol import check_sql
-from flight_secure.sql.sandbox import locked_connection
+from flight_secure.sql.sandbox import locked_database
 
 #: Functions refused by name (lower case): server configuration and dynamic SQL.
 REFUSED_FUNCTIONS = frozenset({
@@ -71,7 +71,7 @@ _parser: duckdb.DuckDBPyConnection | None = None
 def _parser_connection() -> duckdb.DuckDBPyConnection:
     global _parser
     if _parser is None:
-        _parser = locked_connection(memory_limit="64MB", threads=1)
+        _parser = locked_database(memory_limit="64MB", threads=1)
     return _parser
 
 

@@ -74,6 +74,10 @@ class FlightSqlService:
         self.server_version = server_version
         self.runner = StatementRunner(folder, self.limits)
 
+    def close(self) -> None:
+        """Release the databases kept for reuse between statements."""
+        self.runner.close()
+
     # ----------------------------------------------------------- what is ours
 
     @staticmethod
