@@ -154,6 +154,31 @@ def test_a_default_password_file_others_may_write_is_refused(
     assert "--users users.htpasswd is writable by other accounts" in line
 
 
+def test_a_revocation_file_others_may_write_is_refused(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = site
+    (folder / "revoked.jsonl").write_text("")
+    (folder / "revoked.jsonl").chmod(0o646)  # another account could remove an entry
+    line = serve_fails(folder, "--revocations", "revoked.jsonl", capsys=capsys,
+                       monkeypatch=monkeypatch)
+    assert "--revocations revoked.jsonl is writable by other accounts" in line
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_a_revocation_file_in_a_folder_others_may_write_is_refused(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+    folder, _ = site
+    (folder / "shared").mkdir()
+    (folder / "shared").chmod(mode)  # another account could put its own file there
+    line = serve_fails(folder, "--revocations", "shared/revoked.jsonl", capsys=capsys,
+                       monkeypatch=monkeypatch)
+    assert "--revocations shared/revoked.jsonl: its folder" in line
+    assert "writable by other accounts" in line
+    assert not (folder / "users.htpasswd").exists()  # refused before first-run files
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_port_in_use_is_called_so(site: tuple[Path, DevCertificates], engine: str,
                                     capsys: pytest.CaptureFixture[str],

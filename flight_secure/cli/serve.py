@@ -281,6 +281,8 @@ def build_server(args: argparse.Namespace) -> Running:
     permissions_stamp = _stamp(args.permissions) if args.permissions else None
     connection = setup.Connection(auth=args.auth, host=args.host,
                                   mtls=args.auth == "mtls" or args.ca is not None)
+    if args.revocations is not None:
+        tlsfiles.check_live_file(args.revocations, "--revocations")
     revocations = RevocationFile(args.revocations) if args.revocations else None
     verifier = setup.jwt_verifier(args, revocations) if args.auth == "jwt" else None
     pair, client_ca = _tls(args, connection)

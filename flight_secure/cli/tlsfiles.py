@@ -6,8 +6,10 @@ first and raise :class:`~flight_secure.cli._common.CommandError` naming the opti
 file and what is wrong: a key given as a certificate (or the reverse), an encrypted or
 unreadable key, a pair whose halves do not match, a certificate expired or not yet
 valid. :func:`check_not_writable_by_others` refuses a file or folder that another
-account could replace (whoever replaces ``ca.pem`` decides which clients get in).
-:func:`server_trust_root` finds the file a client should trust for the server.
+account could replace (whoever replaces ``ca.pem`` decides which clients get in), and
+:func:`check_live_file` does the same for a file serve re-reads while it runs (the
+revocation file) and the folder it may appear in. :func:`server_trust_root` finds the
+file a client should trust for the server.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def check_not_writable_by_others(path: Path, option: str) -> None:
     if stat.S_IMODE(path.stat().st_mode) & 0o022:
         raise CommandError(f"{option} {path} is writable by other accounts, who could replace "
                            f"what the server trusts; make it yours alone: chmod go-w {path}")
+
+
+def check_live_file(path: Path, option: str) -> None:
+    """CommandError when other accounts may write ``path`` (if it exists) or the folder
+    it is in: serve reads such a file whenever it appears or changes (a missing one is
+    empty), and it is rewritten by renaming a new file over it, so whoever may write
+    the folder may also put their own file there."""
+    check_not_writable_by_others(path.absolute().parent, f"{option} {path}: its folder")
+    if path.exists():
+        check_not_writable_by_others(path, option)
 
 
 def _read_pem(path: Path, option: str, kind: str) -> bytes:
