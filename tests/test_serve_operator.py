@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import signal
 import socket
 import subprocess
@@ -42,6 +43,7 @@ BIG_ROWS = 2_000_000  # streamed in batches of 64K rows
 MIB = 1024 * 1024
 CALL_TIMEOUT = 30.0
 ENGINES = ["python", "arrow"]
+NOBODY = 65534
 
 
 @pytest.fixture
@@ -152,6 +154,18 @@ def test_a_default_password_file_others_may_write_is_refused(
     (folder / "users.htpasswd").chmod(0o662)
     line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
     assert "--users users.htpasswd is writable by other accounts" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
+def test_a_password_file_another_account_owns_is_refused(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = site
+    (folder / "users.htpasswd").write_text("")
+    (folder / "users.htpasswd").chmod(0o600)
+    os.chown(folder / "users.htpasswd", NOBODY, -1)  # its owner may rewrite it
+    line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
+    assert f"--users users.htpasswd belongs to another account (uid {NOBODY})" in line
 
 
 def test_a_revocation_file_others_may_write_is_refused(

@@ -15,6 +15,7 @@ file a client should trust for the server.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import stat
 from pathlib import Path
 
@@ -29,8 +30,14 @@ _MARKS = {"certificate": b"-----BEGIN CERTIFICATE-----", "private key": b"PRIVAT
 
 
 def check_not_writable_by_others(path: Path, option: str) -> None:
-    """CommandError when group or others may write ``path`` (a file or a folder)."""
-    if stat.S_IMODE(path.stat().st_mode) & 0o022:
+    """CommandError when another account may write ``path`` (a file or a folder): its
+    group or others, or its owner when that is neither this process's account nor root."""
+    info = path.stat()
+    if info.st_uid not in (os.geteuid(), 0):
+        raise CommandError(f"{option} {path} belongs to another account (uid {info.st_uid}), "
+                           "which could replace what the server trusts; make it yours: "
+                           f"chown {os.geteuid()} {path}")
+    if stat.S_IMODE(info.st_mode) & 0o022:
         raise CommandError(f"{option} {path} is writable by other accounts, who could replace "
                            f"what the server trusts; make it yours alone: chmod go-w {path}")
 
