@@ -34,8 +34,10 @@ from serving import START_TIMEOUT, Served
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
+from flight_secure.auth.base import ServerAuthHandler
+from flight_secure.auth.mtls import MutualTLSServerAuthHandler
 from flight_secure.certs import CertificateAuthority, DevCertificates, generate_dev_certificates
-from flight_secure.cli import main
+from flight_secure.cli import main, setup
 from flight_secure.cli.serve import MAX_MESSAGE_MIB
 
 TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
@@ -525,3 +527,20 @@ def test_on_the_arrow_engine_a_call_it_cannot_cancel_does_not_keep_the_server_al
     finally:
         client.close()
         server.stop()
+
+
+class ClosingCounted(ServerAuthHandler):
+    """A handler that counts how often it is closed."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_stopping_closes_a_wrapped_handler_once() -> None:
+    inner = ClosingCounted()
+    setup.close_handler(MutualTLSServerAuthHandler(inner))
+    assert inner.closed == 1
+    setup.close_handler(None)

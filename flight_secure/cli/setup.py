@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flight_secure.auth.base import ServerAuthHandler
 from flight_secure.auth.basic import BasicServerAuthHandler
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler
 from flight_secure.auth.keys import SUPPORTED_ALGORITHMS
@@ -121,11 +122,11 @@ def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
     return MutualTLSServerAuthHandler(inner=handler) if mtls else handler
 
 
-def close_handler(handler: Any) -> None:
-    """Release what ``handler`` (and a handler it wraps) holds, e.g. a LoginGuard's threads."""
-    for item in (handler, getattr(handler, "inner", None)):
-        if hasattr(item, "close"):
-            item.close()
+def close_handler(handler: ServerAuthHandler | None) -> None:
+    """Release what ``handler`` holds, e.g. a LoginGuard's threads; a wrapping handler
+    closes the one it wraps. None holds nothing."""
+    if handler is not None:
+        handler.close()
 
 
 @dataclass
