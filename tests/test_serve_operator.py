@@ -148,26 +148,27 @@ def test_a_client_ca_others_may_write_is_refused(site: tuple[Path, DevCertificat
     assert "--ca certs/ca.pem is writable by other accounts" in line
 
 
-def test_a_default_password_file_others_may_write_is_refused(
-        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    folder, _ = site
-    (folder / "users.htpasswd").write_text("")
-    (folder / "users.htpasswd").chmod(0o662)
-    line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
-    assert "--users users.htpasswd is writable by other accounts" in line
+#: How another account may write a file: (how to make it so, what serve then says).
+OTHER_WRITERS = {
+    "group-and-others": (lambda path: path.chmod(0o662), "is writable by other accounts"),
+    "owner": (lambda path: os.chown(path, NOBODY, -1),
+              f"belongs to another account (uid {NOBODY})"),
+}
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
-def test_a_password_file_another_account_owns_is_refused(
+@pytest.mark.parametrize("writer", OTHER_WRITERS)
+def test_a_default_password_file_another_account_may_write_is_refused(
         site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, writer: str) -> None:
+    if writer == "owner" and os.geteuid() != 0:
+        pytest.skip("giving a file away takes root")
     folder, _ = site
     (folder / "users.htpasswd").write_text("")
     (folder / "users.htpasswd").chmod(0o600)
-    os.chown(folder / "users.htpasswd", NOBODY, -1)  # its owner may rewrite it
+    give, said = OTHER_WRITERS[writer]
+    give(folder / "users.htpasswd")
     line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
-    assert f"--users users.htpasswd belongs to another account (uid {NOBODY})" in line
+    assert f"--users users.htpasswd {said}" in line
 
 
 def test_a_revocation_file_others_may_write_is_refused(
