@@ -11,11 +11,11 @@ at once. pyarrow.flight's engine cancels only the calls whose handlers check for
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 import time
-from os import _exit as exit_without_cleanup
 from typing import NoReturn, Protocol
 
 log = logging.getLogger("flight_secure.serve")
@@ -103,4 +103,4 @@ def exit_leaving_calls() -> NoReturn:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    exit_without_cleanup(0)
+    os._exit(0)  # no atexit: pyarrow's exit-time shutdown would wait for ever
