@@ -8,7 +8,8 @@ every call in :mod:`flight_secure.auth.gate`, with what it relies on:
 :mod:`~flight_secure.auth.cache` (verified tokens). Each scheme in its own module:
 
 * :mod:`~flight_secure.auth.passwords` — bcrypt htpasswd ``PasswordStore``;
-* :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods;
+* :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods (its
+  counts in :mod:`~flight_secure.auth.counters`);
 * :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier`` (keys in
   :mod:`~flight_secure.auth.keys`);
 * :mod:`~flight_secure.auth.revocation` — ``RevocationList``, ``RevocationFile``;
@@ -55,6 +56,8 @@ _LAZY: dict[str, str] = {
     "require_roles": "policy",
     "LoginDecision": "guard",
     "LoginGuard": "guard",
+    "LoginCounters": "counters",
+    "MemoryLoginCounters": "counters",
     "PasswordFileError": "passwords",
     "PasswordStore": "passwords",
     "JWTIssuer": "tokens",
