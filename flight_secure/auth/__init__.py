@@ -9,7 +9,8 @@ every call in :mod:`flight_secure.auth.gate`, with what it relies on:
 
 * :mod:`~flight_secure.auth.passwords` — bcrypt htpasswd ``PasswordStore``;
 * :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods (its
-  counts in :mod:`~flight_secure.auth.counters`);
+  counts in :mod:`~flight_secure.auth.counters`, or shared in Redis:
+  :mod:`~flight_secure.auth.redis_counters`);
 * :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier`` (keys in
   :mod:`~flight_secure.auth.keys`);
 * :mod:`~flight_secure.auth.revocation` — ``RevocationList``, ``RevocationFile``;
@@ -58,6 +59,7 @@ _LAZY: dict[str, str] = {
     "LoginGuard": "guard",
     "LoginCounters": "counters",
     "MemoryLoginCounters": "counters",
+    "RedisLoginCounters": "redis_counters",
     "PasswordFileError": "passwords",
     "PasswordStore": "passwords",
     "JWTIssuer": "tokens",
