@@ -1,5 +1,5 @@
 """A real ``redis-server`` for the shared-state tests: on a free loopback port, in a
-folder of its own, persisting nothing; it can be stopped mid-test and started again
+folder of its own, persisting nothing unless asked; it can be stopped mid-test and started again
 on the same port.
 
 :func:`redis_or_skip` starts one, or skips the test saying what is missing (the
@@ -27,11 +27,13 @@ START_TIMEOUT = 10.0
 class RedisServer:
     """One ``redis-server`` process on ``127.0.0.1:port``; ``url`` reaches it."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, password: str | None = None, *,
+                 appendonly: bool = False) -> None:
         self.binary = shutil.which("redis-server")
         assert self.binary is not None, NO_SERVER
         self.directory = directory
         self.password = password
+        self.appendonly = appendonly
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -50,7 +52,8 @@ class RedisServer:
     def start(self) -> None:
         """Start the server (again) on the same port; return once it answers PING."""
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+                   "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                   "--dir", str(self.directory)]
         if self.password is not None:
             command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
@@ -79,9 +82,11 @@ class RedisServer:
             self.process.wait()
 
 
-def redis_or_skip(directory: Path, password: str | None = None) -> RedisServer:
-    """A started :class:`RedisServer`, or skip the test saying what is missing."""
+def redis_or_skip(directory: Path, password: str | None = None, *,
+                  appendonly: bool = False) -> RedisServer:
+    """A started :class:`RedisServer` (persisting to an append-only file with
+    ``appendonly``), or skip the test saying what is missing."""
     pytest.importorskip("redis", reason=NO_CLIENT)
     if shutil.which("redis-server") is None:
         pytest.skip(NO_SERVER)
-    return RedisServer(directory, password)
+    return RedisServer(directory, password, appendonly=appendonly)

@@ -14,6 +14,9 @@ every call in :mod:`flight_secure.auth.gate`, with what it relies on:
 * :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier`` (keys in
   :mod:`~flight_secure.auth.keys`);
 * :mod:`~flight_secure.auth.revocation` — ``RevocationList``, ``RevocationFile``;
+  lists kept elsewhere: ``RevocationView`` (a URL,
+  :mod:`~flight_secure.auth.revocation_view`) and ``RedisRevocations``
+  (:mod:`~flight_secure.auth.redis_revocations`);
 * :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
 * :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
 * :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding
@@ -67,6 +70,9 @@ _LAZY: dict[str, str] = {
     "RevocationFile": "revocation",
     "RevocationList": "revocation",
     "Revocations": "revocation",
+    "RevocationsUnavailable": "revocation",
+    "RevocationView": "revocation_view",
+    "RedisRevocations": "redis_revocations",
     "TokenAlgorithmRefused": "tokens",
     "TokenAudienceMismatch": "tokens",
     "TokenBadSignature": "tokens",
