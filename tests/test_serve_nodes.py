@@ -37,7 +37,7 @@ from redis_server import RedisServer, redis_or_skip
 import flight_secure
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import JWTIssuer
-from flight_secure.certs import generate_dev_certificates
+from flight_secure.certs import CertificateAuthority, generate_dev_certificates
 from flight_secure.cli import build_parser, main
 from flight_secure.cli.serve import Running, build_server
 
@@ -377,5 +377,34 @@ def test_part_tickets_that_do_not_fit_are_refused(site: Path, ticket: bytes,
             options = flight_secure.FlightCallOptions(headers=[header], timeout=10)
             with pytest.raises(error, match=message):
                 client.do_get(flight_secure.Ticket(ticket), options).read_all()
+    finally:
+        running.close()
+
+
+# ---------------------------------------------------------- certificate rotation
+
+
+def test_a_replaced_certificate_is_served_to_new_connections_without_a_restart(
+        site: Path) -> None:
+    """An external issuer replaces the node's pair (write aside, rename over): new
+    connections get the new certificate; the node is not restarted."""
+    old, new = CertificateAuthority.create(), CertificateAuthority.create()
+    cert, key = site / "tls.crt", site / "tls.key"
+    old.issue_server().write(cert, key)
+    running = build_server(serve_args(site, "--tls-cert", str(cert), "--tls-key", str(key)))
+    try:
+        def reads(ca: CertificateAuthority) -> bool:
+            try:
+                with flight.connect(f"grpc+tls://localhost:{running.connection.port}",
+                                    tls_root_certs=ca.cert_pem) as client:
+                    client.authenticate_basic_token("alice", PASSWORDS["alice"], TIMEOUT)
+            except flight.FlightError:  # the TLS handshake failed: another certificate
+                return False
+            return True
+
+        assert reads(old) and not reads(new)
+        new.issue_server().write(cert, key)
+        wait_until(lambda: reads(new), 10)
+        assert not reads(old)
     finally:
         running.close()

@@ -6,7 +6,9 @@ one ``admin`` user whose random password is printed once (never logged). Given T
 files are checked first, and a bad one is named (:mod:`flight_secure.cli.tlsfiles`).
 It then prints the datasets found, how to connect, how to stop, and ``listening on
 grpc+tls://HOST:PORT`` (the real port when ``--port 0``). Edits of the password,
-permissions and revocation files apply within a few seconds, without a restart.
+permissions and revocation files apply within a few seconds, without a restart, and
+so (on ``--engine python``) does a replaced ``--tls-cert``/``--tls-key``/``--ca``, for
+new connections.
 ``--engine`` picks flight_secure's engine or pyarrow.flight's
 (:mod:`flight_secure.cli.engines`). Several ``serve`` processes run as nodes of one
 service with the options of :mod:`flight_secure.cli.nodes` (a shared signing key,
@@ -40,6 +42,7 @@ from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import Permissions, default_permissions, load_permissions
 from flight_secure.cli.stopping import StopSignals, drain, exit_leaving_calls
 from flight_secure.errors import FlightError
+from flight_secure.tls import ReloadingServerCredentials
 from flight_secure.types import CertKeyPair, Location
 
 AUTH_MODES = ("basic", "jwt", "mtls", "none")
@@ -89,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tokens from an identity provider; mtls: client certificates; "
                         "none: anyone who can connect (still TLS)")
     parser.add_argument("--tls-cert", type=Path, metavar="F",
-                        help="server certificate PEM (default: a development certificate)")
+                        help="server certificate PEM (default: a development certificate); "
+                        "on --engine python, re-read with --tls-key and --ca when replaced")
     parser.add_argument("--tls-key", type=Path, metavar="F", help="server private key PEM")
     parser.add_argument("--ca", type=Path, metavar="F", help="CA certificate PEM that signs "
                         "client certificates; given, every client must present one")
@@ -318,14 +322,11 @@ def _start(args: argparse.Namespace, folder: DatasetFolder, permissions: Permiss
                                  session_ttl=args.session_ttl or SESSION_TTL,
                                  revoked=revocations, signing_key=shared.signing_key,
                                  guard=shared.guard)
-    tls: dict[str, Any] = {"tls_certificates": [pair]}
-    if connection.mtls:
-        tls.update(verify_client=True, root_certificates=client_ca)
     sql = _sql_service(args, folder)
     datasets = DatasetServer(folder, permissions, sql=sql, spread=shared.spread)
     try:
         server = engines.start(args.engine, datasets, Location.for_grpc_tls(args.host, args.port),
-                               handler, tls=tls,
+                               handler, tls=_tls_options(args, connection, pair, client_ca),
                                max_message_size=(args.max_message_size or MAX_MESSAGE_MIB) * MIB)
     except FlightError:
         setup.close_handler(handler)
@@ -369,6 +370,21 @@ def _tls(args: argparse.Namespace, connection: setup.Connection
     if client is not None:
         connection.client_cert, connection.client_key = dev.clients[client]
     return CertKeyPair(*dev.server_pems()), client_ca or dev.ca_cert_pem()
+
+
+def _tls_options(args: argparse.Namespace, connection: setup.Connection, pair: CertKeyPair,
+                 client_ca: bytes | None) -> dict[str, Any]:
+    """The engine's TLS keywords: the server's pair and, with mTLS, the client CA. On
+    flight_secure's engine, a given ``--tls-cert``/``--tls-key`` (and ``--ca``) are
+    re-read when replaced (a certificate issuer's rotation), for new connections."""
+    tls: dict[str, Any] = {"tls_certificates": [pair]}
+    if connection.mtls:
+        tls.update(verify_client=True, root_certificates=client_ca)
+    if args.engine == "python" and args.tls_cert is not None:
+        tls["tls_credentials"] = ReloadingServerCredentials(
+            args.tls_cert, args.tls_key, args.ca if connection.mtls else None,
+            require_client_auth=connection.mtls)
+    return tls
 
 
 def _why_not_listening(host: str, port: int) -> str | None:
