@@ -89,7 +89,7 @@ class Cluster:
 
 def node_args(site: Path, redis: RedisServer) -> list[str]:
     return ["--data", "data", "--users", "users.htpasswd", "--certs-dir", "certs",
-            "--signing-key", "session.key", "--redis", redis.url, "--sql", "off"]
+            "--signing-key", "session.key", "--redis", redis.url]
 
 
 @pytest.fixture(scope="module")
