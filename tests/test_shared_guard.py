@@ -52,9 +52,10 @@ class Counting:
 
 @pytest.fixture
 def nodes(redis_server: RedisServer) -> Iterator[list[LoginGuard]]:
-    """Three guards ("servers"), each with its own client of the one Redis."""
-    guards = [LoginGuard(counters=RedisLoginCounters(connect(redis_server.url)), **LIMITS)
-              for _ in range(3)]
+    """Three guards ("servers"), each with its own client of the one Redis, each able
+    to run a whole (user, network) budget of checks at once."""
+    guards = [LoginGuard(counters=RedisLoginCounters(connect(redis_server.url)),
+                         max_concurrent_checks=3, **LIMITS) for _ in range(3)]
     yield guards
     for guard in guards:
         guard.close()

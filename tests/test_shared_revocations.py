@@ -32,7 +32,7 @@ from flight_secure.auth.revocation_view import RevocationView
 from flight_secure.auth.tokens import JWTIssuer, JWTVerifier
 
 ISSUER = "test-nodes"
-REFRESH, STALENESS = 0.2, 1.5
+REFRESH, STALENESS = 0.2, 3.0
 
 
 class Whoami:
