@@ -333,9 +333,10 @@ def test_jwt_nodes_take_their_keys_from_an_identity_providers_jwks_url(site: Pat
 # -------------------------------------------------------------------- spread reads
 
 
-def test_get_flight_info_spreads_the_rows_over_the_peers(site: Path) -> None:
+@pytest.mark.parametrize("engine", ["python", "arrow"])
+def test_get_flight_info_spreads_the_rows_over_the_peers(site: Path, engine: str) -> None:
     key = ("--signing-key", str(site / "session.key"))
-    data = [build_server(serve_args(site, *key)) for _ in range(3)]
+    data = [build_server(serve_args(site, *key, "--engine", engine)) for _ in range(3)]
     peers = [f"--peer=node{i}=grpc+tls://localhost:{r.connection.port}"
              for i, r in enumerate(data)]
     front = build_server(serve_args(site, *key, *peers))

@@ -165,7 +165,8 @@ class LoginGuard:
                 if self._closed:
                     raise RuntimeError("LoginGuard is closed")
                 room = self._pending < self._capacity
-                self._pending += room
+                if room:  # taken now, given back below if the check does not start
+                    self._pending += 1
                 seen = self._finished
             try:
                 admission = self._counters.admit(user, network, self._limits, reserve=room)
@@ -231,9 +232,8 @@ class LoginGuard:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                wait = poll if remaining is None else remaining if poll is None \
-                    else min(poll, remaining)
-                if not self._changed.wait(wait) and poll is not None:
+                bounds = [bound for bound in (remaining, poll) if bound is not None]
+                if not self._changed.wait(min(bounds, default=None)) and poll is not None:
                     break
         return True
 

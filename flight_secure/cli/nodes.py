@@ -200,7 +200,11 @@ def _share_in_redis(args: argparse.Namespace, shared: Shared) -> None:
         client.close()
         raise CommandError(f"--redis {shown}: Redis does not answer: "
                            f"{type(exc).__name__}: {exc}") from None
-    shared.revocations = RedisRevocations(client, prefix=args.redis_prefix)
+    try:
+        shared.revocations = RedisRevocations(client, prefix=args.redis_prefix)
+    except BaseException:
+        client.close()
+        raise
     if args.auth == "basic":
         counters = RedisLoginCounters(redis_client(args), prefix=args.redis_prefix)
         shared.guard = LoginGuard(counters=counters)
