@@ -8,10 +8,15 @@ every call in :mod:`flight_secure.auth.gate`, with what it relies on:
 :mod:`~flight_secure.auth.cache` (verified tokens). Each scheme in its own module:
 
 * :mod:`~flight_secure.auth.passwords` — bcrypt htpasswd ``PasswordStore``;
-* :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods;
+* :mod:`~flight_secure.auth.guard` — ``LoginGuard`` against password floods (its
+  counts in :mod:`~flight_secure.auth.counters`, or shared in Redis:
+  :mod:`~flight_secure.auth.redis_counters`);
 * :mod:`~flight_secure.auth.tokens` — ``JWTIssuer``, ``JWTVerifier`` (keys in
   :mod:`~flight_secure.auth.keys`);
 * :mod:`~flight_secure.auth.revocation` — ``RevocationList``, ``RevocationFile``;
+  lists kept elsewhere: ``RevocationView`` (a URL,
+  :mod:`~flight_secure.auth.revocation_view`) and ``RedisRevocations``
+  (:mod:`~flight_secure.auth.redis_revocations`);
 * :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
 * :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
 * :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding
@@ -56,6 +61,9 @@ _LAZY: dict[str, str] = {
     "require_roles": "policy",
     "LoginDecision": "guard",
     "LoginGuard": "guard",
+    "LoginCounters": "counters",
+    "MemoryLoginCounters": "counters",
+    "RedisLoginCounters": "redis_counters",
     "PasswordFileError": "passwords",
     "PasswordStore": "passwords",
     "JWTIssuer": "tokens",
@@ -63,6 +71,9 @@ _LAZY: dict[str, str] = {
     "RevocationFile": "revocation",
     "RevocationList": "revocation",
     "Revocations": "revocation",
+    "RevocationsUnavailable": "revocation",
+    "RevocationView": "revocation_view",
+    "RedisRevocations": "redis_revocations",
     "TokenAlgorithmRefused": "tokens",
     "TokenAudienceMismatch": "tokens",
     "TokenBadSignature": "tokens",

@@ -47,7 +47,11 @@ from flight_secure.auth.network import peer_network
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.revocation import RevocationList, Revocations
 from flight_secure.auth.tokens import Claims, JWTIssuer, JWTVerifier
-from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthenticatedError
+from flight_secure.errors import (
+    FlightInvalidArgumentError,
+    FlightUnauthenticatedError,
+    FlightUnavailableError,
+)
 from flight_secure.types import BasicAuth
 
 __all__ = ["BasicClientAuthHandler", "BasicServerAuthHandler"]
@@ -70,6 +74,7 @@ REFUSALS = {
     "throttled": "too many failed logins; try again in {retry_after} s",
     "busy": "too many logins in progress; try again later",
     "timeout": "the login took too long; try again later",
+    "unavailable": "logins are unavailable right now; try again later",
 }
 
 
@@ -159,8 +164,9 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
     def issue_token(self, user: str, password: str | bytes, call: CallCredentials) -> str:
         """A session token for ``user`` if ``password`` is right, else UNAUTHENTICATED.
 
-        The check runs in the guard (which may also refuse: locked out, busy); the
-        outcome is audited with the reason, never the password. The token carries
+        The check runs in the guard (which may also refuse: locked out, busy, or
+        UNAVAILABLE when its shared counters cannot be reached); the outcome is
+        audited with the reason, never the password. The token carries
         ``call.token_claims``.
         """
         peer = call.peer
@@ -173,6 +179,8 @@ class BasicServerAuthHandler(JWTServerAuthHandler):
             message = REFUSALS[decision.reason].format(retry_after=wait)
             if wait is not None:
                 raise LoginThrottledError(message, wait)
+            if decision.reason == "unavailable":  # no check ran: not the caller's fault
+                raise FlightUnavailableError(message)
             raise FlightUnauthenticatedError(message)
         credential = self.store.fingerprint(user)
         if credential is None:  # removed since the check

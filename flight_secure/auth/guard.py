@@ -18,6 +18,14 @@ for ``lockout`` seconds when it reaches its limit:
 "Network" is the key :func:`~flight_secure.auth.network.peer_network` gives: an
 IPv4 address, or an IPv6 /64 (pass it, not a socket address).
 
+The counts live in a :class:`~flight_secure.auth.counters.LoginCounters` store:
+by default this process's memory (:class:`~flight_secure.auth.counters.MemoryLoginCounters`);
+given one that several servers share (:mod:`flight_secure.auth.redis_counters`),
+the limits hold for all of them together: a guesser spreading guesses over N
+servers gets no more checks than against one. When the store cannot be reached,
+a check is refused at once (``"unavailable"``) and never runs: the limits are
+never silently relaxed to those of one server.
+
 At most ``max_concurrent_checks`` checks run at once, in the guard's own threads,
 so a flood cannot take every CPU; more **wait** for their turn (they are not
 refused: a burst of real logins is served in the order it came), and so do checks
@@ -25,25 +33,35 @@ that would take a key past its limit while others for it are still running, so
 no parallel burst gets more guesses than the limits allow. A wait ends at the
 caller's ``timeout`` (``"timeout"``); beyond ``max_waiting`` waiting checks, more
 are refused at once (``"busy"``). A refusal while locked out says when to retry
-(``retry_after``). Memory stays bounded: old failures are pruned and at most
+(``retry_after``). In memory, old failures are pruned and at most
 ``max_tracked_keys`` keys are tracked (least recently used dropped first).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from flight_secure.auth.counters import (
+    KINDS,
+    CountersUnavailable,
+    Limits,
+    LoginCounters,
+    MemoryLoginCounters,
+)
 
 __all__ = ["LoginDecision", "LoginGuard"]
 
-Reason = Literal["ok", "bad_credentials", "throttled", "busy", "timeout"]
+log = logging.getLogger("flight_secure.auth.guard")
+
+Reason = Literal["ok", "bad_credentials", "throttled", "busy", "timeout", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -65,49 +83,54 @@ class LoginDecision:
         return None if self.retry_after is None else max(1, math.ceil(self.retry_after))
 
 
-@dataclass
-class _Record:
-    failures: deque[float] = field(default_factory=deque)
-    locked_until: float = float("-inf")
-    in_flight: int = 0
-    trusted_until: float = float("-inf")
-
-
-_Key = tuple[str, ...]  # ("account", user, network), ("network", network), ("user", user)
-
-
 class LoginGuard:
     """Bounded, throttled execution of credential checks. Thread-safe.
 
-    ``clock`` is the monotonic time source of failure windows, lockouts and trust
-    (injectable for tests); :meth:`check`'s ``timeout`` is always real time. Call
-    :meth:`close` when done to stop the worker threads.
+    ``counters`` is the store of failures, lockouts and trust (default: a new
+    :class:`~flight_secure.auth.counters.MemoryLoginCounters` of this guard's own,
+    whose monotonic time source is ``clock``, injectable for tests, and whose size
+    is capped at ``max_tracked_keys``; both are the store's business when
+    ``counters`` is given, and giving them too is a ValueError). :meth:`check`'s
+    ``timeout`` is always real time. Call :meth:`close` when done to stop the
+    worker threads; a given store is left open for its owner to close.
     """
 
     def __init__(self, max_concurrent_checks: int = 2, max_waiting: int = 1024,
                  failure_window: float = 60.0, max_failures_per_user: int = 5,
                  max_failures_per_network: int = 20, max_failures_per_user_total: int = 50,
                  lockout: float = 30.0, trusted_for: float = 7 * 24 * 3600.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 max_tracked_keys: int = 100_000) -> None:
+                 clock: Callable[[], float] | None = None,
+                 max_tracked_keys: int | None = None,
+                 counters: LoginCounters | None = None) -> None:
         if max_concurrent_checks < 1 or max_waiting < 0:
             raise ValueError("max_concurrent_checks must be >= 1 and max_waiting >= 0")
         limits = (max_failures_per_user, max_failures_per_network, max_failures_per_user_total)
-        if min(*limits, max_tracked_keys) < 1:
+        if min(*limits, 1 if max_tracked_keys is None else max_tracked_keys) < 1:
             raise ValueError("failure limits and max_tracked_keys must be >= 1")
         if failure_window <= 0 or lockout < 0 or trusted_for < 0:
             raise ValueError("failure_window must be > 0, lockout and trusted_for >= 0")
+        if counters is not None and (clock is not None or max_tracked_keys is not None):
+            raise ValueError("clock and max_tracked_keys configure the in-memory counters; "
+                             "a given counters store has its own")
+        if counters is None:
+            counters = MemoryLoginCounters(clock or time.monotonic,
+                                           100_000 if max_tracked_keys is None
+                                           else max_tracked_keys)
+        self._counters = counters
+        self._limits = Limits(dict(zip(KINDS, limits)), failure_window, lockout, trusted_for)
         self._capacity = max_concurrent_checks + max_waiting
-        self._window, self._lockout, self._clock = failure_window, lockout, clock
-        self._trusted_for = trusted_for
-        self._limits = dict(zip(("account", "network", "user"), limits))
-        self._max_keys = max_tracked_keys
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._records: OrderedDict[_Key, _Record] = OrderedDict()
         self._pending = 0
+        self._finished = 0  # checks ended so far: a waiter wakes when it moves
         self._closed = False
+        self._unavailable = False
         self._pool = ThreadPoolExecutor(max_concurrent_checks, thread_name_prefix="login-check")
+
+    @property
+    def counters(self) -> LoginCounters:
+        """The store of failures, lockouts and trust this guard counts in."""
+        return self._counters
 
     @property
     def pending_checks(self) -> int:
@@ -118,55 +141,64 @@ class LoginGuard:
     @property
     def tracked_keys(self) -> int:
         """Number of (user, network), network and user keys currently tracked."""
-        with self._lock:
-            return len(self._records)
+        return self._counters.tracked_keys()
 
     def check(self, user: str, network: str, verify: Callable[[], bool],
               timeout: float | None = 8.0) -> LoginDecision:
         """Run ``verify()`` for ``user`` logging in from ``network``, unless refused first.
 
         Refused without running ``verify`` when a key is locked out (``throttled``,
-        with ``retry_after``) or too many checks wait already (``busy``). Waits,
-        up to ``timeout`` seconds in all (None: for ever), while a key's running
-        checks already use up its failure budget, and for a free checking thread;
-        then for the result: ``ok`` or ``bad_credentials``. On ``timeout`` a
-        check not yet started never runs; a running one finishes and its outcome
-        counts. A success clears the (user, network) failures and trusts that
-        network for the user; failures of the network and of the user stay. An
-        exception raised by ``verify`` propagates and is not counted. Raises
-        RuntimeError after :meth:`close`.
+        with ``retry_after``), too many checks wait already (``busy``), or the
+        counters cannot be reached (``unavailable``). Waits, up to ``timeout``
+        seconds in all (None: for ever), while a key's running checks (on every
+        server sharing the counters) already use up its failure budget, and for a
+        free checking thread; then for the result: ``ok`` or ``bad_credentials``.
+        On ``timeout`` a check not yet started never runs; a running one finishes
+        and its outcome counts. A success clears the (user, network) failures and
+        trusts that network for the user; failures of the network and of the user
+        stay. An exception raised by ``verify`` propagates and is not counted.
+        Raises RuntimeError after :meth:`close`.
         """
-        keys = (("account", user, network), ("network", network), ("user", user))
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while True:
+        while True:
+            with self._lock:
                 if self._closed:
                     raise RuntimeError("LoginGuard is closed")
-                now = self._clock()
-                refusal = self._refusal(keys, now)
-                if refusal is not None:
-                    return refusal
-                if self._pending >= self._capacity:
-                    return LoginDecision(False, "busy")
-                if not self._over_budget(keys, now):
-                    break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return LoginDecision(False, "timeout")
-                self._changed.wait(remaining)
-            self._pending += 1
-            for key in keys:
-                (self._lookup(key, now) or self._create(key)).in_flight += 1
-            self._evict(now)
-            future = self._pool.submit(self._run, keys, verify)
+                room = self._pending < self._capacity
+                if room:  # taken now, given back below if the check does not start
+                    self._pending += 1
+                seen = self._finished
+            try:
+                admission = self._counters.admit(user, network, self._limits, reserve=room)
+            except CountersUnavailable as exc:
+                self._give_back(room)
+                self._note_unavailable(exc)
+                return LoginDecision(False, "unavailable")
+            self._note_available()
+            if admission.ticket is not None:
+                ticket = admission.ticket
+                break
+            self._give_back(room)
+            if admission.retry_after is not None:
+                return LoginDecision(False, "throttled", admission.retry_after)
+            if not room:
+                return LoginDecision(False, "busy")
+            if not self._wait_for_budget(seen, deadline):
+                return LoginDecision(False, "timeout")
+        try:
+            future = self._pool.submit(self._run, user, network, ticket, verify)
+        except RuntimeError:  # closed meanwhile
+            self._finish(user, network, ticket, None)
+            raise RuntimeError("LoginGuard is closed") from None
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             ok = future.result(remaining)
         except FutureTimeout:
             if future.cancel():  # never started: release its slot ourselves
-                self._finish(keys, None)
+                self._finish(user, network, ticket, None)
             return LoginDecision(False, "timeout")
         except CancelledError:  # cancelled by close()
+            self._finish(user, network, ticket, None)
             return LoginDecision(False, "busy")
         return LoginDecision(True, "ok") if ok else LoginDecision(False, "bad_credentials")
 
@@ -185,87 +217,55 @@ class LoginGuard:
 
     # ---------------------------------------------------------------- internals
 
-    def _applying(self, keys: tuple[_Key, ...], now: float) -> list[tuple[str, _Record]]:
-        """The records that limit a check for ``keys`` now, by kind; lock held.
+    def _give_back(self, slot: bool) -> None:
+        """Return a slot taken for a check that does not start."""
+        if slot:
+            with self._lock:
+                self._pending -= 1
 
-        The user's own record does not limit a network the user logged in from
-        lately. Looks up without creating: refused requests must not grow (or
-        churn) the table.
-        """
-        found = [(key[0], self._lookup(key, now)) for key in keys]
-        account = found[0][1]
-        trusted = account is not None and account.trusted_until > now
-        return [(kind, record) for kind, record in found
-                if record is not None and not (kind == "user" and trusted)]
+    def _wait_for_budget(self, seen: int, deadline: float | None) -> bool:
+        """Wait until a check ends here (or, with shared counters, until it is time to
+        ask again); False when the deadline has passed first."""
+        poll = self._counters.poll_interval
+        with self._changed:
+            while self._finished == seen and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                bounds = [bound for bound in (remaining, poll) if bound is not None]
+                if not self._changed.wait(min(bounds, default=None)) and poll is not None:
+                    break
+        return True
 
-    def _refusal(self, keys: tuple[_Key, ...], now: float) -> LoginDecision | None:
-        """The lockout refusing a check for ``keys``, if any; lock held."""
-        ends = [record.locked_until for _, record in self._applying(keys, now)]
-        wait = max(ends, default=float("-inf")) - now
-        return LoginDecision(False, "throttled", wait) if wait > 0 else None
-
-    def _over_budget(self, keys: tuple[_Key, ...], now: float) -> bool:
-        """Whether a check now could take a key past its failure limit; lock held."""
-        return any(len(record.failures) + record.in_flight >= self._limits[kind]
-                   for kind, record in self._applying(keys, now))
-
-    def _run(self, keys: tuple[_Key, ...], verify: Callable[[], bool]) -> bool:
+    def _run(self, user: str, network: str, ticket: str, verify: Callable[[], bool]) -> bool:
         outcome: bool | None = None
         try:
             outcome = bool(verify())
             return outcome
         finally:
-            self._finish(keys, outcome)  # recorded before the caller sees the result
+            self._finish(user, network, ticket, outcome)  # recorded before the caller sees it
 
-    def _finish(self, keys: tuple[_Key, ...], outcome: bool | None) -> None:
-        """Release the slots of one check and record its outcome (None: no outcome)."""
-        with self._changed:
-            self._pending -= 1
-            now = self._clock()
-            for key in keys:
-                record = self._lookup(key, now)
-                if record is None:  # evicted meanwhile; only a failure needs a record
-                    if outcome is not False:
-                        continue
-                    record = self._create(key)
-                else:
-                    record.in_flight = max(0, record.in_flight - 1)
-                if outcome is True and key[0] == "account":
-                    record.failures.clear()
-                    record.trusted_until = now + self._trusted_for
-                elif outcome is False:
-                    record.failures.append(now)
-                    if len(record.failures) >= self._limits[key[0]]:
-                        record.locked_until = now + self._lockout
-                        record.failures.clear()
-            self._evict(now)
-            self._changed.notify_all()
+    def _finish(self, user: str, network: str, ticket: str, outcome: bool | None) -> None:
+        """Record the outcome of one check (None: no outcome) and release its slots."""
+        try:
+            self._counters.release(user, network, self._limits, ticket, outcome)
+        except CountersUnavailable as exc:
+            self._note_unavailable(exc)
+        finally:
+            with self._changed:
+                self._pending -= 1
+                self._finished += 1
+                self._changed.notify_all()
 
-    def _lookup(self, key: _Key, now: float) -> _Record | None:
-        """The record for ``key``, pruned and marked recently used, if any; lock held."""
-        record = self._records.get(key)
-        if record is not None:
-            self._records.move_to_end(key)
-            self._prune(record, now)
-        return record
+    def _note_unavailable(self, exc: CountersUnavailable) -> None:
+        with self._lock:
+            first, self._unavailable = not self._unavailable, True
+        if first:
+            log.warning("login counters unavailable, refusing password checks: %s", exc)
 
-    def _create(self, key: _Key) -> _Record:
-        record = self._records[key] = _Record()
-        return record
-
-    def _prune(self, record: _Record, now: float) -> None:
-        while record.failures and record.failures[0] <= now - self._window:
-            record.failures.popleft()
-
-    def _evict(self, now: float) -> None:
-        """Drop idle records from the least recently used end, then enforce the cap."""
-        while self._records:
-            key, record = next(iter(self._records.items()))
-            self._prune(record, now)
-            idle = (not record.failures and not record.in_flight
-                    and record.locked_until <= now and record.trusted_until <= now)
-            if not idle:
-                break
-            del self._records[key]
-        while len(self._records) > self._max_keys:
-            self._records.popitem(last=False)
+    def _note_available(self) -> None:
+        if self._unavailable:
+            with self._lock:
+                recovered, self._unavailable = self._unavailable, False
+            if recovered:
+                log.warning("login counters reachable again; password checks resume")

@@ -12,12 +12,17 @@ the first, from its cache of verified tokens), so each check is one lookup:
 
 An entry is kept until wall-clock time ``until`` (epoch seconds: the token's
 ``exp``, or for a subject the moment every token issued before now has expired)
-and for ever when ``until`` is None. Two implementations:
+and for ever when ``until`` is None. Implementations:
 
 * :class:`RevocationList` keeps the entries in memory (one process);
 * :class:`RevocationFile` keeps them in a JSON-lines file that other processes
   (``flight-secure revoke``, other servers) may write; :meth:`RevocationFile.reload`
-  picks up their changes.
+  picks up their changes;
+* :class:`~flight_secure.auth.revocation_view.RevocationView` keeps a local copy of
+  a list kept elsewhere (a URL; :mod:`~flight_secure.auth.redis_revocations` for
+  Redis), refreshed in the background. Past a staleness bound its lookups raise
+  :class:`RevocationsUnavailable` (a Flight UNAVAILABLE error): a token that cannot
+  be checked is refused, never admitted.
 """
 
 from __future__ import annotations
@@ -32,11 +37,24 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RevocationFile", "RevocationList", "Revocations"]
+from flight_secure.errors import FlightUnavailableError
+
+__all__ = ["RevocationFile", "RevocationList", "Revocations", "RevocationsUnavailable",
+           "parse_entries"]
+
+
+class RevocationsUnavailable(FlightUnavailableError):
+    """The revocation list cannot be consulted now (its copy is too old to trust), so
+    a token cannot be checked; the message tells the caller to try again later."""
 
 
 class Revocations(ABC):
-    """Where revoked tokens are recorded and looked up. Implementations are thread-safe."""
+    """Where revoked tokens are recorded and looked up. Implementations are thread-safe.
+
+    :meth:`is_revoked` and :meth:`rejects` raise :class:`RevocationsUnavailable`
+    when the list cannot be consulted; the implementations here that keep the list
+    in this process never do.
+    """
 
     @abstractmethod
     def revoke(self, jti: str, until: float | None = None) -> None:
@@ -55,6 +73,9 @@ class Revocations(ABC):
         """Whether the token with these verified claims is revoked: by its ``jti``, or
         as a token of a revoked ``sub`` whose ``iat`` is before the revocation (or
         missing)."""
+
+    def close(self) -> None:  # noqa: B027 (a hook with a default, not abstract)
+        """Release the threads or connections the list holds (default: nothing)."""
 
 
 class RevocationList(Revocations):
@@ -173,19 +194,15 @@ class RevocationFile(Revocations):
         return f"RevocationFile({str(self.path)!r}, entries={len(self)})"
 
     def _read(self) -> tuple[tuple[int, int, int] | None, RevocationList]:
-        found = RevocationList(self._clock)
         try:
             with open(self.path, "rb") as handle:
                 stamp = _stamp_of(os.fstat(handle.fileno()))
                 text = handle.read().decode("utf-8")
         except FileNotFoundError:
-            return None, found
+            return None, RevocationList(self._clock)
         except UnicodeDecodeError:
             raise ValueError(f"{self.path}: not UTF-8 text") from None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                _add_entry(found, line, f"{self.path}: line {number}")
-        return stamp, found
+        return stamp, parse_entries(text, str(self.path), self._clock)
 
     def _write(self) -> None:
         """Replace the file with the entries in force; lock held."""
@@ -204,6 +221,18 @@ class RevocationFile(Revocations):
             tmp.unlink(missing_ok=True)
             raise
         self._stamp = _stamp(self.path)
+
+
+def parse_entries(text: str, source: str,
+                  clock: Callable[[], float] = time.time) -> RevocationList:
+    """The entries of JSON-lines ``text`` (as :meth:`RevocationList.entries` writes
+    them) in a new list on ``clock``; ValueError naming ``source`` and the line of
+    the first entry that is not one."""
+    found = RevocationList(clock)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            _add_entry(found, line, f"{source}: line {number}")
+    return found
 
 
 def _add_entry(into: RevocationList, line: str, where: str) -> None:

@@ -2,7 +2,7 @@
 
 Subcommands: ``demo`` (a secure client and server end to end), ``serve`` (a secure
 Flight data server over a folder of files), ``users`` (the password file), ``revoke``
-(end sessions), ``token`` (mint a JWT for testing) and ``certs`` (development
+(end sessions), ``token`` (mint a JWT for testing, make a signing key) and ``certs`` (development
 certificates). Each lives in its
 own module whose ``add_arguments(parser)`` adds its options and sets ``run(args) -> int``
 as the parser default.
@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "serve": (serve, "serve a folder of Parquet, Arrow and CSV files over secure Flight"),
     "users": (users, "add, remove or list users of a password file"),
     "revoke": (revoke, "end sessions: add a user or a token to a revocation file"),
-    "token": (tokens, "mint a signed JWT for testing"),
+    "token": (tokens, "mint a signed JWT for testing, or make a signing key"),
     "certs": (certs, "make development TLS certificates (CA, server, clients)"),
 }
 

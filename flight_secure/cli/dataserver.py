@@ -2,8 +2,9 @@
 
 * ListFlights: one FlightInfo per dataset the caller may read (criteria: a name prefix).
 * GetFlightInfo / GetSchema: a descriptor for path ``[name]``: schema, rows, bytes and
-  one endpoint whose ticket is the name (no location: read it from this server).
-* DoGet: ticket ``name``; the file is streamed in batches.
+  one endpoint whose ticket is the name (no location: read it from this server), or,
+  with peers, one endpoint per peer for a share of the rows (:mod:`~flight_secure.cli.spread`).
+* DoGet: ticket ``name`` (or a part's ticket); the file is streamed in batches.
 * DoPut: descriptor path ``[name]``; the upload becomes ``name.parquet``, atomically.
   Creating a dataset needs the ``write`` right, replacing one ``overwrite``. Without
   ``write`` the refusal is the same whether or not the dataset exists.
@@ -32,6 +33,7 @@ import pyarrow as pa
 from flight_secure.auth.audit import audit_event
 from flight_secure.cli.datasets import DatasetFolder, check_name
 from flight_secure.cli.permissions import Permissions
+from flight_secure.cli.spread import Part, Spread, rows_of
 from flight_secure.context import ServerCallContext
 from flight_secure.errors import (
     FlightCancelledError,
@@ -118,13 +120,16 @@ class DatasetServer(FlightServerBase):
     ``server_options`` are FlightServerBase's (location, auth_handler,
     tls_certificates, ...); giving any starts the server at once. ``sql`` serves
     Flight SQL beside the datasets (None: Flight SQL commands are UNIMPLEMENTED).
+    ``spread`` says which nodes serve the reads (default: this one).
     """
 
     def __init__(self, folder: DatasetFolder, permissions: Permissions,
-                 sql: FlightSqlService | None = None, **server_options: Any) -> None:
+                 sql: FlightSqlService | None = None, spread: Spread | None = None,
+                 **server_options: Any) -> None:
         self.folder = folder
         self.permissions = permissions
         self.sql = sql
+        self.spread = Spread([]) if spread is None else spread
         super().__init__(**server_options)
 
     # ------------------------------------------------------------------ helpers
@@ -155,7 +160,8 @@ class DatasetServer(FlightServerBase):
     def _info(self, name: str, descriptor: FlightDescriptor | None = None) -> FlightInfo:
         described = self.folder.describe(name)
         return FlightInfo(described.schema, descriptor or FlightDescriptor.for_path(name),
-                          [FlightEndpoint(name.encode(), [])], described.rows, described.bytes)
+                          self.spread.endpoints(name, described.rows), described.rows,
+                          described.bytes)
 
     # ---------------------------------------------------------------------- RPCs
 
@@ -193,9 +199,13 @@ class DatasetServer(FlightServerBase):
     def do_get(self, context: ServerCallContext, ticket: Ticket) -> RecordBatchStream:
         if self.sql is not None and self.sql.handles_ticket(ticket.ticket):
             return RecordBatchStream(self.sql.stream(self._sql_caller(context), ticket.ticket))
-        name = check_name(ticket.ticket)
+        part = Part.from_ticket(ticket.ticket)
+        name = check_name(ticket.ticket) if part is None else part.dataset
         self._allow(context, "DoGet", name, "read")
-        return RecordBatchStream(self.folder.reader(name))
+        if part is None:
+            return RecordBatchStream(self.folder.reader(name))
+        rows = self.folder.describe(name).rows
+        return RecordBatchStream(rows_of(self.folder.reader(name), part, rows))
 
     def do_put(self, context: ServerCallContext, descriptor: FlightDescriptor,
                reader: MetadataRecordBatchReader, writer: Any) -> None:

@@ -6,9 +6,13 @@ one ``admin`` user whose random password is printed once (never logged). Given T
 files are checked first, and a bad one is named (:mod:`flight_secure.cli.tlsfiles`).
 It then prints the datasets found, how to connect, how to stop, and ``listening on
 grpc+tls://HOST:PORT`` (the real port when ``--port 0``). Edits of the password,
-permissions and revocation files apply within a few seconds, without a restart.
+permissions and revocation files apply within a few seconds, without a restart, and
+so (on ``--engine python``) does a replaced ``--tls-cert``/``--tls-key``/``--ca``, for
+new connections.
 ``--engine`` picks flight_secure's engine or pyarrow.flight's
-(:mod:`flight_secure.cli.engines`).
+(:mod:`flight_secure.cli.engines`). Several ``serve`` processes run as nodes of one
+service with the options of :mod:`flight_secure.cli.nodes` (a shared signing key,
+Redis, peers that reads are spread over).
 
 SIGINT or SIGTERM starts a drain: new calls are refused at once, calls in flight get
 up to ``--drain`` seconds to finish, then the rest are cancelled (an upload cut off
@@ -31,13 +35,14 @@ from typing import Any
 
 from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.revocation import RevocationFile
-from flight_secure.cli import engines, setup, tlsfiles
+from flight_secure.cli import engines, nodes, setup, tlsfiles
 from flight_secure.cli._common import CommandError, one_line
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.cli.datasets import DatasetFolder
-from flight_secure.cli.permissions import default_permissions, load_permissions
+from flight_secure.cli.permissions import Permissions, default_permissions, load_permissions
 from flight_secure.cli.stopping import StopSignals, drain, exit_leaving_calls
 from flight_secure.errors import FlightError
+from flight_secure.tls import ReloadingServerCredentials
 from flight_secure.types import CertKeyPair, Location
 
 AUTH_MODES = ("basic", "jwt", "mtls", "none")
@@ -87,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tokens from an identity provider; mtls: client certificates; "
                         "none: anyone who can connect (still TLS)")
     parser.add_argument("--tls-cert", type=Path, metavar="F",
-                        help="server certificate PEM (default: a development certificate)")
+                        help="server certificate PEM (default: a development certificate); "
+                        "on --engine python, re-read with --tls-key and --ca when replaced")
     parser.add_argument("--tls-key", type=Path, metavar="F", help="server private key PEM")
     parser.add_argument("--ca", type=Path, metavar="F", help="CA certificate PEM that signs "
                         "client certificates; given, every client must present one")
@@ -108,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "token signer's public key (PEM) or certificate, or an HS256 secret")
     keys.add_argument("--jwks", type=Path, metavar="FILE",
                       help="for --auth jwt: a JWKS file of public keys (re-read on new kids)")
+    keys.add_argument("--jwks-url", metavar="URL",
+                      help="for --auth jwt: your identity provider's JWKS (https://...), "
+                      "re-fetched every 5 minutes and on a new kid")
     parser.add_argument("--jwt-issuer", metavar="I", help="for --auth jwt: required iss claim")
     parser.add_argument("--jwt-audience", metavar="A",
                         help="for --auth jwt: required aud claim")
@@ -142,6 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sql-timeout", type=float, default=600.0, metavar="S",
                         help="seconds one SQL query may run (default 600)")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    nodes.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -150,10 +160,13 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--data {args.data}: no such folder")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise CommandError("--tls-cert and --tls-key go together")
-    if args.auth == "jwt" and args.jwt_key is None and args.jwks is None:
-        raise CommandError("--auth jwt needs --jwt-key FILE or --jwks FILE")
-    if args.auth != "jwt" and (args.jwt_key or args.jwks or args.jwt_issuer or args.jwt_audience):
-        raise CommandError("--jwt-key, --jwks, --jwt-issuer and --jwt-audience need --auth jwt")
+    if args.auth == "jwt" and args.jwt_key is None and args.jwks is None \
+            and args.jwks_url is None:
+        raise CommandError("--auth jwt needs --jwt-key FILE, --jwks FILE or --jwks-url URL")
+    if args.auth != "jwt" and (args.jwt_key or args.jwks or args.jwks_url or args.jwt_issuer
+                               or args.jwt_audience):
+        raise CommandError("--jwt-key, --jwks, --jwks-url, --jwt-issuer and --jwt-audience "
+                           "need --auth jwt")
     if args.auth != "basic" and args.users is not None:
         raise CommandError("--users needs --auth basic")
     if args.session_ttl is not None and (args.auth != "basic" or not args.session_ttl > 0):
@@ -215,6 +228,7 @@ class Running:
     permissions_file: Path | None
     _permissions_stamp: tuple[int, int, int] | None = None
     revocations: RevocationFile | None = None
+    shared: nodes.Shared = field(default_factory=nodes.Shared)
     _problems: set[str] = field(default_factory=set)
 
     def reload_changed_files(self) -> None:
@@ -249,6 +263,7 @@ class Running:
         (on pyarrow's engine, those it can: see :attr:`calls_left`)."""
         self.server.shutdown(grace)
         setup.close_handler(self.handler)
+        self.shared.close()
 
     @property
     def calls_left(self) -> bool:
@@ -279,11 +294,25 @@ def build_server(args: argparse.Namespace) -> Running:
     permissions = (load_permissions(args.permissions) if args.permissions
                    else default_permissions(setup.ADMIN))
     permissions_stamp = _stamp(args.permissions) if args.permissions else None
-    connection = setup.Connection(auth=args.auth, host=args.host,
-                                  mtls=args.auth == "mtls" or args.ca is not None)
     if args.revocations is not None:
         tlsfiles.check_live_file(args.revocations, "--revocations")
-    revocations = RevocationFile(args.revocations) if args.revocations else None
+    revocation_file = RevocationFile(args.revocations) if args.revocations else None
+    shared = nodes.build(args)
+    try:
+        return _start(args, folder, permissions, permissions_stamp, revocation_file, shared)
+    except BaseException:
+        shared.close()
+        raise
+
+
+def _start(args: argparse.Namespace, folder: DatasetFolder, permissions: Permissions,
+           permissions_stamp: tuple[int, int, int] | None,
+           revocation_file: RevocationFile | None, shared: nodes.Shared) -> Running:
+    """The rest of :func:`build_server`, once the given files are read and the state
+    shared with other nodes is open."""
+    connection = setup.Connection(auth=args.auth, host=args.host,
+                                  mtls=args.auth == "mtls" or args.ca is not None)
+    revocations = shared.revocations if revocation_file is None else revocation_file
     verifier = setup.jwt_verifier(args, revocations) if args.auth == "jwt" else None
     pair, client_ca = _tls(args, connection)
     store = setup.password_store(args) if args.auth == "basic" else None
@@ -293,15 +322,13 @@ def build_server(args: argparse.Namespace) -> Running:
     handler = setup.auth_handler(store, verifier,
                                  mtls=connection.mtls and args.engine == "python",
                                  session_ttl=args.session_ttl or SESSION_TTL,
-                                 revoked=revocations)
-    tls: dict[str, Any] = {"tls_certificates": [pair]}
-    if connection.mtls:
-        tls.update(verify_client=True, root_certificates=client_ca)
+                                 revoked=revocations, signing_key=shared.signing_key,
+                                 guard=shared.guard)
     sql = _sql_service(args, folder)
-    datasets = DatasetServer(folder, permissions, sql=sql)
+    datasets = DatasetServer(folder, permissions, sql=sql, spread=shared.spread)
     try:
         server = engines.start(args.engine, datasets, Location.for_grpc_tls(args.host, args.port),
-                               handler, tls=tls,
+                               handler, tls=_tls_options(args, connection, pair, client_ca),
                                max_message_size=(args.max_message_size or MAX_MESSAGE_MIB) * MIB)
     except FlightError:
         setup.close_handler(handler)
@@ -316,8 +343,11 @@ def build_server(args: argparse.Namespace) -> Running:
     log.info("serving %s on the %s engine with --auth %s%s%s; rights from %s", folder.root,
              args.engine, args.auth, " and client certificates" if connection.mtls else "",
              ", Flight SQL on" if sql is not None else "", permissions.summary())
+    if shared.spread.peers:
+        log.info("reads spread over %s", ", ".join(
+            f"{peer.name} ({peer.location})" for peer in shared.spread.peers))
     return Running(server, datasets, args.engine, connection, handler, store,
-                   args.permissions, permissions_stamp, revocations)
+                   args.permissions, permissions_stamp, revocation_file, shared)
 
 
 def _tls(args: argparse.Namespace, connection: setup.Connection
@@ -342,6 +372,21 @@ def _tls(args: argparse.Namespace, connection: setup.Connection
     if client is not None:
         connection.client_cert, connection.client_key = dev.clients[client]
     return CertKeyPair(*dev.server_pems()), client_ca or dev.ca_cert_pem()
+
+
+def _tls_options(args: argparse.Namespace, connection: setup.Connection, pair: CertKeyPair,
+                 client_ca: bytes | None) -> dict[str, Any]:
+    """The engine's TLS keywords: the server's pair and, with mTLS, the client CA. On
+    flight_secure's engine, a given ``--tls-cert``/``--tls-key`` (and ``--ca``) are
+    re-read when replaced (a certificate issuer's rotation), for new connections."""
+    tls: dict[str, Any] = {"tls_certificates": [pair]}
+    if connection.mtls:
+        tls.update(verify_client=True, root_certificates=client_ca)
+    if args.engine == "python" and args.tls_cert is not None:
+        tls["tls_credentials"] = ReloadingServerCredentials(
+            args.tls_cert, args.tls_key, args.ca if connection.mtls else None,
+            require_client_auth=connection.mtls)
+    return tls
 
 
 def _why_not_listening(host: str, port: int) -> str | None:

@@ -16,20 +16,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from flight_secure.auth.base import ServerAuthHandler
 from flight_secure.auth.basic import BasicServerAuthHandler
+from flight_secure.auth.guard import LoginGuard
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler
 from flight_secure.auth.keys import SUPPORTED_ALGORITHMS
 from flight_secure.auth.mtls import MutualTLSServerAuthHandler
 from flight_secure.auth.passwords import PasswordStore
-from flight_secure.auth.revocation import Revocations
-from flight_secure.auth.tokens import JWTVerifier
+from flight_secure.auth.revocation import RevocationList, Revocations
+from flight_secure.auth.tokens import JWTIssuer, JWTVerifier
 from flight_secure.certs import DEFAULT_HOSTS, DevCertificates, generate_dev_certificates
 from flight_secure.cli._common import CommandError
 from flight_secure.cli.tlsfiles import check_not_writable_by_others
 
 ADMIN = "admin"
 USERS_FILE = "users.htpasswd"
+SESSION_ISSUER = "flight-secure-serve"
+"""The ``iss`` of session tokens signed with ``--signing-key``."""
+NODE_CLOCK_SKEW = 5.0
+"""Seconds by which the clocks of nodes sharing a signing key may differ: a token
+issued by another node is accepted this long before its ``iat`` and after its ``exp``."""
 _WILDCARDS = ("0.0.0.0", "::", "[::]", "")  # noqa: S104 (recognised, not bound)
 
 
@@ -82,13 +90,15 @@ def password_store(args: argparse.Namespace) -> PasswordStore:
 
 
 def jwt_verifier(args: argparse.Namespace, revoked: Revocations | None = None) -> JWTVerifier:
-    """The verifier of ``--jwt-key`` (public key, certificate or HS secret) or ``--jwks``,
-    refusing the tokens ``revoked`` lists."""
+    """The verifier of ``--jwt-key`` (public key, certificate or HS secret), ``--jwks`` or
+    ``--jwks-url``, refusing the tokens ``revoked`` lists."""
     # Every key is bound to its own algorithm family by JWTVerifier, so the allow-list
     # can name them all without opening the door to HS/RS key confusion.
     options: dict[str, Any] = {"issuer": args.jwt_issuer, "audience": args.jwt_audience,
                                "revoked": revoked}
     algorithms = sorted(SUPPORTED_ALGORITHMS)
+    if args.jwks_url is not None:
+        return JWTVerifier.from_jwks_url(args.jwks_url, algorithms, **options)
     if args.jwks is not None:
         if not args.jwks.is_file():
             raise FileNotFoundError(2, "No such file or directory", str(args.jwks))
@@ -104,7 +114,9 @@ def jwt_verifier(args: argparse.Namespace, revoked: Revocations | None = None) -
 
 def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
                  mtls: bool, session_ttl: float = 900.0,
-                 revoked: Revocations | None = None) -> Any:
+                 revoked: Revocations | None = None,
+                 signing_key: Ed25519PrivateKey | None = None,
+                 guard: LoginGuard | None = None) -> Any:
     """The server's handler: passwords (``store``), tokens (``verifier``), or neither.
 
     With ``mtls`` (client certificates verified) it is a MutualTLSServerAuthHandler
@@ -113,13 +125,29 @@ def auth_handler(store: PasswordStore | None, verifier: JWTVerifier | None, *,
     tokens of password logins are then bound to the certificate they were issued over
     (RFC 8705), so a stolen token is useless without the client's key. Without mTLS
     and with neither, there is no handler (None). Password logins get session tokens
-    of ``session_ttl`` seconds and ``revoked`` lists the revoked ones.
+    of ``session_ttl`` seconds and ``revoked`` lists the revoked ones; they are signed
+    with ``signing_key`` (the key every node shares; None: a key made for this process
+    alone), and ``guard`` throttles the password checks (None: a LoginGuard of the
+    handler's own).
     """
     if store is not None:
-        handler: Any = BasicServerAuthHandler(store, token_ttl=session_ttl, revoked=revoked)
+        handler: Any = _basic_handler(store, session_ttl, revoked, signing_key, guard)
         return MutualTLSServerAuthHandler(inner=handler, bind_tokens=True) if mtls else handler
     handler = JWTServerAuthHandler(verifier) if verifier is not None else None
     return MutualTLSServerAuthHandler(inner=handler) if mtls else handler
+
+
+def _basic_handler(store: PasswordStore, session_ttl: float, revoked: Revocations | None,
+                   signing_key: Ed25519PrivateKey | None,
+                   guard: LoginGuard | None) -> BasicServerAuthHandler:
+    if signing_key is None:
+        return BasicServerAuthHandler(store, token_ttl=session_ttl, revoked=revoked,
+                                      guard=guard)
+    issuer = JWTIssuer(signing_key, "EdDSA", issuer=SESSION_ISSUER, ttl=session_ttl)
+    verifier = JWTVerifier(signing_key.public_key(), ["EdDSA"], issuer=SESSION_ISSUER,
+                           leeway=NODE_CLOCK_SKEW,
+                           revoked=RevocationList() if revoked is None else revoked)
+    return BasicServerAuthHandler(store, issuer, verifier, guard=guard)
 
 
 def close_handler(handler: ServerAuthHandler | None) -> None:

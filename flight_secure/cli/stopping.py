@@ -11,10 +11,11 @@ at once. pyarrow.flight's engine cancels only the calls whose handlers check for
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
-from os import _exit as exit_without_cleanup
+import time
 from typing import NoReturn, Protocol
 
 log = logging.getLogger("flight_secure.serve")
@@ -28,7 +29,16 @@ class Stoppable(Protocol):
 
 
 class StopSignals:
-    """SIGINT and SIGTERM, caught from construction until :meth:`restore`."""
+    """SIGINT and SIGTERM, caught from construction until :meth:`restore`.
+
+    Construct it in the main thread. The OS delivers a signal to any thread of the
+    process, often one of the server's; Python then runs the handler in the main
+    thread only when that thread next runs Python code, so :meth:`wait` waits in
+    slices of :data:`POLL` seconds and a signal ends it within one slice.
+    """
+
+    #: Seconds a wait may miss a signal that another thread received.
+    POLL = 0.1
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -40,11 +50,15 @@ class StopSignals:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True when a signal (or :meth:`wake`) came since the last wait that returned
-        True; False after ``timeout`` seconds without one."""
-        if self._event.wait(timeout):
-            self._event.clear()
-            return True
-        return False
+        True; False after ``timeout`` seconds without one (None: no time limit)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = self.POLL if deadline is None else deadline - time.monotonic()
+            if self._event.wait(max(0.0, min(self.POLL, left))):
+                self._event.clear()
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def wake(self) -> None:
         """End a :meth:`wait` as a signal would."""
@@ -89,4 +103,4 @@ def exit_leaving_calls() -> NoReturn:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    exit_without_cleanup(0)
+    os._exit(0)  # no atexit: pyarrow's exit-time shutdown would wait for ever

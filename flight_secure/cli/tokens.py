@@ -1,16 +1,27 @@
-"""``flight-secure token issue``: mint a signed JWT for testing a JWT-protected server.
+"""``flight-secure token``: mint a signed JWT for testing, and make signing keys.
 
-The key file holds an unencrypted PEM private key (EdDSA: Ed25519, ES256: P-256,
-RS256: RSA >= 2048 bits) or, for HS256, the shared secret itself (at least 32 bytes;
-a trailing newline is ignored). Only the token goes to standard output.
+``issue``: the key file holds an unencrypted PEM private key (EdDSA: Ed25519, ES256:
+P-256, RS256: RSA >= 2048 bits) or, for HS256, the shared secret itself (at least 32
+bytes; a trailing newline is ignored). Only the token goes to standard output.
+
+``keygen``: a new Ed25519 private key in a new file of mode 0600 (an existing file is
+never overwritten), for ``serve --signing-key`` or ``token issue --alg EdDSA``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 
 from flight_secure.auth.tokens import JWTIssuer
 from flight_secure.cli._common import CommandError
@@ -39,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="extra claim; V is parsed as JSON when it can be "
                        '(roles=["analyst"], n=3), else kept as text; repeatable')
     issue.set_defaults(run=_issue)
+    keygen = actions.add_parser(
+        "keygen", help="make an Ed25519 signing key (a new file, mode 0600)",
+        description="Write a new Ed25519 private key (PEM) to FILE, readable by you alone, "
+        "for serve --signing-key (give every node the same file) or token issue --alg "
+        "EdDSA. An existing FILE is never overwritten.")
+    keygen.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="the key file to create")
+    keygen.set_defaults(run=_keygen)
 
 
 def parse_claims(items: list[str]) -> dict[str, Any]:
@@ -67,4 +86,26 @@ def _issue(args: argparse.Namespace) -> int:
     issuer = JWTIssuer(key, algorithm=args.alg, issuer=args.iss, audience=args.aud,
                        ttl=args.ttl, key_id=args.kid)
     print(issuer.issue(args.sub, **parse_claims(args.claim)))
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                     NoEncryption())
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{args.out} exists; remove it first or choose another file "
+                           "(a key in use is never overwritten)") from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, pem)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        args.out.unlink(missing_ok=True)
+        raise
+    print(f"wrote a new Ed25519 private key to {args.out} (mode 0600)")
     return 0
