@@ -10,6 +10,10 @@ driver (the result read batch by batch and dropped), and *local*, DuckDB in this
 process reading the file (``to_arrow_reader``, read the same way). Throughput is the
 Parquet file's size over the wall time; the row reported is served/local per pair,
 median [min-max], with the absolute figures. The goal for this machine is >= 0.7.
+A second row is the cost of one statement: milliseconds per ADBC execute of a query
+of a 10-row dataset, ``small`` (``--small-sql``; ``--calls`` of them, after a
+warm-up), median [min-max]; an ADBC execute is three calls (prepare, GetFlightInfo,
+DoGet).
 Run it on a quiet machine: a shared one moves both sides by 2x.
 """
 
@@ -25,11 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.data import DataSpec, make_table
 
 QUERY = "SELECT * FROM bench"
+SMALL_QUERY = "SELECT name FROM small WHERE id = 3"
 PASSWORD = "bench-password"
 START_TIMEOUT = 60.0
 
@@ -39,6 +45,8 @@ def write_dataset(folder: Path, size_mb: int) -> Path:
     data.mkdir()
     path = data / "bench.parquet"
     pq.write_table(make_table(DataSpec("str", size_mb, 2048)), path)
+    pq.write_table(pa.table({"id": range(10), "name": [f"n{i}" for i in range(10)]}),
+                   data / "small.parquet")
     return path
 
 
@@ -72,6 +80,18 @@ def served_seconds(connection: object, query: str) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+def small_milliseconds(connection: object, query: str, calls: int) -> list[float]:
+    """Milliseconds of each of ``calls`` executes of ``query``, its rows fetched."""
+    times = []
+    with connection.cursor() as cursor:
+        for _ in range(calls):
+            started = time.perf_counter()
+            cursor.execute(query)
+            cursor.fetchall()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def local_seconds(path: Path, query: str) -> tuple[float, int]:
     import duckdb
 
@@ -90,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="ABBA pairs (default 8)")
     parser.add_argument("--quick", action="store_true", help="32 MB, 3 pairs: a smoke run")
     parser.add_argument("--sql", default=QUERY, help=f"the query (default {QUERY!r})")
+    parser.add_argument("--small-sql", default=SMALL_QUERY,
+                        help=f"the one-statement-cost query (default {SMALL_QUERY!r})")
+    parser.add_argument("--calls", type=int, default=100,
+                        help="executes of --small-sql measured (default 100)")
     args = parser.parse_args(argv)
     size_mb, rounds = (32, 3) if args.quick else (args.size_mb, args.rounds)
 
@@ -121,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pair {pair + 1}: served {served[-1]:.0f} MB/s, local "
                       f"{local[-1]:.0f} MB/s, ratio {ratios[-1]:.2f} ({rows} rows)",
                       file=sys.stderr)
+            small_milliseconds(connection, args.small_sql, 5)  # warm-up
+            small = small_milliseconds(connection, args.small_sql, args.calls)
             connection.close()
         finally:
             process.send_signal(signal.SIGTERM)
@@ -132,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(goal >= 0.70)")
     print(f"  served {statistics.median(served):.0f} MB/s, local "
           f"{statistics.median(local):.0f} MB/s (file MiB per second, medians)")
+    print(f"sql_statement {args.small_sql!r}: {statistics.median(small):.1f} ms per ADBC "
+          f"execute [{min(small):.1f}-{max(small):.1f}], {len(small)} executes")
     return 0
 
 

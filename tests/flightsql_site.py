@@ -119,6 +119,7 @@ def running_site(root: Path, *, mtls: bool = False,
         yield Site(server, root, data, certs)
     finally:
         server.shutdown()
+        server.sql.close()
         close = getattr(handler, "close", None)
         if close is not None:
             close()

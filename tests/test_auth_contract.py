@@ -2,7 +2,9 @@
 
 Every hook is declared on ServerAuthHandler; the gate calls those and nothing else;
 no path admits a caller without a principal; CallCredentials reads the same from a
-grpcio call and from the plain values pyarrow's engine gives a middleware.
+grpcio call and from the plain values pyarrow's engine gives a middleware, so one
+handler admits the same caller on both engines (pyarrow's through
+:mod:`flight_secure.arrow`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import flight_secure as flight
+import flight_secure.arrow
 from flight_secure.auth import base
-from flight_secure.auth.base import CallCredentials, Principal, ServerAuthHandler
+from flight_secure.auth.base import CallCredentials, ServerAuthHandler
 from flight_secure.auth.gate import AuthGate
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler
 from flight_secure.auth.mtls import MutualTLSServerAuthHandler
@@ -189,30 +192,12 @@ def test_token_claims_are_added_on_a_new_call_and_never_in_place() -> None:
     assert second.bearer_token == "x" and second.method is FlightMethod.HANDSHAKE
 
 
-class GateInMiddleware(pa_flight.ServerMiddlewareFactory):
-    """On pyarrow's C++ engine: admit each call through flight_secure's gate, from the
-    headers and method the engine gives a middleware."""
-
-    def __init__(self, gate: AuthGate) -> None:
-        self.gate = gate
-
-    def start_call(self, info: Any, headers: dict[str, list[Any]]) -> Any:
-        call = CallCredentials.from_values(FlightMethod[info.method.name], headers)
-        try:
-            return Admitted(self.gate.admit(call))
-        except flight.FlightUnauthenticatedError as exc:
-            raise pa_flight.FlightUnauthenticatedError(str(exc)) from None
-
-
-class Admitted(pa_flight.ServerMiddleware):
-    def __init__(self, principal: Principal | None) -> None:
-        self.principal = principal
-
-
 class PaWhoAmI(pa_flight.FlightServerBase):
+    """pyarrow's engine: DoAction answers with the caller the security layer admitted."""
+
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
-        principal = context.get_middleware("auth").principal
-        yield f"{principal.name}|{principal.method}".encode()
+        caller = flight_secure.arrow.principal(context)
+        yield f"{caller.name}|{caller.method}".encode()
 
 
 def test_the_same_handler_admits_the_same_caller_on_pyarrows_engine() -> None:
@@ -220,8 +205,7 @@ def test_the_same_handler_admits_the_same_caller_on_pyarrows_engine() -> None:
     handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"]))
     token = JWTIssuer(key, "EdDSA").issue("carol")
     bearer = [(b"authorization", f"Bearer {token}".encode())]
-    gate = AuthGate(handler, certificates_visible=False)
-    server = PaWhoAmI("grpc://localhost:0", middleware={"auth": GateInMiddleware(gate)})
+    server = PaWhoAmI("grpc://localhost:0", **flight_secure.arrow.server_options(handler))
     try:
         with pa_flight.connect(f"grpc://localhost:{server.port}") as client:
             options = pa_flight.FlightCallOptions(headers=bearer, timeout=10)

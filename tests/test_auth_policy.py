@@ -200,7 +200,7 @@ def test_denials_are_audited_with_who_and_method(server, caplog):
         put(client)
     (refusal,) = [r for r in caplog.records if r.audit["event"] == "call refused"]
     assert refusal.getMessage().startswith("call refused: who=rita scheme=")
-    assert (refusal.audit["who"], refusal.audit["rpc"]) == ("rita", "DO_PUT")
+    assert (refusal.audit["who"], refusal.audit["rpc"]) == ("rita", "DoPut")
 
 
 def test_default_rule_covers_rpcs_without_their_own():

@@ -39,7 +39,7 @@ EXPECTED = {
         "authenticate_basic_token: report sales for alice (admin,analyst)",
         "purge done by alice",
         "BasicClientAuthHandler:   report daily for bob",
-        "audit: call refused: who=bob scheme=basic rpc=DO_ACTION action=purge",
+        "audit: call refused: who=bob scheme=basic rpc=DoAction action=purge",
         "bob may not purge: permission denied: action 'purge' requires role admin",
         "audit: login refused: who=alice scheme=basic peer=- reason=bad_credentials",
         "a wrong password is refused: invalid username or password",

@@ -46,6 +46,13 @@ HOSTILE = [
     "SELECT * FROM duckdb_extensions()",
     "SELECT getenv('HOME')",
     "SELECT * FROM read_json('https://example.invalid/x.json')",
+    # table functions that run SQL built at run time or act on the database itself
+    "SELECT * FROM destroy_external_resource('query', 'SELECT * FROM sales')",
+    "SELECT * FROM checkpoint()",
+    "SELECT * FROM truncate_duckdb_logs()",
+    "SELECT * FROM duckdb_logs()",
+    "SELECT * FROM duckdb_live_query_metrics()",
+    "SELECT * FROM histogram(payroll, salary)",
     # the forbidden dataset, in every form of query
     "SELECT * FROM payroll",
     'SELECT * FROM "payroll"',
@@ -99,6 +106,7 @@ ALLOWED = [
     ("WITH payroll AS (SELECT 1 AS x) SELECT * FROM payroll", [(1,)]),
     ("SELECT count(*) FROM sales /* ; SELECT * FROM payroll */ -- ;", [(4,)]),
     ("SELECT 'payroll; DROP' AS s", [("payroll; DROP",)]),
+    ("SELECT count(*) FROM range(3) JOIN unnest([0, 1]) u(x) ON range = x", [(2,)]),
     ("WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 3) "
      "SELECT count(*) FROM r", [(3,)]),
 ]

@@ -257,23 +257,30 @@ def test_the_time_limit_stops_a_query(tmp_path: Any) -> None:
 # ---------------------------------------------------------------------- audit
 
 
+def sql_audits(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
+    """The Flight SQL audit records captured, as their structured fields."""
+    return [r.audit for r in caplog.records
+            if r.name == "flight_secure.audit" and r.audit["event"].startswith("sql ")]
+
+
 def test_every_statement_is_audited_with_the_sql_only_at_debug(
         alice: Client, bob: Client, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="flight_secure.sql.audit"):
+    with caplog.at_level(logging.INFO, logger="flight_secure.audit"):
         alice.query("SELECT * FROM sales JOIN people USING (id)\n-- forged line")
         with pytest.raises(flight.FlightUnauthorizedError):
             bob.query("SELECT * FROM payroll")
-    records = [r for r in caplog.records if r.name == "flight_secure.sql.audit"]
-    done = next(r for r in records if r.who == "alice" and r.what == "query")
-    assert (done.datasets, done.rows, done.outcome) == (["people", "sales"], 4, "ok")
-    refused = next(r for r in records if r.who == "bob")
-    assert (refused.datasets, refused.outcome) == (["payroll"], "refused")
-    assert all("SELECT" not in r.getMessage() for r in records)
+    records = sql_audits(caplog)
+    done = next(r for r in records if r["who"] == "alice" and r["event"] == "sql query ok")
+    assert (done["scheme"], done["dataset"], done["rows"]) == ("basic", "people,sales", "4")
+    refused = next(r for r in records if r["who"] == "bob")
+    assert (refused["event"], refused["dataset"]) == ("sql plan refused", "payroll")
+    assert all("sql" not in r for r in records)
+    assert all("SELECT" not in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="flight_secure.sql.audit"):
+    with caplog.at_level(logging.DEBUG, logger="flight_secure.audit"):
         alice.query("SELECT 1 AS x\n-- forged line")
-    texts = [r.getMessage() for r in caplog.records if r.name == "flight_secure.sql.audit"]
-    assert any("SELECT 1 AS x\\n-- forged line" in t for t in texts)
+    texts = [r.getMessage() for r in caplog.records if r.name == "flight_secure.audit"]
+    assert 'sql text: who=alice sql="SELECT 1 AS x\\n-- forged line"' in texts
     assert all("\n" not in t for t in texts)
 
 
@@ -320,12 +327,71 @@ def test_an_ingest_cut_off_midway_leaves_no_dataset(
         sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_NOT_EXIST_OPTION_CREATE
     descriptor = flight.FlightDescriptor.for_command(pack(command))
     batch = pa.record_batch({"v": pa.array(range(100_000))})
-    with caplog.at_level(logging.INFO, logger="flight_secure.sql.audit"):
+    with caplog.at_level(logging.INFO, logger="flight_secure.audit"):
         writer, _ = client.flight.do_put(descriptor, batch.schema, client.call_options(timeout=1))
         writer.write_batch(batch)  # and no end of stream: the deadline cuts the upload off
-        wait_until(lambda: any(getattr(r, "what", "") == "ingest" and r.datasets == ["cut_off"]
-                               for r in caplog.records), timeout=10)
-    [ended] = [r for r in caplog.records if getattr(r, "what", "") == "ingest"]
-    assert ended.outcome == "failed"
+        wait_until(lambda: any(r["event"].startswith("sql ingest") for r in sql_audits(caplog)),
+                   timeout=10)
+    [ended] = [r for r in sql_audits(caplog) if r["event"].startswith("sql ingest")]
+    assert (ended["event"], ended["dataset"]) == ("sql ingest failed", "cut_off")
     assert sorted(p.name for p in site.data.iterdir() if "cut_off" in p.name) == []
     client.flight.close()
+
+
+# ------------------------------------------------------- what exists, unseen
+
+
+def ingest_refusal(client: Client, name: str, if_exists: int) -> str:
+    """The error text of ``client`` uploading one row as dataset ``name``."""
+    command = sql_pb.CommandStatementIngest(table=name)
+    command.table_definition_options.if_exists = if_exists
+    descriptor = flight.FlightDescriptor.for_command(pack(command))
+    table = pa.table({"v": [1]})
+    writer, _ = client.flight.do_put(descriptor, table.schema, client.options)
+    with pytest.raises(flight.FlightUnauthorizedError) as refused:
+        writer.write_table(table)
+        writer.close()
+    return str(refused.value).split(". Detail:")[0]
+
+
+@pytest.mark.parametrize("if_exists", [
+    sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_EXISTS_OPTION_REPLACE,
+    sql_pb.CommandStatementIngest.TableDefinitionOptions.TABLE_EXISTS_OPTION_FAIL,
+])
+def test_an_ingest_refusal_does_not_tell_whether_the_dataset_exists(
+        site: Site, bob: Client, if_exists: int) -> None:
+    existing = ingest_refusal(bob, "people", if_exists)  # bob may not even read it
+    absent = ingest_refusal(bob, "no_such_dataset", if_exists)
+    assert existing == absent.replace("no_such_dataset", "people")
+    assert "may not write" in existing
+    assert not any("no_such_dataset" in p.name for p in site.data.iterdir())
+
+
+def outcome(call: Any) -> tuple[str, str]:
+    """What ``call()`` answers: the error class and first line of its message, or ok."""
+    try:
+        call()
+    except (flight.FlightError, pa.ArrowException, OSError) as exc:
+        return type(exc).__name__, str(exc).splitlines()[0].split(". Detail:")[0]
+    return "ok", ""
+
+
+@pytest.mark.parametrize("rpc", ["GetFlightInfo", "GetSchema", "CreatePreparedStatement"])
+def test_a_query_refusal_does_not_tell_whether_an_unreadable_dataset_exists(
+        bob: Client, rpc: str) -> None:
+    def attempt(table: str) -> Any:
+        sql = f"SELECT * FROM {table}"  # noqa: S608 (the test names the table)
+        command = sql_pb.CommandStatementQuery(query=sql)
+        descriptor = flight.FlightDescriptor.for_command(pack(command))
+        if rpc == "GetFlightInfo":
+            return lambda: bob.flight.get_flight_info(descriptor, bob.options)
+        if rpc == "GetSchema":
+            return lambda: bob.flight.get_schema(descriptor, bob.options)
+        request = sql_pb.ActionCreatePreparedStatementRequest(query=sql)
+        return lambda: bob.action("CreatePreparedStatement", pack(request))
+
+    # bob may not read payroll; PAYROLL names it too, as DuckDB ignores case
+    kind, message = outcome(attempt("PAYROLL"))
+    absent_kind, absent_message = outcome(attempt("NOPAYROLL"))
+    assert (kind, message) == (absent_kind, absent_message.replace("NOPAYROLL", "PAYROLL"))
+    assert "payroll" not in message

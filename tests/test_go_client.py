@@ -294,7 +294,7 @@ def test_the_go_client_reads_from_flight_secure_serve(adbc: ModuleType, served: 
                                                       user: str) -> None:
     options = go_options(pki, certificate="alice", user=user, password=PASSWORDS[user])
     assert go_read(adbc, served.port, options).equals(TABLE)
-    served.err.wait_for(f"{user} DoGet sales")
+    served.err.wait_for(f"who={user} scheme=basic+mtls rpc=DoGet dataset=sales")
 
 
 def test_flight_secure_serve_refuses_the_go_client_with_a_wrong_password(

@@ -348,7 +348,7 @@ class PasswordTokens(JWTServerAuthHandler):
         if not hmac.compare_digest(self.passwords.get(user, "\0").encode(), password.encode()):
             raise flight_secure.FlightUnauthenticatedError("invalid username or password")
         token = self.issuer.issue(user, **call.token_claims)
-        return HeaderLogin(self.login(token, call.peer), {"authorization": f"Bearer {token}"})
+        return HeaderLogin(self.login(token, call), {"authorization": f"Bearer {token}"})
 
 
 class Tenant(flight_secure.ServerAuthHandler):

@@ -148,7 +148,7 @@ def test_pyarrow_logs_in_once_and_reads_the_dataset_from_all_three(cluster: Clus
     assert [part.num_rows for part in parts] == [1000, 1000, 1000]
     assert pa.concat_tables(parts).equals(TABLE)
     for node in cluster.data:
-        node.err.wait_for("alice DoGet trips")
+        node.err.wait_for("call allowed: who=alice scheme=basic rpc=DoGet dataset=trips")
         assert logins_at(node, "alice") == 0
     assert logins_at(cluster.login, "alice") == 1
 
@@ -178,7 +178,7 @@ def test_the_go_client_logs_in_once_and_reads_the_dataset_from_all_three(
                 parts.append(cursor.fetch_arrow_table())
     assert pa.concat_tables(parts).equals(TABLE)
     for node in cluster.data:
-        node.err.wait_for("gopher DoGet trips")
+        node.err.wait_for("call allowed: who=gopher scheme=basic rpc=DoGet dataset=trips")
         assert logins_at(node, "gopher") == 0
     assert logins_at(cluster.login, "gopher") == 1
 

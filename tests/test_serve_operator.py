@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import signal
 import socket
 import subprocess
@@ -33,8 +34,10 @@ from serving import START_TIMEOUT, Served
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
+from flight_secure.auth.base import ServerAuthHandler
+from flight_secure.auth.mtls import MutualTLSServerAuthHandler
 from flight_secure.certs import CertificateAuthority, DevCertificates, generate_dev_certificates
-from flight_secure.cli import main
+from flight_secure.cli import main, setup
 from flight_secure.cli.serve import MAX_MESSAGE_MIB
 
 TABLE = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
@@ -42,6 +45,7 @@ BIG_ROWS = 2_000_000  # streamed in batches of 64K rows
 MIB = 1024 * 1024
 CALL_TIMEOUT = 30.0
 ENGINES = ["python", "arrow"]
+NOBODY = 65534
 
 
 @pytest.fixture
@@ -144,14 +148,52 @@ def test_a_client_ca_others_may_write_is_refused(site: tuple[Path, DevCertificat
     assert "--ca certs/ca.pem is writable by other accounts" in line
 
 
-def test_a_default_password_file_others_may_write_is_refused(
+#: How another account may write a file: (how to make it so, what serve then says).
+OTHER_WRITERS = {
+    "group-and-others": (lambda path: path.chmod(0o662), "is writable by other accounts"),
+    "owner": (lambda path: os.chown(path, NOBODY, -1),
+              f"belongs to another account (uid {NOBODY})"),
+}
+
+
+@pytest.mark.parametrize("writer", OTHER_WRITERS)
+def test_a_default_password_file_another_account_may_write_is_refused(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, writer: str) -> None:
+    if writer == "owner" and os.geteuid() != 0:
+        pytest.skip("giving a file away takes root")
+    folder, _ = site
+    (folder / "users.htpasswd").write_text("")
+    (folder / "users.htpasswd").chmod(0o600)
+    give, said = OTHER_WRITERS[writer]
+    give(folder / "users.htpasswd")
+    line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
+    assert f"--users users.htpasswd {said}" in line
+
+
+def test_a_revocation_file_others_may_write_is_refused(
         site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     folder, _ = site
-    (folder / "users.htpasswd").write_text("")
-    (folder / "users.htpasswd").chmod(0o662)
-    line = serve_fails(folder, capsys=capsys, monkeypatch=monkeypatch)
-    assert "--users users.htpasswd is writable by other accounts" in line
+    (folder / "revoked.jsonl").write_text("")
+    (folder / "revoked.jsonl").chmod(0o646)  # another account could remove an entry
+    line = serve_fails(folder, "--revocations", "revoked.jsonl", capsys=capsys,
+                       monkeypatch=monkeypatch)
+    assert "--revocations revoked.jsonl is writable by other accounts" in line
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_a_revocation_file_in_a_folder_others_may_write_is_refused(
+        site: tuple[Path, DevCertificates], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+    folder, _ = site
+    (folder / "shared").mkdir()
+    (folder / "shared").chmod(mode)  # another account could put its own file there
+    line = serve_fails(folder, "--revocations", "shared/revoked.jsonl", capsys=capsys,
+                       monkeypatch=monkeypatch)
+    assert "--revocations shared/revoked.jsonl: its folder" in line
+    assert "writable by other accounts" in line
+    assert not (folder / "users.htpasswd").exists()  # refused before first-run files
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -438,12 +480,13 @@ def test_an_upload_running_when_the_drain_ends_is_aborted_logged_and_leaves_noth
         endless_upload: tuple[Served, threading.Thread]) -> None:
     folder, _ = site
     server, uploader = endless_upload
-    server.err.wait_for("anonymous DoPut partial")
+    server.err.wait_for("who=anonymous scheme=none rpc=DoPut dataset=partial")
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=START_TIMEOUT) == 0
     uploader.join(START_TIMEOUT)
     server.err.wait_closed()
-    assert "anonymous DoPut partial aborted" in server.err.text
+    assert "upload aborted: who=anonymous scheme=none rpc=DoPut dataset=partial" \
+        in server.err.text
     assert sorted(p.name for p in (folder / "data").iterdir()) == [
         "big.parquet", "items.parquet", "sales.parquet"]
 
@@ -473,7 +516,7 @@ def test_on_the_arrow_engine_a_call_it_cannot_cancel_does_not_keep_the_server_al
         writer, _ = client.do_put(flight_secure.FlightDescriptor.for_path("silent"),
                                   batch.schema)
         writer.write_batch(batch)  # then nothing more
-        server.err.wait_for("anonymous DoPut silent")
+        server.err.wait_for("who=anonymous scheme=none rpc=DoPut dataset=silent")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=START_TIMEOUT) == 0
         server.err.wait_closed()
@@ -485,3 +528,20 @@ def test_on_the_arrow_engine_a_call_it_cannot_cancel_does_not_keep_the_server_al
     finally:
         client.close()
         server.stop()
+
+
+class ClosingCounted(ServerAuthHandler):
+    """A handler that counts how often it is closed."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_stopping_closes_a_wrapped_handler_once() -> None:
+    inner = ClosingCounted()
+    setup.close_handler(MutualTLSServerAuthHandler(inner))
+    assert inner.closed == 1
+    setup.close_handler(None)

@@ -20,7 +20,8 @@ every call in :mod:`flight_secure.auth.gate`, with what it relies on:
 * :mod:`~flight_secure.auth.basic` — Basic logins that issue session tokens;
 * :mod:`~flight_secure.auth.jwt_auth` — bearer JWTs from an identity provider;
 * :mod:`~flight_secure.auth.mtls` — identity from client certificates, token binding
-  (certificate parsing in :mod:`~flight_secure.auth.certificates`);
+  (certificate parsing in :mod:`~flight_secure.auth.certificates`; bound tokens, checked
+  by every token handler, in :mod:`~flight_secure.auth.binding`);
 * :mod:`~flight_secure.auth.policy` — ``AccessPolicy`` and ``require_roles``.
 
 The scheme modules load on first use (they pull in bcrypt, PyJWT and

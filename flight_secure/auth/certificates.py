@@ -54,6 +54,7 @@ def _certificate(pem: bytes | str) -> x509.Certificate:
         raise ValueError("not a PEM X.509 certificate") from None
 
 
+@lru_cache(maxsize=256)
 def certificate_thumbprint(pem: bytes | str) -> str:
     """The RFC 8705 ``x5t#S256`` of a certificate: unpadded base64url of SHA-256(DER).
 

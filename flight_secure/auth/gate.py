@@ -141,7 +141,7 @@ class AuthGate:
         except FlightUnauthorizedError as exc:
             audit_event(logging.WARNING, "call refused", call=call,
                         who=principal.name if principal else None,
-                        scheme=principal.method if principal else None, rpc=method.name,
+                        scheme=principal.method if principal else None, rpc=method,
                         action=action_type, reason=str(exc))
             raise
 
@@ -229,5 +229,5 @@ class AuthGate:
             raise FlightUnauthenticatedError(CERTIFICATE_REQUIRED)
 
     def _refuse(self, call: CallCredentials, reason: str) -> None:
-        audit_event(logging.WARNING, "call refused", call=call, rpc=call.method.name,
+        audit_event(logging.WARNING, "call refused", call=call, rpc=call.method,
                     reason=reason)

@@ -11,7 +11,10 @@
 Every call's token is verified by a :class:`~flight_secure.auth.tokens.JWTVerifier`
 (cheap after the first time: it caches verified claims). The caller's identity is
 the ``identity_claim``; its roles come from the ``roles_claim`` and from the OAuth
-scope claims (``scope``: space-separated, ``scp``: list or string).
+scope claims (``scope``: space-separated, ``scp``: list or string). A token bound to
+a client certificate (a ``cnf`` claim, RFC 8705) is accepted only over a connection
+with that verified certificate (:func:`~flight_secure.auth.binding.check_binding`):
+never on an engine that cannot see certificates, nor without one.
 
 :class:`~flight_secure.auth.basic.BasicServerAuthHandler` builds on this handler
 (its session tokens are JWTs too) and shares :func:`claim_roles`.
@@ -35,6 +38,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
+from flight_secure.auth.binding import check_binding
 from flight_secure.auth.cache import TokenCache
 from flight_secure.auth.revocation import Revocations
 from flight_secure.auth.tokens import Claims, JWTVerifier, TokenError, TokenExpired, TokenRevoked
@@ -115,7 +119,8 @@ class JWTServerAuthHandler(ServerAuthHandler):
         return f"{type(self).__name__}(verifier={self.verifier!r})"
 
     def login(self, token: str | None, call: CallCredentials) -> Principal:
-        """The Principal of a valid ``token`` presented in ``call``, else UNAUTHENTICATED."""
+        """The Principal of a valid ``token`` presented in ``call``, else UNAUTHENTICATED
+        (also for a token bound to a client certificate ``call`` did not come over)."""
         if not token:
             raise FlightUnauthenticatedError(ASK_FOR_CREDENTIALS)
         verifier = self.verifier
@@ -126,6 +131,12 @@ class JWTServerAuthHandler(ServerAuthHandler):
             _refuse_on_token_error(verifier.check_revoked, principal.claims, call, self.method)
         else:
             principal = self._verified_principal(token, call)
+        try:
+            check_binding(principal.claims, call)
+        except FlightUnauthenticatedError as exc:
+            audit_event(logging.WARNING, "token refused", call=call, who=principal.name,
+                        scheme=self.method, reason=str(exc))
+            raise
         return self.current(principal, call)
 
     def current(self, principal: Principal, call: CallCredentials) -> Principal:

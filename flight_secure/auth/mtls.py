@@ -12,7 +12,8 @@ reads the verified leaf certificate and decides who it names.
   its identity against an allow-list, and can wrap a token handler so that a call
   must carry both a certificate and a valid token. With ``bind_tokens=True`` a
   token is accepted only from the certificate it was issued to (RFC 8705: the
-  token's claim ``cnf: {"x5t#S256": <thumbprint>}``, see :func:`certificate_thumbprint`).
+  token's claim ``cnf: {"x5t#S256": <thumbprint>}``, see :mod:`~flight_secure.auth.binding`);
+  without, a token bound to a certificate is still accepted only over that one.
 
 Refusals: no client certificate, or a token that is invalid or bound to another
 certificate -> :class:`FlightUnauthenticatedError` (UNAUTHENTICATED); a verified
@@ -25,8 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from flight_secure.auth.audit import audit_event
 from flight_secure.auth.base import (
@@ -39,6 +39,7 @@ from flight_secure.auth.base import (
     ServerAuthReader,
     ServerAuthSender,
 )
+from flight_secure.auth.binding import OTHER_CERTIFICATE, binding_claims, bound_thumbprint
 from flight_secure.auth.certificates import (
     IDENTITY_SOURCES,
     certificate_info,
@@ -57,15 +58,6 @@ __all__ = [
     "certificate_thumbprint",
     "principal_from_certificate",
 ]
-
-CNF_CLAIM = "cnf"
-THUMBPRINT_MEMBER = "x5t#S256"
-
-
-def binding_claims(pem: bytes | str) -> dict[str, Any]:
-    """The claims that bind a token to certificate ``pem``: ``{"cnf": {"x5t#S256": ...}}``."""
-    return {CNF_CLAIM: {THUMBPRINT_MEMBER: certificate_thumbprint(pem)}}
-
 
 def principal_from_certificate(
     pem: bytes | str, *, identity_from: Sequence[str] = IDENTITY_SOURCES
@@ -196,7 +188,7 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
         info = certificate_info(pem, identity_from=self.identity_from)
         if self.allowed is not None and info.identity not in self.allowed:
             audit_event(logging.WARNING, "call refused", call=call, who=info.identity,
-                        scheme="mtls", rpc=call.method.name,
+                        scheme="mtls", rpc=call.method,
                         reason="certificate identity not allowed")
             raise FlightUnauthorizedError(
                 f"client certificate identity {info.identity!r} is not allowed on this server"
@@ -212,14 +204,10 @@ class MutualTLSServerAuthHandler(ServerAuthHandler):
 
 def _check_binding(principal: Principal, certificate: CertificateInfo) -> None:
     """Refuse unless ``principal``'s token is bound to ``certificate`` (RFC 8705)."""
-    confirmation = principal.claims.get(CNF_CLAIM) if principal.claims else None
-    bound = confirmation.get(THUMBPRINT_MEMBER) if isinstance(confirmation, Mapping) else None
-    if not isinstance(bound, str):
+    bound = bound_thumbprint(principal.claims) if principal.claims else None
+    if bound is None:
         raise FlightUnauthenticatedError(
             "the token is not bound to a client certificate (no cnf x5t#S256 claim)"
         )
-    expected = thumbprint(certificate)
-    if not hmac.compare_digest(bound.encode(), expected.encode()):
-        raise FlightUnauthenticatedError(
-            "the token was issued to another client certificate than this connection's"
-        )
+    if not hmac.compare_digest(bound.encode(), thumbprint(certificate).encode()):
+        raise FlightUnauthenticatedError(OTHER_CERTIFICATE)

@@ -13,10 +13,12 @@ With a Flight SQL service (``sql``), CMD descriptors, tickets and actions that c
 Flight SQL messages go to it instead (:mod:`flight_secure.sql`), under the same rights.
 
 Authentication happens before any of this (the server's auth handler); here the
-caller is ``context.peer_identity()`` ("anonymous" when the server has none), and
-every call is logged to ``flight_secure.serve`` as ``"<who> <RPC> <dataset>"``, with
-``who``, ``scheme``, ``rpc``, ``dataset`` and ``outcome`` (ok, refused, aborted) attached
-to the record; a refusal or an upload that did not finish adds ``" <outcome>: <why>"``.
+caller is ``context.peer_identity()`` ("anonymous" when the server has none). Every
+dataset call is an audit record (:func:`~flight_secure.auth.audit.audit_event`) with
+``who``, ``scheme``, ``rpc``, ``dataset`` and ``peer``: ``call allowed`` (INFO) or
+``call refused`` (WARNING, with the ``reason``) when the rights are checked, then for
+an upload ``upload stored`` (INFO, with ``rows``) or ``upload aborted`` (WARNING, with
+the ``reason``). Flight SQL calls are audited by :mod:`flight_secure.sql`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from flight_secure.cli.datasets import DatasetFolder, check_name, for_log
+from flight_secure.auth.audit import audit_event
+from flight_secure.cli.datasets import DatasetFolder, check_name
 from flight_secure.cli.permissions import Permissions
 from flight_secure.cli.spread import Part, Spread, rows_of
 from flight_secure.context import ServerCallContext
@@ -71,16 +74,22 @@ def caller(context: ServerCallContext) -> tuple[str, str]:
     return principal.name, scheme
 
 
-def _log_call(who: str, scheme: str, rpc: str, dataset: str, outcome: str = "ok",
-              detail: str = "") -> None:
-    """Log ``"<who> <rpc> <dataset>"``, plus ``" <outcome>: <detail>"`` unless the outcome
-    is "ok" (then at INFO, else WARNING), with the fields attached; names are escaped."""
-    fields = {"who": who, "scheme": scheme, "rpc": rpc, "dataset": dataset, "outcome": outcome}
-    if outcome == "ok":
-        log.info("%s %s %s", for_log(who), rpc, for_log(dataset), extra=fields)
-    else:
-        log.warning("%s %s %s %s: %s", for_log(who), rpc, for_log(dataset), outcome,
-                    for_log(detail), extra=fields)
+#: The audit events of a dataset call, and the level each is logged at.
+CALL_EVENTS = {
+    "call allowed": logging.INFO,
+    "call refused": logging.WARNING,
+    "upload stored": logging.INFO,
+    "upload aborted": logging.WARNING,
+}
+
+
+def _log_call(context: ServerCallContext, event: str, rpc: str, dataset: str, *,
+              rows: int | None = None, reason: str | None = None) -> None:
+    """The one place a dataset call is logged: audit record ``event`` (a key of
+    :data:`CALL_EVENTS`) for the caller of ``context``."""
+    who, scheme = caller(context)
+    audit_event(CALL_EVENTS[event], event, who=who, scheme=scheme, rpc=rpc, dataset=dataset,
+                rows=rows, peer=context.peer(), reason=reason)
 
 
 def _uploaded(reader: MetadataRecordBatchReader,
@@ -125,24 +134,20 @@ class DatasetServer(FlightServerBase):
 
     # ------------------------------------------------------------------ helpers
 
-    def _allow(self, context: ServerCallContext, rpc: str, name: str, right: str) -> str:
-        """Log the call and return the caller's name; PERMISSION_DENIED without ``right``."""
-        who, scheme = caller(context)
-        allowed = self.permissions.allows(who, name, right)
-        if allowed:
-            _log_call(who, scheme, rpc, name)
-        else:
-            _log_call(who, scheme, rpc, name, "refused", f"no {right} right")
-        if not allowed:
+    def _allow(self, context: ServerCallContext, rpc: str, name: str, right: str) -> None:
+        """Log the call; PERMISSION_DENIED when the caller lacks ``right`` on ``name``."""
+        who, _ = caller(context)
+        if not self.permissions.allows(who, name, right):
+            _log_call(context, "call refused", rpc, name, reason=f"no {right} right")
             raise FlightUnauthorizedError(f"{who} may not {right} dataset {name!r}")
-        return who
+        _log_call(context, "call allowed", rpc, name)
 
     def _sql_caller(self, context: ServerCallContext) -> Caller:
         from flight_secure.sql import Caller
 
-        who, _ = caller(context)
+        who, scheme = caller(context)
         return Caller(who, lambda name, right: self.permissions.allows(who, name, right),
-                      context.is_cancelled)
+                      context.is_cancelled, scheme)
 
     def _sql_command(self, descriptor: FlightDescriptor) -> bytes | None:
         """The Flight SQL command a CMD descriptor carries (None for a dataset path)."""
@@ -162,8 +167,8 @@ class DatasetServer(FlightServerBase):
 
     def list_flights(self, context: ServerCallContext, criteria: bytes) -> Iterator[FlightInfo]:
         prefix = bytes(criteria or b"").decode("utf-8", "replace")
-        who, scheme = caller(context)
-        _log_call(who, scheme, "ListFlights", prefix or "*")
+        who, _ = caller(context)
+        _log_call(context, "call allowed", "ListFlights", prefix or "*")
         for name in self.folder.names():
             if not name.startswith(prefix) or not self.permissions.allows(who, name, "read"):
                 continue
@@ -213,14 +218,14 @@ class DatasetServer(FlightServerBase):
         # Rights before existence: a caller who may not write learns nothing of what exists.
         may_write = self.permissions.allows(caller(context)[0], name, "write")
         exists = may_write and self.folder.exists(name)
-        who = self._allow(context, "DoPut", name, "overwrite" if exists else "write")
+        self._allow(context, "DoPut", name, "overwrite" if exists else "write")
         try:
             rows = self.folder.write(name, reader.schema, _uploaded(reader, context),
                                      overwrite=exists, cancelled=context.is_cancelled)
         except FlightError as exc:  # cut off, refused midway, or the server stopping
-            _log_call(who, caller(context)[1], "DoPut", name, "aborted", str(exc))
+            _log_call(context, "upload aborted", "DoPut", name, reason=str(exc))
             raise
-        log.info("%s stored %s (%d rows)", for_log(who), for_log(name), rows)
+        _log_call(context, "upload stored", "DoPut", name, rows=rows)
         writer.write(json.dumps({"dataset": name, "rows": rows}).encode())
 
     def list_actions(self, context: ServerCallContext) -> list[tuple[str, str]]:

@@ -44,22 +44,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _Narrator(logging.Handler):
-    """Prints what the server logged, as sentences: identities seen, logins checked."""
+    """Prints what the server audited, as sentences: identities seen, logins checked."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if hasattr(record, "rpc"):
-            target = f" for {record.dataset!r}" if record.dataset not in ("*", "") else ""
-            outcome = f" ({record.outcome})" if record.outcome != "ok" else ""
-            print(f"    server saw {record.who} ({record.scheme}) on {record.rpc}"
-                  f"{target}{outcome}")
-        elif getattr(record, "audit", {}).get("event", "").startswith("login"):
-            event = record.audit
+        event = getattr(record, "audit", None)
+        if event is None:
+            return
+        if event["event"] in ("call allowed", "call refused") and "dataset" in event:
+            target = f" for {event['dataset']!r}" if event["dataset"] != "*" else ""
+            refused = " (refused)" if event["event"] == "call refused" else ""
+            print(f"    server saw {event['who']} ({event['scheme']}) on {event['rpc']}"
+                  f"{target}{refused}")
+        elif event["event"] == "upload stored":
+            print(f"    server stored {event['rows']} rows as {event['dataset']!r}")
+        elif event["event"].startswith("login"):
             print(f"    server: {event['event']} for {event['who']} ({event['reason']})")
 
 
 @contextmanager
 def _narrated() -> Iterator[None]:
-    """Route the server's call log and audit log to the narrator while the demo runs."""
+    """Route the server's logs to the narrator while the demo runs (it tells the audit
+    records; the rest is not shown)."""
     loggers = [logging.getLogger(n) for n in ("flight_secure.serve", "flight_secure.audit")]
     saved = [(lg.level, lg.propagate) for lg in loggers]
     narrator = _Narrator()

@@ -294,6 +294,8 @@ def build_server(args: argparse.Namespace) -> Running:
     permissions = (load_permissions(args.permissions) if args.permissions
                    else default_permissions(setup.ADMIN))
     permissions_stamp = _stamp(args.permissions) if args.permissions else None
+    if args.revocations is not None:
+        tlsfiles.check_live_file(args.revocations, "--revocations")
     revocation_file = RevocationFile(args.revocations) if args.revocations else None
     shared = nodes.build(args)
     try:

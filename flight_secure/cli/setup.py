@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from flight_secure.auth.base import ServerAuthHandler
 from flight_secure.auth.basic import BasicServerAuthHandler
 from flight_secure.auth.guard import LoginGuard
 from flight_secure.auth.jwt_auth import JWTServerAuthHandler
@@ -149,11 +150,11 @@ def _basic_handler(store: PasswordStore, session_ttl: float, revoked: Revocation
     return BasicServerAuthHandler(store, issuer, verifier, guard=guard)
 
 
-def close_handler(handler: Any) -> None:
-    """Release what ``handler`` (and a handler it wraps) holds, e.g. a LoginGuard's threads."""
-    for item in (handler, getattr(handler, "inner", None)):
-        if hasattr(item, "close"):
-            item.close()
+def close_handler(handler: ServerAuthHandler | None) -> None:
+    """Release what ``handler`` holds, e.g. a LoginGuard's threads; a wrapping handler
+    closes the one it wraps. None holds nothing."""
+    if handler is not None:
+        handler.close()
 
 
 @dataclass

@@ -6,13 +6,16 @@ first and raise :class:`~flight_secure.cli._common.CommandError` naming the opti
 file and what is wrong: a key given as a certificate (or the reverse), an encrypted or
 unreadable key, a pair whose halves do not match, a certificate expired or not yet
 valid. :func:`check_not_writable_by_others` refuses a file or folder that another
-account could replace (whoever replaces ``ca.pem`` decides which clients get in).
-:func:`server_trust_root` finds the file a client should trust for the server.
+account could replace (whoever replaces ``ca.pem`` decides which clients get in), and
+:func:`check_live_file` does the same for a file serve re-reads while it runs (the
+revocation file) and the folder it may appear in. :func:`server_trust_root` finds the
+file a client should trust for the server.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import stat
 from pathlib import Path
 
@@ -27,10 +30,26 @@ _MARKS = {"certificate": b"-----BEGIN CERTIFICATE-----", "private key": b"PRIVAT
 
 
 def check_not_writable_by_others(path: Path, option: str) -> None:
-    """CommandError when group or others may write ``path`` (a file or a folder)."""
-    if stat.S_IMODE(path.stat().st_mode) & 0o022:
+    """CommandError when another account may write ``path`` (a file or a folder): its
+    group or others, or its owner when that is neither this process's account nor root."""
+    info = path.stat()
+    if info.st_uid not in (os.geteuid(), 0):
+        raise CommandError(f"{option} {path} belongs to another account (uid {info.st_uid}), "
+                           "which could replace what the server trusts; make it yours: "
+                           f"chown {os.geteuid()} {path}")
+    if stat.S_IMODE(info.st_mode) & 0o022:
         raise CommandError(f"{option} {path} is writable by other accounts, who could replace "
                            f"what the server trusts; make it yours alone: chmod go-w {path}")
+
+
+def check_live_file(path: Path, option: str) -> None:
+    """CommandError when other accounts may write ``path`` (if it exists) or the folder
+    it is in: serve reads such a file whenever it appears or changes (a missing one is
+    empty), and it is rewritten by renaming a new file over it, so whoever may write
+    the folder may also put their own file there."""
+    check_not_writable_by_others(path.absolute().parent, f"{option} {path}: its folder")
+    if path.exists():
+        check_not_writable_by_others(path, option)
 
 
 def _read_pem(path: Path, option: str, kind: str) -> bytes:

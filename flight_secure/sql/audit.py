@@ -1,10 +1,11 @@
-"""The audit record of every Flight SQL statement and upload: one function, one logger.
+"""The audit record of every Flight SQL statement and upload, in the one audit format.
 
-:func:`record` logs ``who``, ``what`` (query, prepare, ingest...), the datasets
-involved, rows, duration and outcome to ``flight_secure.sql.audit`` at INFO (WARNING
-when refused or failed), with each value also attached to the log record as an
-attribute of the same name. The SQL text goes to the same logger at DEBUG only, as a
-Python ``repr`` so no text can forge a log line.
+:func:`record` writes the audit event ``sql <what> <outcome>`` (e.g. ``sql query ok``,
+``sql plan refused``, ``sql ingest failed``) through
+:func:`~flight_secure.auth.audit.audit_event`, with ``who``, ``scheme``, the datasets
+involved (``dataset``, comma-separated), ``rows`` and ``ms`` (duration), at INFO
+(WARNING when refused or failed). The SQL text is a second event, ``sql text``, at
+DEBUG only, escaped like every audit value.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-log = logging.getLogger("flight_secure.sql.audit")
+from flight_secure.auth.audit import audit_event
 
 OK = "ok"
+#: The outcomes of a statement or upload, and the level each is audited at.
+OUTCOMES = {OK: logging.INFO, "cancelled": logging.INFO, "refused": logging.WARNING,
+            "failed": logging.WARNING}
 
 
-def record(who: str, what: str, datasets: Iterable[str], *, rows: int | None,
+def record(who: str, scheme: str, what: str, datasets: Iterable[str], *, rows: int | None,
            seconds: float, outcome: str, sql: str | None = None) -> None:
-    """Log one audited event; ``outcome`` is "ok", "refused", "failed" or "cancelled"."""
-    names = sorted(set(datasets))
-    fields = {"who": who, "what": what, "datasets": names, "rows": rows,
-              "duration_ms": round(seconds * 1000, 1), "outcome": outcome}
-    level = logging.INFO if outcome in (OK, "cancelled") else logging.WARNING
-    log.log(level, "%r %s datasets=%s rows=%s %.1f ms %s", who, what,
-            ",".join(repr(n) for n in names) or "-", "-" if rows is None else rows,
-            seconds * 1000, outcome, extra=fields)
+    """Audit one statement or upload; ``what`` is a lowercase word (query, plan,
+    prepare, ingest) and ``outcome`` a key of :data:`OUTCOMES`."""
+    event = f"sql {what} {outcome}"
+    audit_event(OUTCOMES[outcome], event, who=who, scheme=scheme or None,
+                dataset=",".join(sorted(set(datasets))) or None, rows=rows,
+                ms=f"{seconds * 1000:.1f}")
     if sql is not None:
-        log.debug("%r %s sql=%r", who, what, sql, extra={"who": who, "sql": sql})
+        audit_event(logging.DEBUG, "sql text", who=who, sql=sql)

@@ -4,9 +4,12 @@
 that is not a SELECT, are refused) and returns the tables it names, as DuckDB's parser
 sees them through every subquery, join, CTE, set operation and function argument: the
 statement's parse tree (``json_serialize_sql``) is walked whole, so no form of the
-query can hide a table reference from it. Functions that would reveal the server's
-configuration or run SQL built at run time (``query``, ``query_table``) are refused
-here, as are the file readers, which the sandbox blocks anyway.
+query can hide a table reference from it. Table functions are allowed by name
+(:data:`TABLE_FUNCTIONS`: generators and the catalog's read-only listings); any other
+is refused here: the file readers (which the sandbox blocks anyway), SQL built at
+run time (``query``, ``query_table``), the server's configuration and memory, and
+functions that act on the database itself (checkpoints, logs, external resources).
+Scalar functions that reveal the server's configuration are refused by name.
 
 This check gives a clear PERMISSION_DENIED; it is not what keeps data safe. The
 sandbox each statement runs in holds only the datasets its caller may read.
@@ -24,16 +27,19 @@ import duckdb
 
 from flight_secure.errors import FlightInvalidArgumentError, FlightUnauthorizedError
 from flight_secure.sql.protocol import check_sql
-from flight_secure.sql.sandbox import locked_connection
+from flight_secure.sql.sandbox import locked_database
 
-#: Functions refused by name (lower case): server configuration and dynamic SQL.
-REFUSED_FUNCTIONS = frozenset({
-    "query", "query_table", "current_setting", "duckdb_settings", "getenv",
-    "duckdb_extensions", "duckdb_secrets", "which_secret", "duckdb_temporary_files",
-    "duckdb_memory", "duckdb_databases", "glob", "sniff_csv", "load_extension",
+#: The table functions a query may call (lower case): generators, JSON expansion and
+#: the catalog's listings of what the query itself can see.
+TABLE_FUNCTIONS = frozenset({
+    "range", "generate_series", "unnest", "repeat", "json_each", "json_tree",
+    "duckdb_tables", "duckdb_views", "duckdb_columns", "duckdb_schemas", "duckdb_types",
+    "duckdb_functions", "duckdb_keywords", "duckdb_constraints", "duckdb_indexes",
+    "duckdb_sequences", "duckdb_dependencies", "pragma_table_info", "pragma_show",
+    "pragma_version", "pragma_platform", "pg_timezone_names", "icu_calendar_names",
 })
-#: Prefixes of refused function names: the file readers and file inspectors.
-REFUSED_PREFIXES = ("read_", "parquet_", "iceberg_", "delta_", "json_execute")
+#: Scalar functions refused by name (lower case): they reveal the server's configuration.
+REFUSED_FUNCTIONS = frozenset({"current_setting", "getenv"})
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ _parser: duckdb.DuckDBPyConnection | None = None
 def _parser_connection() -> duckdb.DuckDBPyConnection:
     global _parser
     if _parser is None:
-        _parser = locked_connection(memory_limit="64MB", threads=1)
+        _parser = locked_database(memory_limit="64MB", threads=1)
     return _parser
 
 
@@ -98,9 +104,11 @@ def analyse(sql: str) -> Analysis:
     ctes = {name.lower() for name in _cte_names(tree)}
     tables = frozenset(ref for ref in _tables(tree)
                        if ref.catalog or ref.schema or ref.table.lower() not in ctes)
-    for name in _functions(tree):
+    table_functions = set(_table_functions(tree))
+    for name in table_functions | set(_functions(tree)):
         lowered = name.lower()
-        if lowered in REFUSED_FUNCTIONS or lowered.startswith(REFUSED_PREFIXES):
+        if lowered in REFUSED_FUNCTIONS or (
+                name in table_functions and lowered not in TABLE_FUNCTIONS):
             raise FlightUnauthorizedError(
                 f"function {name}() is not available here: the datasets are the tables "
                 "you can query")
@@ -133,6 +141,13 @@ def _functions(tree: Any) -> Iterator[str]:
     for node in _nodes(tree):
         if node.get("class") == "FUNCTION" and isinstance(node.get("function_name"), str):
             yield node["function_name"]
+
+
+def _table_functions(tree: Any) -> Iterator[str]:
+    for node in _nodes(tree):
+        function = node.get("function") if node.get("type") == "TABLE_FUNCTION" else None
+        if isinstance(function, dict) and isinstance(function.get("function_name"), str):
+            yield function["function_name"]
 
 
 def _cte_names(tree: Any) -> Iterator[str]:

@@ -74,6 +74,10 @@ class FlightSqlService:
         self.server_version = server_version
         self.runner = StatementRunner(folder, self.limits)
 
+    def close(self) -> None:
+        """Release the databases kept for reuse between statements."""
+        self.runner.close()
+
     # ----------------------------------------------------------- what is ours
 
     @staticmethod
@@ -204,13 +208,15 @@ class FlightSqlService:
             raise FlightUnimplementedError("appending to a dataset is not supported; "
                                            "use mode 'replace' or 'create'")
         name = check_name(command.table)
-        exists = self.folder.exists(name)
+        # Rights before existence, as DoPut: without the write right the refusal is the
+        # same whether or not the dataset exists.
+        exists = caller.may(name, "write") and self.folder.exists(name)
         replace = exists and options.if_exists == _Ingest.TABLE_EXISTS_OPTION_REPLACE
         right = "overwrite" if replace else "write"
         started = time.monotonic()
         if not caller.may(name, right):
-            audit.record(caller.name, "ingest", [name], rows=None, seconds=0.0,
-                         outcome="refused")
+            audit.record(caller.name, caller.scheme, "ingest", [name], rows=None,
+                         seconds=0.0, outcome="refused")
             raise FlightUnauthorizedError(f"{caller.name} may not {right} dataset {name!r}")
         if not exists and options.if_not_exist == _Ingest.TABLE_NOT_EXIST_OPTION_FAIL:
             raise FlightNotFoundError(f"no dataset named {name!r}")
@@ -218,10 +224,10 @@ class FlightSqlService:
             rows = self.folder.write(name, schema, batches, overwrite=replace,
                                      cancelled=caller.is_cancelled)
         except FlightError:
-            audit.record(caller.name, "ingest", [name], rows=None,
+            audit.record(caller.name, caller.scheme, "ingest", [name], rows=None,
                          seconds=time.monotonic() - started, outcome="failed")
             raise
-        audit.record(caller.name, "ingest", [name], rows=rows,
+        audit.record(caller.name, caller.scheme, "ingest", [name], rows=rows,
                      seconds=time.monotonic() - started, outcome=audit.OK)
         return rows
 

@@ -5,9 +5,12 @@
 1. :func:`~flight_secure.sql.references.analyse` parses it (one SELECT only) and names
    the tables it touches; a table the caller may not read is refused with
    FlightUnauthorizedError (PERMISSION_DENIED) whether or not it exists, as the raw
-   Flight RPCs do, so a refusal never tells whether a dataset exists;
-2. a sandbox (:func:`~flight_secure.sql.sandbox.open_sandbox`) is opened holding the
-   caller's readable datasets only;
+   Flight RPCs do, so a refusal never tells whether a dataset exists (a table the
+   rights allow but the caller cannot read, e.g. another's dataset under another
+   case, is "not found" by the sandbox, as any missing table);
+2. a sandbox is opened: a cursor (:func:`~flight_secure.sql.sandbox.sandbox_cursor`)
+   holding the caller's readable datasets only, on a locked database borrowed from
+   :class:`~flight_secure.sql.pool.DatabasePool` for this caller and these rights;
 3. the result streams out of DuckDB batch by batch (never materialised), watched by
    :class:`~flight_secure.sql.running.RunningStatements` for cancellation and time;
 4. :func:`~flight_secure.sql.audit.record` logs who, which datasets, rows, duration and
@@ -20,7 +23,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -37,10 +42,11 @@ from flight_secure.errors import (
     FlightUnauthorizedError,
 )
 from flight_secure.sql import audit
+from flight_secure.sql.pool import DatabasePool, DatasetCache, Stamp, pool_key
 from flight_secure.sql.protocol import Statement
 from flight_secure.sql.references import Analysis, analyse
 from flight_secure.sql.running import TIMED_OUT, RunningStatements
-from flight_secure.sql.sandbox import open_sandbox
+from flight_secure.sql.sandbox import locked_database, sandbox_cursor
 
 log = logging.getLogger("flight_secure.sql")
 
@@ -50,12 +56,14 @@ class Caller:
     """Who is calling and what they may do, independent of the Flight engine.
 
     ``may(dataset, right)`` answers with the rights in force for this call;
-    ``is_cancelled()`` turns true when the call ends early.
+    ``is_cancelled()`` turns true when the call ends early; ``scheme`` says how the
+    caller was authenticated (for the audit).
     """
 
     name: str
     may: Callable[[str, str], bool]
     is_cancelled: Callable[[], bool] = lambda: False
+    scheme: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,19 +86,33 @@ _FORGOTTEN_CANCELS = 1024
 
 
 class StatementRunner:
-    """Checks and runs statements over ``folder`` within ``limits``. Thread-safe."""
+    """Checks and runs statements over ``folder`` within ``limits``. Thread-safe.
+
+    :meth:`close` releases the databases kept for reuse.
+    """
 
     def __init__(self, folder: DatasetFolder, limits: SqlLimits) -> None:
         """Raises ValueError when DuckDB refuses ``limits`` (e.g. a malformed memory size)."""
         try:
-            open_sandbox({}, memory_limit=limits.memory_limit, threads=limits.threads).close()
+            first = self._open_database(limits)
         except duckdb.Error as exc:
             raise ValueError(f"SQL limits {limits.memory_limit!r}, {limits.threads} threads: "
                              f"{str(exc).strip().splitlines()[0]}") from None
+        first.close()
         self.folder = folder
         self.limits = limits
         self.running = RunningStatements(limits.time_limit)
+        self.databases = DatabasePool(lambda: self._open_database(limits))
+        self.datasets = DatasetCache(_open_dataset)
         self._cancelled: deque[tuple[str, str]] = deque(maxlen=_FORGOTTEN_CANCELS)
+
+    @staticmethod
+    def _open_database(limits: SqlLimits) -> duckdb.DuckDBPyConnection:
+        return locked_database(memory_limit=limits.memory_limit, threads=limits.threads)
+
+    def close(self) -> None:
+        """Close the databases kept for reuse (statements running now finish first)."""
+        self.databases.close()
 
     # ------------------------------------------------------------------ checks
 
@@ -100,42 +122,44 @@ class StatementRunner:
             analysis = analyse(sql)
             denied = self._denied(caller, analysis)
         except FlightError:
-            audit.record(caller.name, what, (), rows=None, seconds=0.0, outcome="refused",
-                         sql=sql)
+            audit.record(caller.name, caller.scheme, what, (), rows=None, seconds=0.0,
+                         outcome="refused", sql=sql)
             raise
         if denied:
-            audit.record(caller.name, what, [denied], rows=None, seconds=0.0,
+            audit.record(caller.name, caller.scheme, what, [denied], rows=None, seconds=0.0,
                          outcome="refused", sql=sql)
             raise FlightUnauthorizedError(f"{caller.name} may not read dataset {denied!r}")
         return analysis
 
-    def _denied(self, caller: Caller, analysis: Analysis) -> str | None:
-        """The first referenced name the caller may not read (under any case), or None."""
-        by_case: dict[str, list[str]] = {}
-        for name in self.folder.names():
-            by_case.setdefault(name.lower(), []).append(name)
+    @staticmethod
+    def _denied(caller: Caller, analysis: Analysis) -> str | None:
+        """The first referenced name the caller may not read, or None.
+
+        Decided by the name as written and the rights alone, never by what exists: a
+        name that differs only in case from a dataset the caller may not read is left
+        to the sandbox, where no such table is (the same answer as for a name that
+        exists nowhere).
+        """
         for name in sorted(analysis.dataset_names()):
-            for candidate in [name, *by_case.get(name.lower(), [])]:
-                if not caller.may(candidate, "read"):
-                    return candidate
+            if not caller.may(name, "read"):
+                return name
         return None
 
-    def datasets_of(self, analysis: Analysis) -> list[str]:
-        """The existing datasets a statement names (for the audit)."""
+    def datasets_of(self, caller: Caller, analysis: Analysis) -> list[str]:
+        """The datasets a statement of ``caller``'s names and may read (for the audit)."""
         wanted = {name.lower() for name in analysis.dataset_names()}
-        return [name for name in self.folder.names() if name.lower() in wanted]
+        return [name for name in self.folder.names()
+                if name.lower() in wanted and caller.may(name, "read")]
 
-    def readable(self, caller: Caller) -> dict[str, Any]:
-        """name -> pyarrow dataset, for every dataset ``caller`` may read."""
-        import pyarrow.dataset as ds
-
+    def readable(self, caller: Caller) -> dict[str, tuple[Stamp, Any]]:
+        """name -> (file version, pyarrow dataset), for every dataset ``caller`` may read."""
         found = {}
         for name in self.folder.names():
             path = self.folder.path_of(name) if caller.may(name, "read") else None
             if path is None:
                 continue
             try:
-                found[name] = ds.dataset(path, format=FORMATS[path.suffix])
+                found[name] = self.datasets.get(path)
             except (pa.ArrowException, OSError) as exc:  # an unreadable file hides itself
                 log.warning("dataset %s left out of SQL: %s", name, exc)
         return found
@@ -143,19 +167,15 @@ class StatementRunner:
     # --------------------------------------------------------------- execution
 
     def schema(self, caller: Caller, statement: Statement, what: str) -> pa.Schema:
-        """The result schema of ``statement`` (run with LIMIT 0, checked as any run)."""
+        """The result schema of ``statement`` (planned with LIMIT 0, checked as any run)."""
         analysis = self.check(caller, statement.sql, what)
-        connection = self._sandbox(caller)
-        try:
-            with self.running.track("", caller.name, connection, caller.is_cancelled) as entry:
-                try:
-                    relation = connection.sql(statement.sql,
-                                              params=_params(statement, analysis))
-                    return relation.limit(0).to_arrow_table().schema
-                except duckdb.Error as exc:
-                    raise _flight_error(exc, entry.stop_reason, self.limits) from None
-        finally:
-            connection.close()
+        with self._sandbox(caller) as cursor, \
+                self.running.track("", caller.name, cursor, caller.is_cancelled) as entry:
+            try:
+                relation = cursor.sql(statement.sql, params=_params(statement, analysis))
+                return relation.limit(0).to_arrow_table().schema
+            except duckdb.Error as exc:
+                raise _flight_error(exc, entry.stop_reason, self.limits) from None
 
     def cancel(self, caller: Caller, query_id: str) -> None:
         """Stop ``caller``'s statement ``query_id`` if it runs, and refuse it if it is yet to."""
@@ -171,23 +191,31 @@ class StatementRunner:
         schema = next(batches)
         return pa.RecordBatchReader.from_batches(schema, batches)
 
-    def _sandbox(self, caller: Caller) -> duckdb.DuckDBPyConnection:
-        return open_sandbox(self.readable(caller), memory_limit=self.limits.memory_limit,
-                            threads=self.limits.threads)
+    @contextmanager
+    def _sandbox(self, caller: Caller) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor holding ``caller``'s readable datasets, on a database lent for
+        this caller and these rights; closed (and the database given back) after."""
+        readable = self.readable(caller)
+        key = pool_key(caller.name, {name: stamp for name, (stamp, _) in readable.items()})
+        with self.databases.lend(key) as database:
+            cursor = sandbox_cursor(database, {name: dataset
+                                               for name, (_, dataset) in readable.items()})
+            try:
+                yield cursor
+            finally:
+                cursor.close()
 
     def _batches(self, caller: Caller, statement: Statement,
                  analysis: Analysis) -> Iterator[Any]:
         """Yields the result's schema first, then its batches; audits at the end."""
         started = time.monotonic()
         rows, outcome = 0, "failed"
-        connection = None
         try:
-            connection = self._sandbox(caller)
-            with self.running.track(statement.query_id, caller.name, connection,
-                                    caller.is_cancelled) as entry:
+            with self._sandbox(caller) as cursor, \
+                    self.running.track(statement.query_id, caller.name, cursor,
+                                       caller.is_cancelled) as entry:
                 try:
-                    relation = connection.sql(statement.sql,
-                                              params=_params(statement, analysis))
+                    relation = cursor.sql(statement.sql, params=_params(statement, analysis))
                     reader = relation.to_arrow_reader(self.limits.batch_rows)
                     yield reader.schema
                     for batch in reader:
@@ -202,11 +230,16 @@ class StatementRunner:
                     outcome = "cancelled"
                     raise
         finally:
-            if connection is not None:
-                connection.close()
-            audit.record(caller.name, "query", self.datasets_of(analysis), rows=rows,
-                         seconds=time.monotonic() - started, outcome=outcome,
+            audit.record(caller.name, caller.scheme, "query", self.datasets_of(caller, analysis),
+                         rows=rows, seconds=time.monotonic() - started, outcome=outcome,
                          sql=statement.sql)
+
+
+def _open_dataset(path: Path) -> Any:
+    """A ``pyarrow.dataset`` over one dataset file."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path, format=FORMATS[path.suffix])
 
 
 def _params(statement: Statement, analysis: Analysis) -> list[Any] | dict[str, Any] | None:
