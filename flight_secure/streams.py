@@ -168,6 +168,12 @@ class MetadataRecordBatchReader:
             raise FlightInvalidArgumentError("the stream ended before its schema was sent")
         return schema
 
+    @property
+    def stats(self) -> pa.ipc.ReadStats:
+        """The IPC read statistics so far (messages, record batches, dictionary
+        batches, deltas, replaced dictionaries), as pyarrow's readers report them."""
+        return self._decoder.stats
+
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
