@@ -31,8 +31,7 @@ from flight_secure.errors import (
     FlightInvalidArgumentError,
     FlightTimedOutError,
     FlightUnimplementedError,
-    arrow_status_trailers,
-    status_for_exception,
+    server_status,
 )
 from flight_secure.framing import FrameDecoder
 from flight_secure.grpc_internals import read_past_end
@@ -48,7 +47,6 @@ from flight_secure.streams import (
 )
 from flight_secure.types import (
     Action,
-    ActionType,
     CallInfo,
     FlightDescriptor,
     FlightInfo,
@@ -57,9 +55,8 @@ from flight_secure.types import (
     Result,
     SchemaResult,
     Ticket,
-    to_bytes,
 )
-from flight_secure.wire import decode_flight_data, encode_bytes_message, parse_message
+from flight_secure.wire import decode_flight_data, parse_message
 
 if TYPE_CHECKING:
     from flight_secure.server import FlightServerBase
@@ -162,8 +159,8 @@ class RpcDispatcher:
 
     def _abort(self, grpc_context: Any, state: _CallState | None, exc: BaseException) -> None:
         """End the call with the status for ``exc``; never returns."""
-        code, message = status_for_exception(exc)
-        if code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and not isinstance(
+        status = server_status(exc)
+        if status.code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and not isinstance(
             exc, FlightError
         ):
             log.error("handler raised %s", type(exc).__name__, exc_info=exc)
@@ -175,9 +172,9 @@ class RpcDispatcher:
             except Exception:  # headers could not be sent; the status still can
                 log.debug("could not send response headers", exc_info=True)
             self._close_call(state, exc)
-        trailers.extend(arrow_status_trailers(exc, message))
+        trailers.extend(status.trailers())
         grpc_context.set_trailing_metadata(tuple(trailers))
-        grpc_context.abort(code, message)
+        grpc_context.abort(status.code, status.text)
 
     def _unary(self, method: FlightMethod, run):
         def behavior(requests: Iterator[bytes], grpc_context: Any) -> bytes:
@@ -301,18 +298,13 @@ class RpcDispatcher:
             gate.authorize(context.principal, _M.DO_ACTION, action.type, context.credentials)
         results = self.server.do_action(context, action)
         for result in results or ():
-            if isinstance(result, Result):
-                yield result.serialize()
-            else:
-                yield encode_bytes_message(to_bytes(result))
+            # A bytes-like result is sent as a Result; a str or any other value
+            # raises TypeError (FlightServerError for the client), as in pyarrow.
+            yield (result if isinstance(result, Result) else Result(result)).serialize()
 
     def _run_list_actions(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
-        for item in self.server.list_actions(context) or ():
-            if isinstance(item, ActionType):
-                kind, description = item.type, item.description
-            else:
-                kind, description = item
-            yield pb.ActionType(type=kind, description=description).SerializeToString()
+        for item in self.server.list_actions(context):
+            yield _action_type_message(item)
 
     def _run_handshake(self, state: _CallState, requests: Iterator[bytes]) -> Iterator[bytes]:
         """The Handshake: admitted by the gate's limits, run by the gate in a helper
@@ -467,6 +459,28 @@ def _auth_handler(options: FlightServerOptions) -> Any:
 
         return MutualTLSServerAuthHandler()
     return options.auth_handler
+
+
+def _action_type_message(item: Any) -> bytes:
+    """An item of ``list_actions`` as an ActionType message.
+
+    The item is an ActionType or a tuple whose first two members are the type and
+    the description (str or bytes); as in pyarrow, anything else raises TypeError
+    and a shorter tuple IndexError, which the client sees as FlightServerError.
+    """
+    if not isinstance(item, tuple):
+        raise TypeError("Results of list_actions must be ActionType or tuple")
+    kind, description = item[0], item[1]
+    return pb.ActionType(type=_text(kind), description=_text(description)).SerializeToString()
+
+
+def _text(value: Any) -> str:
+    """A str, or bytes read as UTF-8; TypeError for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"expected bytes, {type(value).__name__} found")
 
 
 def _only_request(requests: Iterator[bytes]) -> bytes:

@@ -267,7 +267,7 @@ class FlightServerBase:
         raise NotImplementedError("DoExchange is not implemented by this server")
 
     def list_actions(self, context: ServerCallContext) -> Iterable[ActionType | tuple[str, str]]:
-        return []
+        raise NotImplementedError("ListActions is not implemented by this server")
 
     def do_action(self, context: ServerCallContext, action: Action) -> Iterable[Any] | None:
         raise NotImplementedError(f"action {action.type!r} is not implemented by this server")
