@@ -271,7 +271,8 @@ class FlightClient:
         """The call's responses; once they are dropped, the call is let go of
         (:func:`_let_go`) and its middleware told how it ended."""
         responses = _responses(call, middleware)
-        weakref.finalize(responses, _let_go, call, middleware)
+        # Not at exit: another thread may be blocked reading the call, holding it.
+        weakref.finalize(responses, _let_go, call, middleware).atexit = False
         return responses
 
     def _decoder(self, responses: Iterator[Any], options: FlightCallOptions) -> FrameDecoder:

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -57,6 +56,7 @@ from flight_secure.types import (
     Ticket,
 )
 from flight_secure.wire import decode_flight_data, parse_message
+from flight_secure.workers import DaemonThreadPool
 
 if TYPE_CHECKING:
     from flight_secure.server import FlightServerBase
@@ -100,12 +100,8 @@ class RpcDispatcher:
                                           options.max_idle_handshakes_per_peer)
         # Handshakes wait (for credentials, for a checking slot): in threads of their
         # own, so a login storm never holds the threads DoPut and DoExchange need.
-        self.handshake_helpers = ThreadPoolExecutor(
-            max_workers=options.max_workers, thread_name_prefix="flight-handshake"
-        )
-        self.helpers = ThreadPoolExecutor(
-            max_workers=options.max_workers, thread_name_prefix="flight-stream"
-        )
+        self.handshake_helpers = DaemonThreadPool(options.max_workers, "flight-handshake")
+        self.helpers = DaemonThreadPool(options.max_workers, "flight-stream")
 
     def close(self) -> None:
         """Stop the helper threads (calls in flight are ended by gRPC)."""

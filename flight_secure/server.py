@@ -10,7 +10,6 @@ import logging
 import signal as _signal
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -41,6 +40,7 @@ from flight_secure.types import (
     SchemaResult,
     Ticket,
 )
+from flight_secure.workers import DaemonThreadPool
 
 log = logging.getLogger("flight_secure.server")
 
@@ -136,7 +136,7 @@ class FlightServerBase:
             limit = options.max_streams_per_connection
             grpc_options.append(("grpc.max_concurrent_streams", limit))
         server = grpc.server(
-            ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="flight-rpc"),
+            DaemonThreadPool(options.max_workers, "flight-rpc"),
             handlers=[self._dispatcher.generic_handler()],
             options=grpc_options,
         )

@@ -81,11 +81,19 @@ class RecordBatchStream(FlightDataStream):
             yield from encoder.batch_frames(batch)
 
 
+#: Items in a row a GeneratorStream's generator may yield that send nothing (empty
+#: tables, readers or streams) before the call ends with an error, as in pyarrow.
+MAX_EMPTY_ITEMS = 128
+
+
 class GeneratorStream(FlightDataStream):
     """A stream whose batches come from a generator.
 
     The generator may yield record batches, tables, readers, other
-    ``FlightDataStream`` s, or ``(batch, app_metadata)`` pairs.
+    ``FlightDataStream`` s, or ``(batch, app_metadata)`` pairs. After
+    :data:`MAX_EMPTY_ITEMS` items in a row that send nothing, the call ends with
+    RuntimeError (pyarrow's message; the client sees FlightServerError) instead of
+    spinning for as long as the generator goes on.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class GeneratorStream(FlightDataStream):
     def _frames(self) -> Iterator[bytes]:
         encoder = FrameEncoder(self._schema, self.options)
         yield encoder.schema_frame()
+        empty_in_a_row = 0
         for item in self.generator:
             metadata = None
             if isinstance(item, tuple | list):
@@ -113,10 +122,19 @@ class GeneratorStream(FlightDataStream):
                 item = _stream_source(item)
             if item is None and metadata:
                 yield encoder.metadata_frame(metadata)
+                empty_in_a_row = 0
                 continue
+            sent = False
             for batch in _batches_of(item):
                 yield from encoder.batch_frames(batch, metadata)
                 metadata = None
+                sent = True
+            empty_in_a_row = 0 if sent else empty_in_a_row + 1
+            if empty_in_a_row >= MAX_EMPTY_ITEMS:
+                raise RuntimeError(
+                    "While getting next payload, ran out of attempts to get something to "
+                    "send (application server implementation error)"
+                )
 
 
 def _stream_source(stream: FlightDataStream) -> Any:
