@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -34,7 +34,7 @@ from flight_secure.errors import (
 )
 from flight_secure.framing import FrameDecoder
 from flight_secure.grpc_internals import read_past_end
-from flight_secure.middleware import headers_to_metadata
+from flight_secure.middleware import ServerMiddleware, headers_to_metadata
 from flight_secure.outbox import Outbox
 from flight_secure.rpcs import RPCS, SERVICE, Rpc
 from flight_secure.server_options import FlightServerOptions
@@ -123,7 +123,11 @@ class RpcDispatcher:
             headers = context.headers
             instances = {}
             for key, factory in factories.items():
-                instance = factory.start_call(info, headers)
+                try:
+                    instance = factory.start_call(info, headers)
+                except Exception as exc:  # refused: the middleware started hears it
+                    _tell_completed(instances.values(), exc)
+                    raise
                 if instance is not None:
                     instances[key] = instance
             context.attach_middleware(instances)
@@ -147,11 +151,7 @@ class RpcDispatcher:
         trailers = state.context.take_trailers()
         if trailers:
             state.grpc_context.set_trailing_metadata(tuple(headers_to_metadata(trailers)))
-        for instance in state.middleware:
-            try:
-                instance.call_completed(error)
-            except Exception:
-                log.exception("server middleware call_completed failed")
+        _tell_completed(state.middleware, error)
 
     def _abort(self, grpc_context: Any, state: _CallState | None, exc: BaseException) -> None:
         """End the call with the status for ``exc``; never returns."""
@@ -445,6 +445,15 @@ class RpcDispatcher:
             # blocked writing must wake up (with FlightCancelledError) and return.
             outbox.fail(FlightCancelledError("the client cancelled the call or disconnected"))
         future.result()
+
+
+def _tell_completed(instances: Iterable[ServerMiddleware], error: BaseException | None) -> None:
+    """``call_completed(error)`` on each middleware; one that raises is logged."""
+    for instance in instances:
+        try:
+            instance.call_completed(error)
+        except Exception:
+            log.exception("server middleware call_completed failed")
 
 
 def _auth_handler(options: FlightServerOptions) -> Any:
