@@ -102,11 +102,18 @@ class RpcDispatcher:
         # own, so a login storm never holds the threads DoPut and DoExchange need.
         self.handshake_helpers = DaemonThreadPool(options.max_workers, "flight-handshake")
         self.helpers = DaemonThreadPool(options.max_workers, "flight-stream")
+        #: The threads gRPC runs each call on.
+        self.workers = DaemonThreadPool(options.max_workers, "flight-rpc")
 
-    def close(self) -> None:
-        """Stop the helper threads (calls in flight are ended by gRPC)."""
-        self.helpers.shutdown(wait=False, cancel_futures=True)
-        self.handshake_helpers.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait: float) -> bool:
+        """Stop the threads once the calls on them have ended (gRPC has ended the
+        calls in flight), waiting ``wait`` seconds at most for their handlers to
+        return; False when some had not. Those go on, on daemon threads."""
+        deadline = time.monotonic() + wait
+        pools = (self.workers, self.helpers, self.handshake_helpers)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return all([pool.wait_idle(max(deadline - time.monotonic(), 0.0)) for pool in pools])
 
     def _open_call(self, grpc_context: Any, method: FlightMethod) -> _CallState:
         """Authenticate, authorize and start middleware for a call (raises to refuse)."""

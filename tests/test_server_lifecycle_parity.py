@@ -7,7 +7,8 @@
   server has shut down. pyarrow's server waits for such a handler forever (its
   shutdown() blocks, and so does the process's exit); flight_secure cancels the
   call after the shutdown's grace and the process exits. Each program runs in a
-  child process, which must exit by itself.
+  child process, which must exit by itself. A handler that does return once its
+  call is cancelled is waited for, so it can clean up.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import IMPLEMENTATIONS, PYTHON, ROOT, connected, running_server
+from conftest import IMPLEMENTATIONS, PYTHON, ROOT, connected, running_server, start_server
+
+import flight_secure
 
 IMPLS = list(IMPLEMENTATIONS.values())
 IMPL_IDS = list(IMPLEMENTATIONS)
@@ -166,3 +171,29 @@ def test_a_stuck_handler_does_not_keep_the_process_alive(
                             text=True, env=env, timeout=30, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "main thread done\n"
+
+
+class CleaningUp:
+    """DoAction sends one result, waits for its call to be cancelled, then takes
+    0.2 s to clean up and says so."""
+
+    flight: ModuleType
+    cleaned: threading.Event
+
+    def do_action(self, context: Any, action: Any) -> Iterator[Any]:
+        yield self.flight.Result(b"started")
+        deadline = time.monotonic() + 10
+        while not context.is_cancelled() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        self.cleaned.set()
+
+
+def test_shutdown_lets_cancelled_handlers_finish_cleaning_up() -> None:
+    behaviour = type("CleaningUp", (CleaningUp,), {"cleaned": threading.Event()})
+    server = start_server(flight_secure, behaviour)
+    with connected(flight_secure, server) as client:
+        results = iter(client.do_action(flight_secure.Action("clean", b"")))
+        assert next(results).body.to_pybytes() == b"started"
+        server.shutdown(0.1)
+        assert behaviour.cleaned.is_set()

@@ -67,3 +67,17 @@ def test_shutdown_refuses_new_calls_and_can_cancel_waiting_ones() -> None:
 def test_max_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_workers"):
         DaemonThreadPool(0, "test")
+
+
+def test_wait_idle_waits_for_running_and_queued_calls() -> None:
+    pool = DaemonThreadPool(1, "test")
+    release = threading.Event()
+    try:
+        pool.submit(release.wait, WAIT)
+        pool.submit(lambda: None)
+        assert pool.wait_idle(0.1) is False
+        release.set()
+        assert pool.wait_idle(WAIT) is True
+    finally:
+        release.set()
+        pool.shutdown()
