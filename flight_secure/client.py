@@ -132,7 +132,8 @@ class FlightClient:
     connection is never silently left unencrypted.
 
     Making a client does no I/O: it connects on its first call, as Arrow's
-    clients do, so an unreachable server is reported by that call. After
+    clients do, so an unreachable server is reported by that call (and with
+    ``disable_server_verification``, the server's certificate is fetched then). After
     :meth:`close`, every call raises FlightInvalidArgumentError (an
     ``ArrowInvalid``, as in pyarrow) "FlightClient is closed".
     """
@@ -192,6 +193,8 @@ class FlightClient:
         self._channel: grpc.Channel | None = None
         self._session: ClientSession | None = None
         self._stubs: dict[str, Any] | None = None
+        if not (self.location.is_tls and disable_server_verification):
+            self._connection()  # a gRPC channel connects at its first call: no I/O yet
 
     # ------------------------------------------------------------------ plumbing
 
@@ -266,14 +269,41 @@ class FlightClient:
         call = stub(iter(outbox), metadata=metadata, timeout=options.timeout)
         return outbox, call, self._iterate(call, middleware)
 
-    @staticmethod
-    def _iterate(call: Any, middleware: ClientCallMiddleware | None) -> Iterator[Any]:
+    def _iterate(self, call: Any, middleware: ClientCallMiddleware | None) -> Iterator[Any]:
         """The call's responses; once they are dropped, the call is let go of
         (:func:`_let_go`) and its middleware told how it ended."""
-        responses = _responses(call, middleware)
+        responses = self._responses(call, middleware)
         # Not at exit: another thread may be blocked reading the call, holding it.
         weakref.finalize(responses, _let_go, call, middleware).atexit = False
         return responses
+
+    def _responses(self, call: Any, middleware: ClientCallMiddleware | None
+                   ) -> Iterator[Any]:
+        """The messages of ``call``, as Flight errors when it fails.
+
+        The middleware hears the response headers when the first message arrives and
+        the call's end when it comes. An interrupt (KeyboardInterrupt, SystemExit)
+        while waiting cancels the call: nobody is left to read it. A method, so that
+        the generator holds the client: a stream outlives the client object it came
+        from (``connect(...).do_get(...)``), as in pyarrow.
+        """
+        try:
+            if middleware is None:
+                yield from call
+            else:
+                for message in call:
+                    middleware.headers_arrived(call)
+                    yield message
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc)
+            if middleware is not None:
+                middleware.finish(exc, error)
+            raise error from None
+        except (KeyboardInterrupt, SystemExit):
+            call.cancel()
+            raise
+        if middleware is not None:
+            middleware.finish(call, None)
 
     def _decoder(self, responses: Iterator[Any], options: FlightCallOptions) -> FrameDecoder:
         return FrameDecoder(responses, options.read_options, self._max_decompressed_size)
@@ -440,32 +470,6 @@ def _open_channel(target: str, credentials: Any, options: dict[str, Any],
     options.update(extra)
     options.update(generic_options or ())
     return grpc.secure_channel(target, channel_credentials, options=list(options.items()))
-
-
-def _responses(call: Any, middleware: ClientCallMiddleware | None) -> Iterator[Any]:
-    """The messages of ``call``, as Flight errors when it fails.
-
-    The middleware hears the response headers when the first message arrives and
-    the call's end when it comes. An interrupt (KeyboardInterrupt, SystemExit)
-    while waiting cancels the call: nobody is left to read it.
-    """
-    try:
-        if middleware is None:
-            yield from call
-        else:
-            for message in call:
-                middleware.headers_arrived(call)
-                yield message
-    except grpc.RpcError as exc:
-        error = error_from_rpc(exc)
-        if middleware is not None:
-            middleware.finish(exc, error)
-        raise error from None
-    except (KeyboardInterrupt, SystemExit):
-        call.cancel()
-        raise
-    if middleware is not None:
-        middleware.finish(call, None)
 
 
 def _let_go(call: Any, middleware: ClientCallMiddleware | None) -> None:
