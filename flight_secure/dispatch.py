@@ -46,6 +46,7 @@ from flight_secure.streams import (
 )
 from flight_secure.types import (
     Action,
+    ActionType,
     CallInfo,
     FlightDescriptor,
     FlightInfo,
@@ -307,7 +308,9 @@ class RpcDispatcher:
 
     def _run_list_actions(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
         for item in self.server.list_actions(context):
-            yield _action_type_message(item)
+            listed = listed_action_type(item)
+            yield pb.ActionType(type=listed.type,
+                                description=listed.description).SerializeToString()
 
     def _run_handshake(self, state: _CallState, requests: Iterator[bytes]) -> Iterator[bytes]:
         """The Handshake: admitted by the gate's limits, run by the gate in a helper
@@ -473,8 +476,8 @@ def _auth_handler(options: FlightServerOptions) -> Any:
     return options.auth_handler
 
 
-def _action_type_message(item: Any) -> bytes:
-    """An item of ``list_actions`` as an ActionType message.
+def listed_action_type(item: Any) -> ActionType:
+    """An item a handler's ``list_actions`` returned, as an ActionType.
 
     The item is an ActionType or a tuple whose first two members are the type and
     the description (str or bytes); as in pyarrow, anything else raises TypeError
@@ -482,8 +485,7 @@ def _action_type_message(item: Any) -> bytes:
     """
     if not isinstance(item, tuple):
         raise TypeError("Results of list_actions must be ActionType or tuple")
-    kind, description = item[0], item[1]
-    return pb.ActionType(type=_text(kind), description=_text(description)).SerializeToString()
+    return ActionType(_text(item[0]), _text(item[1]))
 
 
 def _text(value: Any) -> str:
