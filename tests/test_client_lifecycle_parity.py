@@ -10,6 +10,7 @@ location without a port. Ctrl-C during a read is ``parity_programs/interrupted_r
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import socket
@@ -125,6 +126,15 @@ def test_a_call_on_a_closed_client_is_arrow_invalid(server: Any, name: str) -> N
 
     outcomes = _on_both(program)
     assert outcomes["flight_secure"] == outcomes["pyarrow"] == (True, "FlightClient is closed")
+
+
+def test_a_stream_outlives_the_client_object_it_came_from(server: Any) -> None:
+    def program(flight: ModuleType) -> int:
+        reader = flight.connect(f"grpc://localhost:{server.port}").do_get(flight.Ticket(b"x"))
+        gc.collect()
+        return reader.read_all().num_rows
+
+    assert _on_both(program) == {"flight_secure": 3, "pyarrow": 3}
 
 
 # ------------------------------------------------------------ middleware headers
