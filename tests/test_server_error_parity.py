@@ -192,14 +192,19 @@ def test_action_result_that_is_no_body_is_refused(
     assert isinstance(failures["flight_secure"], IMPLEMENTATIONS[client_impl].FlightServerError)
 
 
-@pytest.mark.parametrize("client_impl", list(IMPLEMENTATIONS))
-def test_default_list_actions_is_unimplemented(client_impl: str) -> None:
-    flight = IMPLEMENTATIONS[client_impl]
+def _list_actions_failures(behaviour: type, client_flight: ModuleType) -> dict[str, BaseException]:
+    """How list_actions fails against ``behaviour`` served by each implementation."""
     failures = {}
     for name, server_flight in IMPLEMENTATIONS.items():
-        with running_server(server_flight, SilentServer) as server:
-            failures[name] = _failure(server, flight, lambda f, c: c.list_actions())
+        with running_server(server_flight, behaviour) as server:
+            failures[name] = _failure(server, client_flight, lambda f, c: c.list_actions())
     assert type(failures["flight_secure"]) is type(failures["pyarrow"])
+    return failures
+
+
+@pytest.mark.parametrize("client_impl", list(IMPLEMENTATIONS))
+def test_default_list_actions_is_unimplemented(client_impl: str) -> None:
+    failures = _list_actions_failures(SilentServer, IMPLEMENTATIONS[client_impl])
     assert isinstance(failures["flight_secure"], pa.ArrowNotImplementedError)
 
 
@@ -208,11 +213,7 @@ def test_default_list_actions_is_unimplemented(client_impl: str) -> None:
 def test_malformed_list_actions_item_is_a_server_error(client_impl: str, listing: str) -> None:
     flight = IMPLEMENTATIONS[client_impl]
     behaviour = type("Listing", (ListingServer,), {"listing": listing})
-    failures = {}
-    for name, server_flight in IMPLEMENTATIONS.items():
-        with running_server(server_flight, behaviour) as server:
-            failures[name] = _failure(server, flight, lambda f, c: c.list_actions())
-    assert type(failures["flight_secure"]) is type(failures["pyarrow"])
+    failures = _list_actions_failures(behaviour, flight)
     assert isinstance(failures["flight_secure"], flight.FlightServerError)
 
 
