@@ -7,8 +7,10 @@ writers are :mod:`flight_secure.streams`'.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import grpc
@@ -24,16 +26,17 @@ from flight_secure.errors import (
 )
 from flight_secure.framing import FrameDecoder
 from flight_secure.grpc_internals import release_call
+from flight_secure.location import GRPC_DEFAULT_PORT
 from flight_secure.middleware import (
+    ClientCallMiddleware,
     ClientMiddlewareFactory,
-    headers_to_dict,
     headers_to_metadata,
 )
 from flight_secure.outbox import Outbox
 from flight_secure.rpcs import RPC_BY_NAME, RPCS, Rpc
 from flight_secure.session import ClientSession
 from flight_secure.streams import FlightMetadataReader, FlightStreamReader, FlightStreamWriter
-from flight_secure.tls import channel_credentials
+from flight_secure.tls import channel_credentials, check_client_options
 from flight_secure.types import (
     Action,
     ActionType,
@@ -123,9 +126,16 @@ class FlightClient:
 
     A ``(host, port)`` location is dialled with TLS when any TLS option is given
     (as pyarrow.flight does; ``disable_server_verification=False`` counts, as in
-    pyarrow), else in plaintext. A TLS option given with a plaintext location
-    (``grpc://``, ``grpc+tcp://``, ``grpc+unix://``) raises
-    FlightInvalidArgumentError: the connection is never silently left unencrypted.
+    pyarrow), else in plaintext; a location without a port dials gRPC's default,
+    443. A TLS option given with a plaintext location (``grpc://``,
+    ``grpc+tcp://``, ``grpc+unix://``) raises FlightInvalidArgumentError: the
+    connection is never silently left unencrypted.
+
+    Making a client does no I/O: it connects on its first call, as Arrow's
+    clients do, so an unreachable server is reported by that call (and with
+    ``disable_server_verification``, the server's certificate is fetched then). After
+    :meth:`close`, every call raises FlightInvalidArgumentError (an
+    ``ArrowInvalid``, as in pyarrow) "FlightClient is closed".
     """
 
     def __init__(
@@ -161,121 +171,139 @@ class FlightClient:
             # target and credentials, and with it the server's per-connection limits.
             "grpc.use_local_subchannel_pool": 1,
         }
-        target = self.location.grpc_target()
+        target = self.location.grpc_target(GRPC_DEFAULT_PORT)
         if self.location.is_tls:
-            credentials, extra = channel_credentials(
-                self.location,
-                tls_root_certs,
-                cert_chain,
-                private_key,
-                override_hostname,
-                bool(disable_server_verification),
+            check_client_options(cert_chain, private_key, bool(disable_server_verification))
+            credentials = partial(channel_credentials, self.location, tls_root_certs,
+                                  cert_chain, private_key, override_hostname,
+                                  bool(disable_server_verification))
+        elif tls_requested:
+            raise FlightInvalidArgumentError(
+                f"TLS options were given for the plaintext location {self.location}; "
+                "use a grpc+tls:// location to encrypt the connection"
             )
-            options.update(extra)
-            options.update(generic_options or ())
-            self._channel = grpc.secure_channel(target, credentials, options=list(options.items()))
         else:
-            if tls_requested:
-                raise FlightInvalidArgumentError(
-                    f"TLS options were given for the plaintext location {self.location}; "
-                    "use a grpc+tls:// location to encrypt the connection"
-                )
-            options.update(generic_options or ())
-            self._channel = grpc.insecure_channel(target, options=list(options.items()))
+            credentials = None
+        self._dial = partial(_open_channel, target, credentials, options, generic_options)
         self._middleware = list(middleware or [])
         self._write_size_limit = write_size_limit_bytes
         self._max_decompressed_size = max_decompressed_size
         self._closed = False
-        self._session = ClientSession(self._channel)
-        self._stubs = {
-            rpc.name: _stub(self._channel, rpc) for rpc in RPCS if rpc.name != "Handshake"
-        }
+        self._connecting = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._session: ClientSession | None = None
+        self._stubs: dict[str, Any] | None = None
+        if not (self.location.is_tls and disable_server_verification):
+            self._connection()  # a gRPC channel connects at its first call: no I/O yet
 
     # ------------------------------------------------------------------ plumbing
 
-    def _metadata(self, options: FlightCallOptions, rpc: Rpc) -> tuple[tuple, list]:
-        """A call's metadata (session token, options' headers, middleware's headers)
-        and the middleware started for it."""
+    def _connection(self) -> dict[str, Any]:
+        """The stubs of the RPCs; the first call opens the channel. Raises
+        FlightInvalidArgumentError once the client is closed."""
+        stubs = self._stubs
+        if stubs is None or self._closed:
+            with self._connecting:
+                if self._closed:
+                    raise FlightInvalidArgumentError("FlightClient is closed")
+                if self._stubs is None:
+                    channel = self._dial()
+                    self._channel = channel
+                    self._session = ClientSession(channel)
+                    self._stubs = {rpc.name: _stub(channel, rpc)
+                                   for rpc in RPCS if rpc.name != "Handshake"}
+                stubs = self._stubs
+        return stubs
+
+    def _start(self, options: FlightCallOptions, rpc: Rpc
+               ) -> tuple[Any, tuple, ClientCallMiddleware | None]:
+        """What a call needs: its stub, its metadata (session token, the options'
+        headers, the middleware's headers) and its middleware (None without any)."""
+        stub = self._connection()[rpc.name]
         token = self._session.token_metadata()
         metadata = options.metadata if options._sets_token else token + options.metadata
-        instances: list = []
-        if self._middleware:
-            info = CallInfo(rpc.method)
-            for factory in self._middleware:
-                instance = factory.start_call(info)
-                if instance is None:
-                    continue
-                instances.append(instance)
-                sent = instance.sending_headers()
-                if sent:
-                    metadata += tuple(headers_to_metadata(sent))
-        return metadata, instances
-
-    @staticmethod
-    def _finish(instances: list, call: Any, error: BaseException | None) -> None:
-        if not instances:
-            return
-        headers: dict = {}
-        if call is not None:
-            try:
-                headers = headers_to_dict(
-                    tuple(call.initial_metadata() or ()) + tuple(call.trailing_metadata() or ())
-                )
-            except Exception:
-                headers = {}
-        for instance in instances:
-            if headers:
-                instance.received_headers(headers)
-            instance.call_completed(error)
+        if not self._middleware:
+            return stub, metadata, None
+        middleware = ClientCallMiddleware(self._middleware, CallInfo(rpc.method))
+        return stub, metadata + tuple(middleware.outgoing_metadata()), middleware
 
     def _unary(self, name: str, request: bytes, options: FlightCallOptions | None) -> bytes:
         options = options or _DEFAULT_OPTIONS
-        metadata, instances = self._metadata(options, RPC_BY_NAME[name])
-        stub = self._stubs[name]
+        stub, metadata, middleware = self._start(options, RPC_BY_NAME[name])
         try:
-            if instances:
-                response, call = stub.with_call(
-                    request, metadata=metadata, timeout=options.timeout
-                )
-                self._finish(instances, call, None)
-                return response
-            return stub(request, metadata=metadata, timeout=options.timeout)
+            if middleware is None:
+                return stub(request, metadata=metadata, timeout=options.timeout)
+            response, call = stub.with_call(request, metadata=metadata, timeout=options.timeout)
         except grpc.RpcError as exc:
             error = error_from_rpc(exc)
-            self._finish(instances, exc, error)
+            if middleware is not None:
+                middleware.finish(exc, error)
             raise error from None
+        middleware.finish(call, None)
+        return response
 
     def _server_stream(
-        self, name: str, request: bytes, options: FlightCallOptions
+        self, name: str, request: bytes, options: FlightCallOptions, *, action: bool = False
     ) -> tuple[Any, Iterator[Any]]:
-        """Start a call with one request; (the call, its responses)."""
-        metadata, instances = self._metadata(options, RPC_BY_NAME[name])
-        call = self._stubs[name](request, metadata=metadata, timeout=options.timeout)
-        return call, self._iterate(call, instances)
+        """Start a call with one request; (the call, its responses).
+
+        Dropping the responses early cancels the call. An ``action`` call is
+        DoAction's, as Arrow's clients make it: it returns once the server has begun
+        to answer (its headers, or its end).
+        """
+        stub, metadata, middleware = self._start(options, RPC_BY_NAME[name])
+        call = stub(request, metadata=metadata, timeout=options.timeout)
+        responses = self._iterate(call, middleware)
+        if action:
+            _wait_for_headers(call)
+            if middleware is not None:
+                middleware.headers_arrived(call)
+        return call, responses
 
     def _client_stream(
         self, name: str, options: FlightCallOptions
     ) -> tuple[Outbox, Any, Iterator[Any]]:
         """Start DoPut or DoExchange; (the outbox its writer fills, the call, its responses)."""
-        metadata, instances = self._metadata(options, RPC_BY_NAME[name])
+        stub, metadata, middleware = self._start(options, RPC_BY_NAME[name])
         outbox = Outbox()
-        call = self._stubs[name](iter(outbox), metadata=metadata, timeout=options.timeout)
-        return outbox, call, self._iterate(call, instances)
+        call = stub(iter(outbox), metadata=metadata, timeout=options.timeout)
+        return outbox, call, self._iterate(call, middleware)
 
-    def _iterate(self, call: Any, instances: list) -> Iterator[Any]:
-        """The call's responses; dropping the iterator early cancels and frees the call."""
-        responses = self._responses(call, instances)
-        weakref.finalize(responses, release_call, call)
+    def _iterate(self, call: Any, middleware: ClientCallMiddleware | None) -> Iterator[Any]:
+        """The call's responses; once they are dropped, the call is let go of
+        (:func:`_let_go`) and its middleware told how it ended."""
+        responses = self._responses(call, middleware)
+        # Not at exit: another thread may be blocked reading the call, holding it.
+        weakref.finalize(responses, _let_go, call, middleware).atexit = False
         return responses
 
-    def _responses(self, call: Any, instances: list) -> Iterator[Any]:
+    def _responses(self, call: Any, middleware: ClientCallMiddleware | None
+                   ) -> Iterator[Any]:
+        """The messages of ``call``, as Flight errors when it fails.
+
+        The middleware hears the response headers when the first message arrives and
+        the call's end when it comes. An interrupt (KeyboardInterrupt, SystemExit)
+        while waiting cancels the call: nobody is left to read it. A method, so that
+        the generator holds the client: a stream outlives the client object it came
+        from (``connect(...).do_get(...)``), as in pyarrow.
+        """
         try:
-            yield from call
+            if middleware is None:
+                yield from call
+            else:
+                for message in call:
+                    middleware.headers_arrived(call)
+                    yield message
         except grpc.RpcError as exc:
             error = error_from_rpc(exc)
-            self._finish(instances, exc, error)
+            if middleware is not None:
+                middleware.finish(exc, error)
             raise error from None
-        self._finish(instances, call, None)
+        except (KeyboardInterrupt, SystemExit):
+            call.cancel()
+            raise
+        if middleware is not None:
+            middleware.finish(call, None)
 
     def _decoder(self, responses: Iterator[Any], options: FlightCallOptions) -> FrameDecoder:
         return FrameDecoder(responses, options.read_options, self._max_decompressed_size)
@@ -291,6 +319,7 @@ class FlightClient:
         before the token expires.
         """
         options = options or _DEFAULT_OPTIONS
+        self._connection()
         self._session.authenticate(auth_handler, options.metadata, options.timeout)
 
     def authenticate_basic_token(
@@ -302,6 +331,7 @@ class FlightClient:
         sent back; pass it in ``FlightCallOptions(headers=[pair])`` on later calls.
         """
         options = options or _DEFAULT_OPTIONS
+        self._connection()
         return self._session.authenticate_basic_token(
             username, password, options.metadata, options.timeout
         )
@@ -310,6 +340,7 @@ class FlightClient:
 
     def wait_for_available(self, timeout: float = 5.0) -> None:
         """Block until the server accepts connections (FlightUnavailableError otherwise)."""
+        self._connection()
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
@@ -328,13 +359,18 @@ class FlightClient:
     def do_action(
         self, action: Action | tuple | str, options: FlightCallOptions | None = None
     ) -> Iterator[Result]:
-        """Run an action; returns an iterator over its results."""
+        """Run an action; returns an iterator over its results.
+
+        As in pyarrow, the call starts at once and this returns when the server
+        has begun to answer (its handler has produced a first result, or ended):
+        dropping the results unread cancels what is left of the action, not its start.
+        """
         if isinstance(action, str):
             action = Action(action, b"")
         elif isinstance(action, tuple):
             action = Action(*action)
         _, responses = self._server_stream(
-            "DoAction", action.serialize(), options or _DEFAULT_OPTIONS
+            "DoAction", action.serialize(), options or _DEFAULT_OPTIONS, action=True
         )
         return (Result(pb.Result.FromString(raw).body) for raw in responses)
 
@@ -400,10 +436,14 @@ class FlightClient:
         return writer, reader
 
     def close(self) -> None:
-        """Close the connection; calls in flight are cancelled."""
-        if not self._closed:
+        """Close the connection; calls in flight are cancelled, later calls raise."""
+        with self._connecting:
+            if self._closed:
+                return
             self._closed = True
-            self._channel.close()
+            channel = self._channel
+        if channel is not None:
+            channel.close()
 
     def __enter__(self) -> FlightClient:
         return self
@@ -416,6 +456,43 @@ class FlightClient:
             self.close()
         except Exception:  # interpreter shutdown
             return
+
+
+def _open_channel(target: str, credentials: Any, options: dict[str, Any],
+                  generic_options: list[tuple[str, Any]] | None) -> grpc.Channel:
+    """The channel to ``target``: TLS with what ``credentials()`` returns (credentials
+    and extra options), else plaintext; ``generic_options`` override ``options``."""
+    options = dict(options)
+    if credentials is None:
+        options.update(generic_options or ())
+        return grpc.insecure_channel(target, options=list(options.items()))
+    channel_credentials, extra = credentials()
+    options.update(extra)
+    options.update(generic_options or ())
+    return grpc.secure_channel(target, channel_credentials, options=list(options.items()))
+
+
+def _let_go(call: Any, middleware: ClientCallMiddleware | None) -> None:
+    """What becomes of a call whose responses were dropped: cancelled if it still
+    runs, and freed (:func:`~flight_secure.grpc_internals.release_call`); its
+    middleware, if not told yet, hears how it ended."""
+    release_call(call)
+    if middleware is not None:
+        call.add_done_callback(partial(_tell_ending, middleware))
+
+
+def _tell_ending(middleware: ClientCallMiddleware, call: Any) -> None:
+    error = None if call.code() == grpc.StatusCode.OK else error_from_rpc(call)
+    middleware.finish(call, error)
+
+
+def _wait_for_headers(call: Any) -> None:
+    """Wait until the server has answered ``call`` (its headers, or its end)."""
+    try:
+        call.initial_metadata()
+    except (KeyboardInterrupt, SystemExit):
+        call.cancel()
+        raise
 
 
 def _stub(channel: grpc.Channel, rpc: Rpc) -> Any:

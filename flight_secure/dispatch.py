@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -31,12 +30,11 @@ from flight_secure.errors import (
     FlightInvalidArgumentError,
     FlightTimedOutError,
     FlightUnimplementedError,
-    arrow_status_trailers,
-    status_for_exception,
+    server_status,
 )
 from flight_secure.framing import FrameDecoder
 from flight_secure.grpc_internals import read_past_end
-from flight_secure.middleware import headers_to_metadata
+from flight_secure.middleware import ServerMiddleware, headers_to_metadata
 from flight_secure.outbox import Outbox
 from flight_secure.rpcs import RPCS, SERVICE, Rpc
 from flight_secure.server_options import FlightServerOptions
@@ -57,9 +55,9 @@ from flight_secure.types import (
     Result,
     SchemaResult,
     Ticket,
-    to_bytes,
 )
-from flight_secure.wire import decode_flight_data, encode_bytes_message, parse_message
+from flight_secure.wire import decode_flight_data, parse_message
+from flight_secure.workers import DaemonThreadPool
 
 if TYPE_CHECKING:
     from flight_secure.server import FlightServerBase
@@ -103,17 +101,20 @@ class RpcDispatcher:
                                           options.max_idle_handshakes_per_peer)
         # Handshakes wait (for credentials, for a checking slot): in threads of their
         # own, so a login storm never holds the threads DoPut and DoExchange need.
-        self.handshake_helpers = ThreadPoolExecutor(
-            max_workers=options.max_workers, thread_name_prefix="flight-handshake"
-        )
-        self.helpers = ThreadPoolExecutor(
-            max_workers=options.max_workers, thread_name_prefix="flight-stream"
-        )
+        self.handshake_helpers = DaemonThreadPool(options.max_workers, "flight-handshake")
+        self.helpers = DaemonThreadPool(options.max_workers, "flight-stream")
+        #: The threads gRPC runs each call on.
+        self.workers = DaemonThreadPool(options.max_workers, "flight-rpc")
 
-    def close(self) -> None:
-        """Stop the helper threads (calls in flight are ended by gRPC)."""
-        self.helpers.shutdown(wait=False, cancel_futures=True)
-        self.handshake_helpers.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait: float) -> bool:
+        """Stop the threads once the calls on them have ended (gRPC has ended the
+        calls in flight), waiting ``wait`` seconds at most for their handlers to
+        return; False when some had not. Those go on, on daemon threads."""
+        deadline = time.monotonic() + wait
+        pools = (self.workers, self.helpers, self.handshake_helpers)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return all([pool.wait_idle(max(deadline - time.monotonic(), 0.0)) for pool in pools])
 
     def _open_call(self, grpc_context: Any, method: FlightMethod) -> _CallState:
         """Authenticate, authorize and start middleware for a call (raises to refuse)."""
@@ -130,7 +131,11 @@ class RpcDispatcher:
             headers = context.headers
             instances = {}
             for key, factory in factories.items():
-                instance = factory.start_call(info, headers)
+                try:
+                    instance = factory.start_call(info, headers)
+                except Exception as exc:  # refused: the middleware started hears it
+                    _tell_completed(instances.values(), exc)
+                    raise
                 if instance is not None:
                     instances[key] = instance
             context.attach_middleware(instances)
@@ -154,16 +159,12 @@ class RpcDispatcher:
         trailers = state.context.take_trailers()
         if trailers:
             state.grpc_context.set_trailing_metadata(tuple(headers_to_metadata(trailers)))
-        for instance in state.middleware:
-            try:
-                instance.call_completed(error)
-            except Exception:
-                log.exception("server middleware call_completed failed")
+        _tell_completed(state.middleware, error)
 
     def _abort(self, grpc_context: Any, state: _CallState | None, exc: BaseException) -> None:
         """End the call with the status for ``exc``; never returns."""
-        code, message = status_for_exception(exc)
-        if code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and not isinstance(
+        status = server_status(exc)
+        if status.code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and not isinstance(
             exc, FlightError
         ):
             log.error("handler raised %s", type(exc).__name__, exc_info=exc)
@@ -175,9 +176,9 @@ class RpcDispatcher:
             except Exception:  # headers could not be sent; the status still can
                 log.debug("could not send response headers", exc_info=True)
             self._close_call(state, exc)
-        trailers.extend(arrow_status_trailers(exc, message))
+        trailers.extend(status.trailers())
         grpc_context.set_trailing_metadata(tuple(trailers))
-        grpc_context.abort(code, message)
+        grpc_context.abort(status.code, status.text)
 
     def _unary(self, method: FlightMethod, run):
         def behavior(requests: Iterator[bytes], grpc_context: Any) -> bytes:
@@ -301,18 +302,15 @@ class RpcDispatcher:
             gate.authorize(context.principal, _M.DO_ACTION, action.type, context.credentials)
         results = self.server.do_action(context, action)
         for result in results or ():
-            if isinstance(result, Result):
-                yield result.serialize()
-            else:
-                yield encode_bytes_message(to_bytes(result))
+            # A bytes-like result is sent as a Result; a str or any other value
+            # raises TypeError (FlightServerError for the client), as in pyarrow.
+            yield (result if isinstance(result, Result) else Result(result)).serialize()
 
     def _run_list_actions(self, context: ServerCallContext, request: bytes) -> Iterator[bytes]:
-        for item in self.server.list_actions(context) or ():
-            if isinstance(item, ActionType):
-                kind, description = item.type, item.description
-            else:
-                kind, description = item
-            yield pb.ActionType(type=kind, description=description).SerializeToString()
+        for item in self.server.list_actions(context):
+            listed = listed_action_type(item)
+            yield pb.ActionType(type=listed.type,
+                                description=listed.description).SerializeToString()
 
     def _run_handshake(self, state: _CallState, requests: Iterator[bytes]) -> Iterator[bytes]:
         """The Handshake: admitted by the gate's limits, run by the gate in a helper
@@ -459,6 +457,15 @@ class RpcDispatcher:
         future.result()
 
 
+def _tell_completed(instances: Iterable[ServerMiddleware], error: BaseException | None) -> None:
+    """``call_completed(error)`` on each middleware; one that raises is logged."""
+    for instance in instances:
+        try:
+            instance.call_completed(error)
+        except Exception:
+            log.exception("server middleware call_completed failed")
+
+
 def _auth_handler(options: FlightServerOptions) -> Any:
     """The server's handler; with ``verify_client`` and none given, the certificate's
     identity is the caller's (a call without a certificate is refused)."""
@@ -467,6 +474,27 @@ def _auth_handler(options: FlightServerOptions) -> Any:
 
         return MutualTLSServerAuthHandler()
     return options.auth_handler
+
+
+def listed_action_type(item: Any) -> ActionType:
+    """An item a handler's ``list_actions`` returned, as an ActionType.
+
+    The item is an ActionType or a tuple whose first two members are the type and
+    the description (str or bytes); as in pyarrow, anything else raises TypeError
+    and a shorter tuple IndexError, which the client sees as FlightServerError.
+    """
+    if not isinstance(item, tuple):
+        raise TypeError("Results of list_actions must be ActionType or tuple")
+    return ActionType(_text(item[0]), _text(item[1]))
+
+
+def _text(value: Any) -> str:
+    """A str, or bytes read as UTF-8; TypeError for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"expected bytes, {type(value).__name__} found")
 
 
 def _only_request(requests: Iterator[bytes]) -> bytes:

@@ -1,7 +1,8 @@
 """Flight errors and their one mapping to and from gRPC status codes.
 
-The table :data:`_CODE_FOR_ERROR` / :data:`_ERROR_FOR_CODE` is the only place where
-Flight error classes and gRPC status codes meet. The classes mirror
+The tables :data:`_CODE_FOR_ERROR` / :data:`_ERROR_FOR_CODE` are the only place where
+Flight error classes and gRPC status codes meet; :func:`server_status` says how a
+server reports any exception, as Arrow's servers do. The classes mirror
 ``pyarrow.flight``'s names and, where pyarrow raises a plain Arrow error for a status
 (``INVALID_ARGUMENT`` -> ``ArrowInvalid``, ``NOT_FOUND`` -> ``ArrowKeyError``,
 ``UNIMPLEMENTED`` -> ``ArrowNotImplementedError``), our class inherits from that
@@ -11,7 +12,7 @@ Arrow error too, so ``except`` clauses written for pyarrow keep working.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import pyarrow as pa
@@ -98,7 +99,8 @@ class FlightUnimplementedError(FlightError, pa.ArrowNotImplementedError):
 
 _C = grpc.StatusCode
 
-#: Error class -> the status a server sends for it. Subclasses resolve through the MRO.
+#: Flight error class -> the status a server sends for it. Subclasses resolve through
+#: the MRO; other exceptions get the status of their Arrow code (:func:`server_status`).
 _CODE_FOR_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     FlightResourceExhaustedError: _C.RESOURCE_EXHAUSTED,
     FlightInvalidArgumentError: _C.INVALID_ARGUMENT,
@@ -114,20 +116,18 @@ _CODE_FOR_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     FlightServerError: _C.UNKNOWN,
     FlightWriteSizeExceededError: _C.RESOURCE_EXHAUSTED,
     FlightError: _C.UNKNOWN,
-    # Plain Python and Arrow errors raised by handlers.
-    pa.ArrowInvalid: _C.INVALID_ARGUMENT,
-    pa.ArrowKeyError: _C.NOT_FOUND,
-    pa.ArrowNotImplementedError: _C.UNIMPLEMENTED,
-    pa.ArrowCancelled: _C.CANCELLED,
-    NotImplementedError: _C.UNIMPLEMENTED,
-    KeyError: _C.NOT_FOUND,
-    LookupError: _C.NOT_FOUND,
-    ValueError: _C.INVALID_ARGUMENT,
-    TypeError: _C.INVALID_ARGUMENT,
-    PermissionError: _C.PERMISSION_DENIED,
-    TimeoutError: _C.DEADLINE_EXCEEDED,
-    FileNotFoundError: _C.NOT_FOUND,
-    FileExistsError: _C.ALREADY_EXISTS,
+}
+
+#: Flight error class -> the status detail Arrow's servers send with it (the name of
+#: Arrow's Flight status code); classes Arrow has no Flight status for send none.
+_DETAIL_FOR_ERROR: dict[type[BaseException], str] = {
+    FlightInternalError: "Internal",
+    FlightTimedOutError: "TimedOut",
+    FlightCancelledError: "Cancelled",
+    FlightUnauthenticatedError: "Unauthenticated",
+    FlightUnauthorizedError: "Unauthorized",
+    FlightUnavailableError: "Unavailable",
+    FlightServerError: "Failed",
 }
 
 #: gRPC status -> the error class a client raises for it.
@@ -190,25 +190,37 @@ class ArrowStatusCode(enum.IntEnum):
 
 _A = ArrowStatusCode
 
-#: Error class -> the Arrow status code Arrow's servers send for it. Flight errors
-#: travel as IOError, the Flight detail carried by the gRPC code itself.
+#: Error class -> the Arrow status code Arrow's servers send for it: Flight errors
+#: travel as IOError (the Flight detail carried by the gRPC code and the status
+#: detail), other exceptions as pyarrow's server converts a Python exception.
 _ARROW_CODE_FOR_ERROR: dict[type[BaseException], ArrowStatusCode] = {
     FlightInvalidArgumentError: _A.INVALID,
     FlightNotFoundError: _A.KEY_ERROR,
     FlightAlreadyExistsError: _A.ALREADY_EXISTS,
     FlightUnimplementedError: _A.NOT_IMPLEMENTED,
     FlightError: _A.IO_ERROR,
-    pa.ArrowInvalid: _A.INVALID,
-    pa.ArrowKeyError: _A.KEY_ERROR,
-    pa.ArrowNotImplementedError: _A.NOT_IMPLEMENTED,
-    NotImplementedError: _A.NOT_IMPLEMENTED,
-    KeyError: _A.KEY_ERROR,
-    LookupError: _A.KEY_ERROR,
+    MemoryError: _A.OUT_OF_MEMORY,
     IndexError: _A.INDEX_ERROR,
+    KeyError: _A.KEY_ERROR,
     TypeError: _A.TYPE_ERROR,
     ValueError: _A.INVALID,
-    MemoryError: _A.OUT_OF_MEMORY,
+    OverflowError: _A.INVALID,
+    OSError: _A.IO_ERROR,
+    NotImplementedError: _A.NOT_IMPLEMENTED,
 }
+
+#: Arrow status code -> the gRPC status Arrow's servers send for an error without a
+#: Flight status; every other code is sent as UNKNOWN.
+_CODE_FOR_ARROW_CODE: dict[ArrowStatusCode, grpc.StatusCode] = {
+    _A.NOT_IMPLEMENTED: _C.UNIMPLEMENTED,
+    _A.INVALID: _C.INVALID_ARGUMENT,
+    _A.KEY_ERROR: _C.NOT_FOUND,
+    _A.ALREADY_EXISTS: _C.ALREADY_EXISTS,
+}
+
+#: The status detail sent for an exception that is no Flight error: pyarrow's server
+#: sends "Python exception: " and the traceback; this one names the type only.
+PYTHON_DETAIL = "Python exception: {}"
 
 
 def _by_class(table: dict[type[BaseException], Any], exc: BaseException, default: Any) -> Any:
@@ -216,34 +228,56 @@ def _by_class(table: dict[type[BaseException], Any], exc: BaseException, default
     return next((table[klass] for klass in type(exc).__mro__ if klass in table), default)
 
 
-def arrow_status_trailers(exc: BaseException, message: str) -> list[tuple[str, str | bytes]]:
-    """Trailers that let Arrow's own clients rebuild the error as their servers send it."""
-    arrow_code = _by_class(_ARROW_CODE_FOR_ERROR, exc, ArrowStatusCode.UNKNOWN_ERROR)
-    trailers: list[tuple[str, str | bytes]] = [
-        (ARROW_STATUS_TRAILER, str(int(arrow_code))),
-        (ARROW_MESSAGE_TRAILER, message.encode()),
-    ]
-    extra = getattr(exc, "extra_info", b"")
-    if extra:
-        trailers.append((EXTRA_INFO_TRAILER, bytes(extra)))
-    return trailers
+class ServerStatus(NamedTuple):
+    """How a server reports an exception, as Arrow's servers report it.
 
-
-def status_for_exception(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status code and message a server sends for a handler's exception.
-
-    Flight errors keep their message as is. Other exceptions are described as
-    ``"<ExceptionType>: <message>"`` so the client sees what failed; no traceback
-    is ever included (the server logs it instead).
+    ``code`` is the gRPC status; ``message`` the exception's own text; ``detail``
+    the status detail (a Flight error's Arrow status name such as
+    ``"Unauthenticated"``, ``"Python exception: TypeError"`` for other exceptions,
+    or None); ``arrow_code`` the Arrow status code; ``extra_info`` a Flight
+    error's bytes. No traceback is ever part of it (the server logs that instead).
     """
-    code = _by_class(_CODE_FOR_ERROR, exc, _C.UNKNOWN)
+
+    code: grpc.StatusCode
+    message: str
+    detail: str | None
+    arrow_code: ArrowStatusCode
+    extra_info: bytes
+
+    @property
+    def text(self) -> str:
+        """The gRPC status message: ``message``, then ``". Detail: <detail>"``."""
+        return self.message if self.detail is None else f"{self.message}. Detail: {self.detail}"
+
+    def trailers(self) -> list[tuple[str, str | bytes]]:
+        """Trailers that let Arrow's own clients rebuild the error as their servers send it."""
+        trailers: list[tuple[str, str | bytes]] = [
+            (ARROW_STATUS_TRAILER, str(int(self.arrow_code))),
+            (ARROW_MESSAGE_TRAILER, self.message.encode()),
+        ]
+        if self.detail is not None:
+            trailers.append((ARROW_DETAIL_TRAILER, self.detail.encode()))
+        if self.extra_info:
+            trailers.append((EXTRA_INFO_TRAILER, self.extra_info))
+        return trailers
+
+
+def server_status(exc: BaseException) -> ServerStatus:
+    """The status a server sends for an exception its handler raised.
+
+    A Flight error keeps its class's status (:data:`_CODE_FOR_ERROR`), message and
+    ``extra_info``. Any other exception is sent as pyarrow's server sends it: the
+    gRPC status of its Arrow code (a TypeError is UNKNOWN, which clients raise as
+    FlightServerError; a ValueError INVALID_ARGUMENT), its text as the message, and
+    its type's name as the detail.
+    """
+    arrow_code = _by_class(_ARROW_CODE_FOR_ERROR, exc, _A.UNKNOWN_ERROR)
     if isinstance(exc, FlightError):
-        message = str(exc)
-    elif isinstance(exc, KeyError) and exc.args:
-        message = f"{type(exc).__name__}: {exc.args[0]}"
-    else:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return code, message
+        return ServerStatus(_by_class(_CODE_FOR_ERROR, exc, _C.UNKNOWN), str(exc),
+                            _by_class(_DETAIL_FOR_ERROR, exc, None), arrow_code,
+                            exc.extra_info)
+    return ServerStatus(_CODE_FOR_ARROW_CODE.get(arrow_code, _C.UNKNOWN), str(exc),
+                        PYTHON_DETAIL.format(type(exc).__name__), arrow_code, b"")
 
 
 def error_for_status(

@@ -218,6 +218,9 @@ def _fixed_row_bytes(schema: pa.Schema) -> float | None:
 
 # ---------------------------------------------------------------------- receiving
 
+#: The statistics of a stream whose schema has not arrived yet.
+_NO_MESSAGES_READ = pa.ipc.ReadStats(0, 0, 0, 0, 0)
+
 
 class _FrameFeed:
     """A read-only file over queued byte pieces, serving views wherever it can."""
@@ -327,6 +330,14 @@ class FrameDecoder:
         elif frame.app_metadata:
             self._pending.append((None, frame.app_metadata))
         return True
+
+    @property
+    def stats(self) -> pa.ipc.ReadStats:
+        """The IPC read statistics of the messages decoded so far (Arrow's own count:
+        metadata-only messages are not IPC messages and are not counted)."""
+        if self._reader is None:
+            return _NO_MESSAGES_READ
+        return self._reader.stats
 
     def wait_for_schema(self) -> pa.Schema | None:
         """Read ahead until the schema is known (or the stream ends); return it."""

@@ -22,6 +22,8 @@ from flight_secure.errors import FlightInvalidArgumentError, FlightNotFoundError
 
 #: Schemes a location can be dialled or served at, through gRPC.
 GRPC_SCHEMES = ("grpc", "grpc+tcp", "grpc+tls", "grpc+unix")
+#: The port gRPC (and so Arrow's clients) dial when a TCP location names none.
+GRPC_DEFAULT_PORT = 443
 #: The Flight spec's URI for "redeem this ticket where the FlightInfo came from".
 REUSE_CONNECTION_URI = "arrow-flight-reuse-connection://?"
 
@@ -243,21 +245,23 @@ class Location:
         """For ``grpc+unix`` locations: the socket path (what follows ``://``)."""
         return self._uri.split("://", 1)[-1]
 
-    def grpc_target(self) -> str:
+    def grpc_target(self, default_port: int | None = None) -> str:
         """The target string grpcio dials or binds for this location.
 
-        Raises FlightNotFoundError (an ``ArrowKeyError``, as pyarrow raises) for a
-        scheme gRPC cannot serve, and FlightInvalidArgumentError for a TCP location
-        without a port.
+        A TCP location without a port gets ``default_port``. Raises
+        FlightNotFoundError (an ``ArrowKeyError``, as pyarrow raises) for a scheme
+        gRPC cannot serve, and FlightInvalidArgumentError for a TCP location
+        without a port when ``default_port`` is None.
         """
         scheme = self.scheme
         if scheme == "grpc+unix":
             return f"unix:{self.path}"
         if scheme not in GRPC_SCHEMES:
             raise FlightNotFoundError(_no_transport(scheme))
-        if self.port is None:
+        port = self.port if self.port is not None else default_port
+        if port is None:
             raise FlightInvalidArgumentError(f"location {self._uri!r} has no port")
-        return f"{_host_text(self.host or 'localhost')}:{self.port}"
+        return f"{_host_text(self.host or 'localhost')}:{port}"
 
     @staticmethod
     def for_grpc_tcp(host: str | bytes, port: int) -> Location:

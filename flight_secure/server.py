@@ -10,7 +10,6 @@ import logging
 import signal as _signal
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -55,6 +54,9 @@ class FlightServerBase:
     (pyarrow's style); constructed with none, it starts on the first of
     :meth:`init`, :attr:`port`, :meth:`serve` or ``with``, on localhost at a free port.
     """
+
+    #: Seconds handlers get to return once :meth:`shutdown` has cancelled their calls.
+    CANCEL_WAIT = 2.0
 
     def __init__(
         self,
@@ -136,7 +138,7 @@ class FlightServerBase:
             limit = options.max_streams_per_connection
             grpc_options.append(("grpc.max_concurrent_streams", limit))
         server = grpc.server(
-            ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="flight-rpc"),
+            self._dispatcher.workers,
             handlers=[self._dispatcher.generic_handler()],
             options=grpc_options,
         )
@@ -205,13 +207,20 @@ class FlightServerBase:
         self._stopped.set()
 
     def shutdown(self, grace: float | None = 2.0) -> None:
-        """Stop accepting calls and end those in flight after ``grace`` seconds."""
+        """Stop accepting calls, and cancel those in flight after ``grace`` seconds.
+
+        The cancelled calls' handlers then get :attr:`CANCEL_WAIT` seconds to
+        return (to clean up); one that does not is left running on a daemon thread,
+        so it cannot keep the process from exiting.
+        """
         server = self._grpc_server
         if server is None:
             self._stopped.set()
             return
         server.stop(grace).wait()
-        self._dispatcher.close()
+        if not self._dispatcher.close(self.CANCEL_WAIT):
+            log.warning("a handler still runs %g s after its call was cancelled at shutdown",
+                        self.CANCEL_WAIT)
         self._stopped.set()
 
     def wait(self) -> None:
@@ -267,7 +276,7 @@ class FlightServerBase:
         raise NotImplementedError("DoExchange is not implemented by this server")
 
     def list_actions(self, context: ServerCallContext) -> Iterable[ActionType | tuple[str, str]]:
-        return []
+        raise NotImplementedError("ListActions is not implemented by this server")
 
     def do_action(self, context: ServerCallContext, action: Action) -> Iterable[Any] | None:
         raise NotImplementedError(f"action {action.type!r} is not implemented by this server")

@@ -9,6 +9,7 @@ import grpc
 
 from flight_secure.auth.base import Principal, ServerAuthHandler
 from flight_secure.middleware import ServerMiddlewareFactory
+from flight_secure.tracing import TracingServerMiddlewareFactory
 from flight_secure.types import CertKeyPair, FlightMethod, Location
 from flight_secure.wire import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -132,6 +133,7 @@ class FlightServerOptions:
         self.stream_window_bytes = stream_window_bytes
         self.max_streams_per_connection = max_streams_per_connection
         _check_limits(self)
+        _check_middleware(self.middleware)
 
 
 _INT32_MAX = 2**31 - 1
@@ -164,6 +166,13 @@ def _check_limits(options: FlightServerOptions) -> None:
         if not number or value < 0 or (value == 0 and not zero_allowed):
             bound = "0 or more" if zero_allowed else "above 0"
             raise ValueError(f"{name} must be a number of seconds {bound}, not {value!r}")
+
+
+def _check_middleware(middleware: dict[str, ServerMiddlewareFactory]) -> None:
+    """ValueError when more than one factory traces calls (pyarrow's rule and words)."""
+    tracing = [f for f in middleware.values() if isinstance(f, TracingServerMiddlewareFactory)]
+    if len(tracing) > 1:
+        raise ValueError("Can only provide TracingServerMiddlewareFactory once")
 
 
 def _as_location(location: Any) -> Location:

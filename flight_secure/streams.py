@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import grpc
@@ -81,11 +81,19 @@ class RecordBatchStream(FlightDataStream):
             yield from encoder.batch_frames(batch)
 
 
+#: Items in a row a GeneratorStream's generator may yield that send nothing (empty
+#: tables, readers or streams) before the call ends with an error, as in pyarrow.
+MAX_EMPTY_ITEMS = 128
+
+
 class GeneratorStream(FlightDataStream):
     """A stream whose batches come from a generator.
 
     The generator may yield record batches, tables, readers, other
-    ``FlightDataStream`` s, or ``(batch, app_metadata)`` pairs.
+    ``FlightDataStream`` s, or ``(batch, app_metadata)`` pairs. After
+    :data:`MAX_EMPTY_ITEMS` items in a row that send nothing, the call ends with
+    RuntimeError (pyarrow's message; the client sees FlightServerError) instead of
+    spinning for as long as the generator goes on.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class GeneratorStream(FlightDataStream):
     def _frames(self) -> Iterator[bytes]:
         encoder = FrameEncoder(self._schema, self.options)
         yield encoder.schema_frame()
+        empty_in_a_row = 0
         for item in self.generator:
             metadata = None
             if isinstance(item, tuple | list):
@@ -113,10 +122,19 @@ class GeneratorStream(FlightDataStream):
                 item = _stream_source(item)
             if item is None and metadata:
                 yield encoder.metadata_frame(metadata)
+                empty_in_a_row = 0
                 continue
+            sent = False
             for batch in _batches_of(item):
                 yield from encoder.batch_frames(batch, metadata)
                 metadata = None
+                sent = True
+            empty_in_a_row = 0 if sent else empty_in_a_row + 1
+            if empty_in_a_row >= MAX_EMPTY_ITEMS:
+                raise RuntimeError(
+                    "While getting next payload, ran out of attempts to get something to "
+                    "send (application server implementation error)"
+                )
 
 
 def _stream_source(stream: FlightDataStream) -> Any:
@@ -155,34 +173,28 @@ class FlightStreamChunk(NamedTuple):
 class MetadataRecordBatchReader:
     """Reads a Flight stream: batches with optional app metadata."""
 
-    def __init__(
-        self, decoder: FrameDecoder, on_error: Callable[[BaseException], Any] | None = None
-    ) -> None:
+    def __init__(self, decoder: FrameDecoder) -> None:
         self._decoder = decoder
-        self._on_error = on_error
 
     @property
     def schema(self) -> pa.Schema:
-        schema = self._call(self._decoder.wait_for_schema)
+        schema = self._decoder.wait_for_schema()
         if schema is None:
             raise FlightInvalidArgumentError("the stream ended before its schema was sent")
         return schema
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except StopIteration:
-            raise
-        except FlightError:
-            raise
-        except Exception as exc:
-            if self._on_error is not None:
-                raise self._on_error(exc) from None
-            raise
+    @property
+    def stats(self) -> pa.ipc.ReadStats:
+        """The IPC read statistics so far (messages, record batches, dictionary
+        batches, deltas, replaced dictionaries), as pyarrow's readers report them."""
+        return self._decoder.stats
 
     def read_chunk(self) -> FlightStreamChunk:
-        """The next chunk; raises ``StopIteration`` at the end of the stream."""
-        batch, metadata = self._call(self._decoder.next_chunk)
+        """The next chunk; raises ``StopIteration`` at the end of the stream.
+
+        A failed call raises its Flight error; any other exception is raised as it is.
+        """
+        batch, metadata = self._decoder.next_chunk()
         return FlightStreamChunk(batch, pa.py_buffer(metadata) if metadata is not None else None)
 
     def __iter__(self) -> Iterator[FlightStreamChunk]:
@@ -213,7 +225,7 @@ class FlightStreamReader(MetadataRecordBatchReader):
     """The client's reader for DoGet and DoExchange; ``cancel()`` ends the call."""
 
     def __init__(self, decoder: FrameDecoder, call: Any) -> None:
-        super().__init__(decoder, _client_error)
+        super().__init__(decoder)
         self._call_handle = call
 
     def cancel(self) -> None:
@@ -221,44 +233,51 @@ class FlightStreamReader(MetadataRecordBatchReader):
         self._call_handle.cancel()
 
 
-def _client_error(exc: BaseException) -> FlightError:
-    if isinstance(exc, grpc.RpcError):
-        return error_from_rpc(exc)
-    return FlightError(str(exc))
-
-
 class FlightMetadataReader:
-    """Reads the server's PutResult metadata during DoPut; ``read()`` is None at the end."""
+    """Reads the server's PutResult metadata during DoPut.
+
+    ``read()`` is None once the call ended, whether it succeeded or failed: as in
+    pyarrow, the server's error is raised by the writer's ``close()``, whichever
+    thread read the end.
+    """
 
     def __init__(self, responses: Iterator[bytes]) -> None:
         self._responses = responses
         self._buffered: deque[bytes] = deque()
         self._lock = threading.Lock()
         self._done = False
+        self._error: FlightError | None = None
 
     def read(self) -> pa.Buffer | None:
         """The next metadata message; None once the server ended the call."""
         with self._lock:
-            if self._buffered:
-                raw = self._buffered.popleft()
-            elif self._done:
-                return None
-            else:
-                try:
-                    raw = next(self._responses)
-                except StopIteration:
-                    self._done = True
-                    return None
+            raw = self._buffered.popleft() if self._buffered else self._next()
+        if raw is None:
+            return None
         return pa.py_buffer(pb.PutResult.FromString(raw).app_metadata)
+
+    def _next(self) -> bytes | None:
+        """The call's next message (lock held); None at its end, its error kept."""
+        if self._done:
+            return None
+        try:
+            return next(self._responses)
+        except StopIteration:
+            pass
+        except FlightError as exc:
+            self._error = exc
+        self._done = True
+        return None
 
     def _drain(self) -> None:
         """Read the rest of the call (buffering results); raises the call's error."""
         with self._lock:
-            if self._done:
-                return
-            for raw in self._responses:
-                self._buffered.append(raw)
-            self._done = True
+            while not self._done:
+                raw = self._next()
+                if raw is not None:
+                    self._buffered.append(raw)
+            if self._error is not None:
+                raise self._error
 
 
 # -------------------------------------------------------------------- writers
@@ -400,6 +419,9 @@ class FlightStreamWriter(_BatchWriter):
             raise error_from_rpc(exc) from None
         except grpc.FutureCancelledError:
             return
+        except (KeyboardInterrupt, SystemExit):
+            self._call.cancel()
+            raise
 
     def __enter__(self) -> FlightStreamWriter:
         return self

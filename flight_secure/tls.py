@@ -32,11 +32,12 @@ from cryptography.hazmat.primitives import serialization
 
 from flight_secure.errors import FlightUnavailableError
 from flight_secure.grpc_internals import core_credentials
-from flight_secure.types import Location
+from flight_secure.location import GRPC_DEFAULT_PORT, Location
 
 __all__ = [
     "ReloadingServerCredentials",
     "channel_credentials",
+    "check_client_options",
     "pem_bytes",
     "reloading_server_credentials",
 ]
@@ -59,6 +60,26 @@ def pem_bytes(value: bytes | str | None) -> bytes | None:
 # ---------------------------------------------------------------------- clients
 
 
+def check_client_options(
+    cert_chain: bytes | str | None,
+    private_key: bytes | str | None,
+    disable_server_verification: bool,
+) -> None:
+    """Check a ``grpc+tls`` client's options when the client is made, without I/O.
+
+    ``cert_chain`` and ``private_key`` come both or neither (ValueError otherwise);
+    ``disable_server_verification=True`` warns that the server is not verified.
+    """
+    if (cert_chain is None) != (private_key is None):
+        raise ValueError("cert_chain and private_key must be given together for mutual TLS")
+    if disable_server_verification:
+        warnings.warn(
+            "disable_server_verification=True: the server's identity is NOT verified; "
+            "anyone on the network path can impersonate it. Use only for development.",
+            stacklevel=3,
+        )
+
+
 def channel_credentials(
     location: Location,
     tls_root_certs: bytes | str | None,
@@ -67,33 +88,28 @@ def channel_credentials(
     override_hostname: str | None,
     disable_server_verification: bool,
 ) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
-    """gRPC channel credentials and channel options for a ``grpc+tls`` client.
+    """gRPC channel credentials and channel options for a ``grpc+tls`` client
+    whose options :func:`check_client_options` accepted.
 
     ``tls_root_certs`` (PEM; system roots when None) are the CAs the server's
-    certificate must chain to; ``cert_chain`` and ``private_key`` (PEM, both or
-    neither, else ValueError) present a client certificate; ``override_hostname``
-    is the name the server's certificate is checked against instead of the host.
+    certificate must chain to; ``cert_chain`` and ``private_key`` (PEM) present a
+    client certificate; ``override_hostname`` is the name the server's certificate
+    is checked against instead of the host.
 
-    ``disable_server_verification=True`` warns, then connects once without
-    verification to fetch the certificate the server presents and trusts exactly
-    that certificate, checking it against a name it holds. The connection stays
-    encrypted but anyone on the path could have answered instead of the server,
-    and a server that rotates its certificate must be reconnected with a new
-    client. grpcio offers no way to skip verification, hence the fetch; it
-    raises FlightUnavailableError when the server cannot be reached within
-    FETCH_TIMEOUT seconds, and when the certificate is expired or not yet
-    valid (gRPC checks the validity period even of a pinned certificate).
+    ``disable_server_verification=True`` connects once without verification to
+    fetch the certificate the server presents and trusts exactly that certificate,
+    checking it against a name it holds: so a client calls this when it first
+    needs its connection, not when it is made. The connection stays encrypted but
+    anyone on the path could have answered instead of the server, and a server
+    that rotates its certificate must be reconnected with a new client. grpcio
+    offers no way to skip verification, hence the fetch; it raises
+    FlightUnavailableError when the server cannot be reached within FETCH_TIMEOUT
+    seconds, and when the certificate is expired or not yet valid (gRPC checks the
+    validity period even of a pinned certificate).
     """
-    if (cert_chain is None) != (private_key is None):
-        raise ValueError("cert_chain and private_key must be given together for mutual TLS")
     options: list[tuple[str, Any]] = []
     roots = pem_bytes(tls_root_certs)
     if disable_server_verification:
-        warnings.warn(
-            "disable_server_verification=True: the server's identity is NOT verified; "
-            "anyone on the network path can impersonate it. Use only for development.",
-            stacklevel=3,
-        )
         roots, name = _unverified_server_certificate(location)
         override_hostname = override_hostname or name
     if override_hostname:
@@ -114,7 +130,7 @@ def _unverified_server_certificate(
     The name is the dialled host when the certificate lists it, else its first
     DNS SAN, else its first IP SAN, else its subject CN.
     """
-    host, port = location.host or "localhost", location.port or 443
+    host, port = location.host or "localhost", location.port or GRPC_DEFAULT_PORT
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

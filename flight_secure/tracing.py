@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flight_secure.errors import status_for_exception
+from flight_secure.errors import server_status
 from flight_secure.middleware import Headers, ServerMiddleware, ServerMiddlewareFactory
 from flight_secure.types import CallInfo, FlightMethod
 
@@ -62,9 +62,9 @@ class TracingServerMiddleware(ServerMiddleware):
             span.set_status(trace.Status(trace.StatusCode.OK))
             span.set_attribute("rpc.grpc.status_code", 0)
         else:
-            code, message = status_for_exception(exception)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, message))
-            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            status = server_status(exception)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, status.message))
+            span.set_attribute("rpc.grpc.status_code", status.code.value[0])
         span.end()
 
 

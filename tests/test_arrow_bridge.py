@@ -181,3 +181,35 @@ def test_flight_secures_client_is_served_too(shop, key):
         call = flight.FlightCallOptions(headers=[(b"auth-token-bin", token.encode())])
         assert client.do_get(flight.Ticket(b"items"), call).read_all().equals(TABLE)
         assert next(iter(client.do_action("whoami", call))).body.to_pybytes() == b"fay"
+
+
+class Careless(flight.FlightServerBase):
+    """Handlers that return what is no result: checked as flight_secure's engine checks it."""
+
+    listing: object = None
+
+    def list_actions(self, context):
+        return self.listing
+
+    def do_action(self, context, action):
+        return ["text is not a body"]
+
+
+@pytest.mark.parametrize("listing", [["echo"], [("echo",)], [(1, "one")], None],
+                         ids=["a str", "a short tuple", "a number", "None"])
+def test_a_malformed_list_actions_item_is_a_server_error_without_a_traceback(listing):
+    handlers = Careless()
+    handlers.listing = listing
+    with ArrowServer(handlers, "grpc://localhost:0", **server_options()) as server, \
+            pa_flight.connect(f"grpc://localhost:{server.port}") as client, \
+            pytest.raises(pa_flight.FlightServerError) as caught:
+        client.list_actions()
+    assert "Traceback" not in str(caught.value)
+
+
+def test_an_action_result_that_is_no_body_is_a_server_error_without_a_traceback():
+    with ArrowServer(Careless(), "grpc://localhost:0", **server_options()) as server, \
+            pa_flight.connect(f"grpc://localhost:{server.port}") as client, \
+            pytest.raises(pa_flight.FlightServerError, match="bytes-like") as caught:
+        list(client.do_action("anything"))
+    assert "Traceback" not in str(caught.value)

@@ -265,3 +265,37 @@ def test_headers_assigned_to_call_options_later_are_sent() -> None:
         options.headers = [(b"x-client-header", b"assigned later")]
         results = client.do_action(flight_secure.Action("client-header", b""), options)
         assert [r.body.to_pybytes() for r in results] == [b"assigned later"]
+
+
+def test_middleware_started_before_a_refusal_hears_how_the_call_ended() -> None:
+    """pyarrow never tells it (a tracing span would stay open); flight_secure does."""
+    completed: list = []
+
+    class Started(flight_secure.ServerMiddleware):
+        def call_completed(self, exception: BaseException | None) -> None:
+            completed.append(exception)
+
+    class Starts(flight_secure.ServerMiddlewareFactory):
+        def start_call(self, info: Any, headers: dict) -> Any:
+            return Started()
+
+    class Refuses(flight_secure.ServerMiddlewareFactory):
+        def start_call(self, info: Any, headers: dict) -> Any:
+            raise flight_secure.FlightUnauthenticatedError("refused by the second factory")
+
+    with running_server(flight_secure, MiddlewareServer,
+                        middleware={"first": Starts(), "second": Refuses()}) as server, \
+            flight_secure.connect(location_of(server)) as client, \
+            pytest.raises(flight_secure.FlightUnauthenticatedError, match="second factory"):
+        list(client.do_action(flight_secure.Action("echo", b"")))
+    assert [type(e) for e in completed] == [flight_secure.FlightUnauthenticatedError]
+    assert str(completed[0]) == "refused by the second factory"
+
+
+@pytest.mark.parametrize("flight", [flight_secure, pa_flight], ids=["flight_secure", "pyarrow"])
+def test_two_tracing_factories_are_refused(flight: ModuleType) -> None:
+    pytest.importorskip("opentelemetry")
+    middleware = {"trace": flight.TracingServerMiddlewareFactory(),
+                  "again": flight.TracingServerMiddlewareFactory()}
+    with pytest.raises(ValueError, match=r"^Can only provide TracingServerMiddlewareFactory once$"):
+        flight.FlightServerBase("grpc://localhost:0", middleware=middleware)

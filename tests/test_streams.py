@@ -22,6 +22,7 @@ from raw_wire import rpc_path
 
 import flight_secure
 from flight_secure._generated import flight_pb2 as pb
+from flight_secure.framing import FrameDecoder
 
 PLAIN = plain_table()
 BATCHES = PLAIN.to_batches()
@@ -442,3 +443,14 @@ def test_server_put_reader_raises_cancelled_when_client_cancels_upload() -> None
         release.set()
     assert kind == "raised"
     assert isinstance(detail, flight_secure.FlightCancelledError)
+
+
+def test_an_exception_that_is_no_flight_error_reaches_the_reader_as_it_is() -> None:
+    """Not a FlightError with an empty message: what failed stays visible."""
+    def frames() -> Iterator[Any]:
+        raise MemoryError()
+        yield
+
+    reader = flight_secure.FlightStreamReader(FrameDecoder(frames()), call=None)
+    with pytest.raises(MemoryError):
+        reader.read_chunk()

@@ -153,22 +153,30 @@ def test_disabled_verification_still_presents_the_client_certificate(pki: Pki) -
             assert who_is(client) == "alice"
 
 
-def test_disabled_verification_refuses_an_expired_server_certificate_at_once(pki: Pki) -> None:
+def test_disabled_verification_refuses_an_expired_server_certificate_at_the_first_call(
+    pki: Pki,
+) -> None:
     issued = expired_server_certificate(pki.ca)
     pair = flight_secure.CertKeyPair(cert=issued.cert_pem, key=issued.key_pem)
     with running_server(flight_secure, Who, location="grpc+tls://localhost:0",
-                        tls_certificates=[pair]) as server, pytest.warns(UserWarning), \
-            pytest.raises(flight_secure.FlightUnavailableError, match="cannot accept it"):
-        flight_secure.connect(tls_location(server), disable_server_verification=True)
+                        tls_certificates=[pair]) as server:
+        with pytest.warns(UserWarning):
+            client = flight_secure.connect(tls_location(server), disable_server_verification=True)
+        with client, pytest.raises(flight_secure.FlightUnavailableError,
+                                   match="cannot accept it"):
+            who_is(client)
 
 
-def test_disabled_verification_against_nothing_listening_is_unavailable() -> None:
+def test_disabled_verification_against_nothing_listening_is_unavailable_at_the_first_call(
+) -> None:
     with running_server(flight_secure, Who) as server:
         port = server.port  # a port that is closed once the server is gone
-    with pytest.warns(UserWarning), pytest.raises(
-        flight_secure.FlightUnavailableError, match="could not fetch the TLS certificate"
-    ):
-        flight_secure.connect(f"grpc+tls://localhost:{port}", disable_server_verification=True)
+    with pytest.warns(UserWarning):
+        client = flight_secure.connect(f"grpc+tls://localhost:{port}",
+                                       disable_server_verification=True)
+    with client, pytest.raises(flight_secure.FlightUnavailableError,
+                               match="could not fetch the TLS certificate"):
+        who_is(client)
 
 
 # --------------------------------------------------------- refusals, clearly stated

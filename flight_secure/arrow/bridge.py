@@ -12,7 +12,9 @@ class body serves on either engine. Between the two:
 * DoAction's rules per action type are applied before the handler runs, as
   flight_secure's engine applies them (:func:`~flight_secure.arrow.authorize_action`);
 * an exception a handler raises reaches the client as pyarrow's error for it
-  (:func:`~flight_secure.arrow.errors.to_pyarrow`), never as a traceback;
+  (:func:`~flight_secure.arrow.errors.to_pyarrow`), never as a traceback; so do
+  results that are not results (a str from ``do_action``, a malformed
+  ``list_actions`` item), checked as flight_secure's engine checks them;
 * ``shutdown(grace)`` stops as flight_secure's engine does, as far as pyarrow's
   engine allows: calls in flight that outlive ``grace`` are cancelled only where
   their handler checks ``is_cancelled()``.
@@ -34,6 +36,7 @@ import pyarrow.flight as pa_flight
 from flight_secure.arrow.errors import to_pyarrow
 from flight_secure.arrow.server import authorize_action, principal
 from flight_secure.auth.base import Principal
+from flight_secure.dispatch import listed_action_type
 from flight_secure.server import FlightServerBase
 from flight_secure.streams import GeneratorStream, RecordBatchStream
 from flight_secure.types import Action, FlightDescriptor, FlightInfo, Result, SchemaResult, Ticket
@@ -93,8 +96,12 @@ def _flight_info(info: Any) -> pa_flight.FlightInfo:
     return info
 
 
-def _result(result: Any) -> Any:
-    return pa_flight.Result(result.body) if isinstance(result, Result) else result
+def _result(result: Any) -> pa_flight.Result:
+    """pyarrow's Result for what a handler yielded: a Result (either kind) or a
+    bytes-like body; TypeError for anything else, as on flight_secure's engine."""
+    if isinstance(result, pa_flight.Result):
+        return result
+    return pa_flight.Result((result if isinstance(result, Result) else Result(result)).body)
 
 
 def _stream(value: Any) -> Any:
@@ -211,7 +218,10 @@ class ArrowServer(pa_flight.FlightServerBase):
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         listed = self._call(self.handlers.list_actions, context)
-        return list(_converted(listed, tuple))
+        try:
+            return [tuple(listed_action_type(item)) for item in listed]
+        except Exception as exc:
+            raise to_pyarrow(exc) from None
 
     def do_action(self, context: Any, action: Any) -> Iterator[Any]:
         authorize_action(context, action)

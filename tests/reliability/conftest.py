@@ -94,7 +94,7 @@ class Echo:
     """A behaviour (either engine): each data RPC answers ``who|scheme|nonce``.
 
     DoPut and DoExchange add ``|rows``. The nonce is the descriptor's command
-    (GetFlightInfo, DoPut, DoExchange), the ticket (DoGet) or the action body
+    (GetFlightInfo, DoPut, DoExchange; empty for a path), the ticket (DoGet) or the action body
     (DoAction ``echo``). ``seen`` counts the calls per (identity, RPC) as the
     handlers saw them. DoAction ``fail`` raises ``RuntimeError`` with the body as
     its message.
@@ -115,7 +115,7 @@ class Echo:
         return f"{who}|{scheme}|".encode() + nonce
 
     def get_flight_info(self, context: Any, descriptor: Any) -> Any:
-        answer = self._answer(context, "GetFlightInfo", descriptor.command)
+        answer = self._answer(context, "GetFlightInfo", descriptor.command or b"")
         return self.flight.FlightInfo(pa.schema([]),
                                       self.flight.FlightDescriptor.for_command(answer), [])
 
@@ -132,12 +132,12 @@ class Echo:
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
         rows = reader.read_all().num_rows
-        answer = self._answer(context, "DoPut", descriptor.command)
+        answer = self._answer(context, "DoPut", descriptor.command or b"")
         writer.write(answer + f"|{rows}".encode())
 
     def do_exchange(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
         rows = reader.read_all().num_rows
-        answer = self._answer(context, "DoExchange", descriptor.command)
+        answer = self._answer(context, "DoExchange", descriptor.command or b"")
         writer.begin(pa.schema([("answer", pa.binary())]))
         writer.write_table(pa.table({"answer": pa.array([answer + f"|{rows}".encode()])}))
 
