@@ -14,6 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
+from flight_secure.auth.passwords import PasswordStore
+from flight_secure.certs import generate_dev_certificates
+from flight_secure.cli import main
+
 START_TIMEOUT = 30.0
 
 
@@ -84,3 +90,18 @@ class Served:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def write_site(folder: Path, passwords: dict[str, str], table: Any,
+               row_group_size: int) -> Path:
+    """A folder for ``serve`` nodes: ``users.htpasswd`` (bcrypt cost 4), ``data/trips.parquet``
+    (``table``), development certificates in ``certs/`` and a signing key ``session.key``."""
+    store = PasswordStore(rounds=4)
+    for user, password in passwords.items():
+        store.add(user, password)
+    store.save(folder / "users.htpasswd")
+    (folder / "data").mkdir()
+    pq.write_table(table, folder / "data" / "trips.parquet", row_group_size=row_group_size)
+    generate_dev_certificates(folder / "certs")
+    assert main(["token", "keygen", "--out", str(folder / "session.key")]) == 0
+    return folder

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -107,6 +107,24 @@ def calls_past(client: pa_flight.FlightClient, deadline_epoch: float) -> list[tu
     return answers
 
 
+def strict_jwt(key: Ed25519PrivateKey) -> JWTServerAuthHandler:
+    """A handler for ``key``'s EdDSA tokens that allows no leeway past their expiry."""
+    return JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS, leeway=0))
+
+
+def short_lived_tokens(key: Ed25519PrivateKey,
+                       subject: str) -> tuple[list[str], Callable[[], str]]:
+    """A token source minting 3-second tokens for ``subject``, and the list of those it minted."""
+    issuer = JWTIssuer(key, issuer=ISS, ttl=3)
+    issued: list[str] = []
+
+    def fresh_token() -> str:
+        issued.append(issuer.issue(subject))
+        return issued[-1]
+
+    return issued, fresh_token
+
+
 def test_a_basic_session_is_renewed_before_its_token_expires(basic, monkeypatch):
     monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
     login = BasicClientAuthHandler("kim", PASSWORD)
@@ -119,16 +137,8 @@ def test_a_basic_session_is_renewed_before_its_token_expires(basic, monkeypatch)
 
 def test_a_jwt_is_taken_afresh_from_its_source_before_it_expires(engine, key, monkeypatch):
     monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
-    short = JWTIssuer(key, issuer=ISS, ttl=3)
-    issued: list[str] = []
-
-    def fresh_token() -> str:
-        issued.append(short.issue("mo"))
-        return issued[-1]
-
-    handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS,
-                                               leeway=0))
-    with engine.running(WhoServer, auth_handler=handler) as server, \
+    issued, fresh_token = short_lived_tokens(key, "mo")
+    with engine.running(WhoServer, auth_handler=strict_jwt(key)) as server, \
             connect(location(server), JWTClientAuthHandler(fresh_token)) as client:
         first = jwt.decode(issued[0], options={"verify_signature": False})
         answers = calls_past(client, first["exp"])
@@ -144,9 +154,7 @@ def test_a_failed_renewal_reaches_the_call_that_tried_and_the_old_token_goes_on(
     first_token = JWTIssuer(key, issuer=ISS, ttl=3).issue("nell")
     forged = JWTIssuer(Ed25519PrivateKey.generate(), issuer=ISS).issue("nell")
     tokens = iter([first_token, forged])
-    handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS,
-                                               leeway=0))
-    with engine.running(WhoServer, auth_handler=handler) as server, \
+    with engine.running(WhoServer, auth_handler=strict_jwt(key)) as server, \
             connect(location(server), JWTClientAuthHandler(lambda: next(tokens))) as client:
         first = whoami(client)
         due = flight_secure.session.refresh_time(first_token.encode(), time.time())
@@ -159,16 +167,8 @@ def test_a_failed_renewal_reaches_the_call_that_tried_and_the_old_token_goes_on(
 
 def test_threads_sharing_a_client_renew_its_token_once(engine, key, monkeypatch):
     monkeypatch.setattr(flight_secure.session, "TOKEN_REFRESH_MARGIN", 2.0)
-    short = JWTIssuer(key, issuer=ISS, ttl=3)
-    issued: list[str] = []
-
-    def fresh_token() -> str:
-        issued.append(short.issue("ola"))
-        return issued[-1]
-
-    handler = JWTServerAuthHandler(JWTVerifier(key.public_key(), ["EdDSA"], issuer=ISS,
-                                               leeway=0))
-    with engine.running(WhoServer, auth_handler=handler) as server, \
+    issued, fresh_token = short_lived_tokens(key, "ola")
+    with engine.running(WhoServer, auth_handler=strict_jwt(key)) as server, \
             connect(location(server), JWTClientAuthHandler(fresh_token)) as client:
         expiry = jwt.decode(issued[0], options={"verify_signature": False})["exp"]
         seen: list[list[tuple[bytes, str]]] = []

@@ -30,15 +30,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.flight as flight
-import pyarrow.parquet as pq
 import pytest
 from conftest import wait_until
 from redis_server import RedisServer, redis_or_skip
-from serving import Served
+from serving import Served, write_site
 
-from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.redis_revocations import MAX_STALENESS, REFRESH_INTERVAL
-from flight_secure.certs import generate_dev_certificates
 from flight_secure.cli import main
 from flight_secure.cli.serve import RELOAD_INTERVAL
 
@@ -96,14 +93,7 @@ def node_args(site: Path, redis: RedisServer) -> list[str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     site = tmp_path_factory.mktemp("nodes")
     redis = redis_or_skip(site, appendonly=True)
-    store = PasswordStore(rounds=4)
-    for user, password in USERS.items():
-        store.add(user, password)
-    store.save(site / "users.htpasswd")
-    (site / "data").mkdir()
-    pq.write_table(TABLE, site / "data" / "trips.parquet", row_group_size=500)
-    generate_dev_certificates(site / "certs")
-    assert main(["token", "keygen", "--out", str(site / "session.key")]) == 0
+    write_site(site, USERS, TABLE, row_group_size=500)
     data: list[Served] = []
     starting = [threading.Thread(target=lambda: data.append(
         Served(node_args(site, redis), cwd=site))) for _ in range(3)]

@@ -22,7 +22,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
-import pyarrow.parquet as pq
 import pytest
 from conftest import wait_until
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,11 +32,11 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 from redis_server import RedisServer, redis_or_skip
+from serving import write_site
 
 import flight_secure
-from flight_secure.auth.passwords import PasswordStore
 from flight_secure.auth.tokens import JWTIssuer
-from flight_secure.certs import CertificateAuthority, generate_dev_certificates
+from flight_secure.certs import CertificateAuthority
 from flight_secure.cli import build_parser, main
 from flight_secure.cli.serve import Running, build_server
 
@@ -50,15 +49,7 @@ TIMEOUT = flight.FlightCallOptions(timeout=10)
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """Users, data (``trips``: 10 rows), development certificates and a signing key."""
-    store = PasswordStore(rounds=4)
-    for user, password in PASSWORDS.items():
-        store.add(user, password)
-    store.save(tmp_path / "users.htpasswd")
-    (tmp_path / "data").mkdir()
-    pq.write_table(TABLE, tmp_path / "data" / "trips.parquet", row_group_size=3)
-    generate_dev_certificates(tmp_path / "certs")
-    assert main(["token", "keygen", "--out", str(tmp_path / "session.key")]) == 0
-    return tmp_path
+    return write_site(tmp_path, PASSWORDS, TABLE, row_group_size=3)
 
 
 def serve_args(site: Path, *extra: str, users: bool = True) -> argparse.Namespace:
