@@ -105,12 +105,15 @@ class RpcDispatcher:
         self.helpers = DaemonThreadPool(options.max_workers, "flight-stream")
         #: The threads gRPC runs each call on.
         self.workers = DaemonThreadPool(options.max_workers, "flight-rpc")
+        self._close_deadline: float | None = None
 
     def close(self, wait: float) -> bool:
         """Stop the threads once the calls on them have ended (gRPC has ended the
         calls in flight), waiting ``wait`` seconds at most for their handlers to
         return; False when some had not. Those go on, on daemon threads."""
-        deadline = time.monotonic() + wait
+        if self._close_deadline is None:  # a second close keeps the first one's deadline
+            self._close_deadline = time.monotonic() + wait
+        deadline = self._close_deadline
         pools = (self.workers, self.helpers, self.handshake_helpers)
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -164,10 +167,10 @@ class RpcDispatcher:
     def _abort(self, grpc_context: Any, state: _CallState | None, exc: BaseException) -> None:
         """End the call with the status for ``exc``; never returns."""
         status = server_status(exc)
-        if status.code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and not isinstance(
-            exc, FlightError
-        ):
-            log.error("handler raised %s", type(exc).__name__, exc_info=exc)
+        if not isinstance(exc, FlightError):  # its traceback is logged, never sent
+            internal = status.code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+            log.log(logging.ERROR if internal else logging.DEBUG, "handler raised %s",
+                    type(exc).__name__, exc_info=exc)
         trailers = []
         if state is not None:
             trailers.extend(headers_to_metadata(state.context.take_trailers()))

@@ -203,8 +203,8 @@ class FlightServerBase:
             _signal.signal(signum, lambda *_: self._stop_now())
 
     def _stop_now(self) -> None:
+        # serve() returns once this shutdown has finished, handlers' CANCEL_WAIT included.
         threading.Thread(target=self.shutdown, daemon=True).start()
-        self._stopped.set()
 
     def shutdown(self, grace: float | None = 2.0) -> None:
         """Stop accepting calls, and cancel those in flight after ``grace`` seconds.
@@ -217,11 +217,13 @@ class FlightServerBase:
         if server is None:
             self._stopped.set()
             return
-        server.stop(grace).wait()
-        if not self._dispatcher.close(self.CANCEL_WAIT):
-            log.warning("a handler still runs %g s after its call was cancelled at shutdown",
-                        self.CANCEL_WAIT)
-        self._stopped.set()
+        try:
+            server.stop(grace).wait()
+            if not self._dispatcher.close(self.CANCEL_WAIT) and not self._stopped.is_set():
+                log.warning("a handler still runs %g s after its call was cancelled at "
+                            "shutdown", self.CANCEL_WAIT)
+        finally:
+            self._stopped.set()
 
     def wait(self) -> None:
         """Block until the server has shut down."""

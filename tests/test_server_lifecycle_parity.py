@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import textwrap
 import threading
@@ -197,3 +198,28 @@ def test_shutdown_lets_cancelled_handlers_finish_cleaning_up() -> None:
         assert next(results).body.to_pybytes() == b"started"
         server.shutdown(0.1)
         assert behaviour.cleaned.is_set()
+
+
+def test_serve_returns_after_a_signal_only_once_cancelled_handlers_cleaned_up() -> None:
+    behaviour = type("CleaningUp", (CleaningUp,), {"cleaned": threading.Event()})
+    server = start_server(flight_secure, behaviour)
+    previous = signal.getsignal(signal.SIGUSR1)
+    server.set_shutdown_on_signals([signal.SIGUSR1])
+    cleaned_when_serve_returned: list[bool] = []
+
+    def serve() -> None:
+        server.serve()
+        cleaned_when_serve_returned.append(behaviour.cleaned.is_set())
+
+    serving = threading.Thread(target=serve)
+    serving.start()
+    try:
+        with connected(flight_secure, server) as client:
+            results = iter(client.do_action(flight_secure.Action("clean", b"")))
+            assert next(results).body.to_pybytes() == b"started"
+            os.kill(os.getpid(), signal.SIGUSR1)
+            serving.join(30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        server.shutdown(0)
+    assert cleaned_when_serve_returned == [True]

@@ -149,6 +149,7 @@ class ArrowServer(pa_flight.FlightServerBase):
         self._stopped = threading.Event()
         self._stopping = threading.Lock()
         self._stopper: threading.Thread | None = None
+        self._progress = threading.Condition()  # notified when stopped or cancelled
         super().__init__(location, **options)
 
     @property
@@ -165,23 +166,30 @@ class ArrowServer(pa_flight.FlightServerBase):
         check it get :data:`CANCEL_WAIT` seconds to end. The engine cannot end a call
         by itself, so one that does not check (a stream pyarrow sends, an upload
         whose client sends nothing) goes on, and :attr:`stopped` stays False. May be
-        called again, e.g. with 0 to stop waiting at once.
+        called again, e.g. with 0 to stop waiting at once: a shutdown still waiting
+        for its ``grace`` then returns with it.
         """
         with self._stopping:
             if self._stopper is None:
                 self._stopper = threading.Thread(target=self._stop, daemon=True,
                                                  name="arrow-shutdown")
                 self._stopper.start()
-        if self._stopped.wait(grace) or self._cancelled.is_set():
-            return
-        self._cancelled.set()
+        with self._progress:  # a shorter shutdown running meanwhile ends this wait too
+            self._progress.wait_for(lambda: self._stopped.is_set() or self._cancelled.is_set(),
+                                    grace)
+            if self._stopped.is_set():
+                return
+            self._cancelled.set()
+            self._progress.notify_all()
         self._stopped.wait(self.CANCEL_WAIT)
 
     def _stop(self) -> None:
         try:
             super().shutdown()
         finally:
-            self._stopped.set()
+            with self._progress:
+                self._stopped.set()
+                self._progress.notify_all()
 
     def _call(self, method: Callable[..., Any], context: Any, *args: Any) -> Any:
         try:

@@ -70,6 +70,10 @@ class StopSignals:
             signal.signal(sig, previous)
 
 
+#: Seconds a stop at once waits for the drain's own shutdown call to return.
+SETTLE_WAIT = 10.0
+
+
 def drain(server: Stoppable, seconds: float, signals: StopSignals) -> None:
     """Stop ``server``: new calls refused now, calls in flight cancelled after ``seconds``
     or at the next signal, whichever comes first. Returns once it has stopped."""
@@ -88,6 +92,11 @@ def drain(server: Stoppable, seconds: float, signals: StopSignals) -> None:
     if not drained.is_set():
         print("stopping at once: calls in flight are cancelled", flush=True)
         server.shutdown(0)
+        # The drain's own shutdown returns with this one (and wakes ``signals``); the
+        # process must not exit while it still runs (grpcio's threads torn down
+        # mid-call can crash it). A further signal ends the wait.
+        if not drained.is_set():
+            signals.wait(SETTLE_WAIT)
 
 
 def exit_leaving_calls() -> NoReturn:
