@@ -202,18 +202,32 @@ class FlightClient:
         """The stubs of the RPCs; the first call opens the channel. Raises
         FlightInvalidArgumentError once the client is closed."""
         stubs = self._stubs
-        if stubs is None or self._closed:
-            with self._connecting:
+        if stubs is not None and not self._closed:
+            return stubs
+        with self._connecting:
+            if self._closed:
+                raise FlightInvalidArgumentError("FlightClient is closed")
+            if self._stubs is not None:
+                return self._stubs
+        # Dialling may fetch the server's certificate (disable_server_verification):
+        # outside the lock, so that close() never waits for it.
+        channel = self._dial()
+        with self._connecting:
+            if self._closed or self._stubs is not None:
+                channel.close()  # closed meanwhile, or another thread dialled first
                 if self._closed:
                     raise FlightInvalidArgumentError("FlightClient is closed")
-                if self._stubs is None:
-                    channel = self._dial()
-                    self._channel = channel
-                    self._session = ClientSession(channel)
-                    self._stubs = {rpc.name: _stub(channel, rpc)
-                                   for rpc in RPCS if rpc.name != "Handshake"}
-                stubs = self._stubs
-        return stubs
+                return self._stubs
+            self._channel = channel
+            self._session = ClientSession(channel)
+            self._stubs = {rpc.name: _stub(channel, rpc)
+                           for rpc in RPCS if rpc.name != "Handshake"}
+            return self._stubs
+
+    def _closed_meanwhile(self, exc: ValueError) -> Exception:
+        """grpcio's ValueError for a channel that close() closed after the call got its
+        stub, as the error of a closed client; any other ValueError as it is."""
+        return FlightInvalidArgumentError("FlightClient is closed") if self._closed else exc
 
     def _start(self, options: FlightCallOptions, rpc: Rpc
                ) -> tuple[Any, tuple, ClientCallMiddleware | None]:
@@ -239,6 +253,8 @@ class FlightClient:
             if middleware is not None:
                 middleware.finish(exc, error)
             raise error from None
+        except ValueError as exc:
+            raise self._closed_meanwhile(exc) from None
         middleware.finish(call, None)
         return response
 
@@ -252,7 +268,10 @@ class FlightClient:
         to answer (its headers, or its end).
         """
         stub, metadata, middleware = self._start(options, RPC_BY_NAME[name])
-        call = stub(request, metadata=metadata, timeout=options.timeout)
+        try:
+            call = stub(request, metadata=metadata, timeout=options.timeout)
+        except ValueError as exc:
+            raise self._closed_meanwhile(exc) from None
         responses = self._iterate(call, middleware)
         if action:
             _wait_for_headers(call)
@@ -266,7 +285,10 @@ class FlightClient:
         """Start DoPut or DoExchange; (the outbox its writer fills, the call, its responses)."""
         stub, metadata, middleware = self._start(options, RPC_BY_NAME[name])
         outbox = Outbox()
-        call = stub(iter(outbox), metadata=metadata, timeout=options.timeout)
+        try:
+            call = stub(iter(outbox), metadata=metadata, timeout=options.timeout)
+        except ValueError as exc:
+            raise self._closed_meanwhile(exc) from None
         return outbox, call, self._iterate(call, middleware)
 
     def _iterate(self, call: Any, middleware: ClientCallMiddleware | None) -> Iterator[Any]:
@@ -305,8 +327,10 @@ class FlightClient:
         if middleware is not None:
             middleware.finish(call, None)
 
-    def _decoder(self, responses: Iterator[Any], options: FlightCallOptions) -> FrameDecoder:
-        return FrameDecoder(responses, options.read_options, self._max_decompressed_size)
+    def _decoder(self, call: Any, responses: Iterator[Any],
+                 options: FlightCallOptions) -> FrameDecoder:
+        return FrameDecoder(responses, options.read_options, self._max_decompressed_size,
+                            on_interrupt=call.cancel)
 
     # ------------------------------------------------------------ authentication
 
@@ -405,7 +429,7 @@ class FlightClient:
         options = options or _DEFAULT_OPTIONS
         call, responses = self._server_stream("DoGet", encode_bytes_message(ticket.ticket),
                                               options)
-        decoder = self._decoder(responses, options)
+        decoder = self._decoder(call, responses, options)
         reader = FlightStreamReader(decoder, call)
         decoder.wait_for_schema()
         return reader
@@ -419,7 +443,7 @@ class FlightClient:
         """Upload a stream: returns ``(writer, metadata_reader)``."""
         options = options or _DEFAULT_OPTIONS
         outbox, call, responses = self._client_stream("DoPut", options)
-        reader = FlightMetadataReader(responses)
+        reader = FlightMetadataReader(responses, on_interrupt=call.cancel)
         writer = FlightStreamWriter(outbox, call, options.write_options, self._write_size_limit,
                                     descriptor.serialize(), schema, reader)
         return writer, reader
@@ -430,7 +454,7 @@ class FlightClient:
         """Open a two-way data stream: returns ``(writer, reader)``."""
         options = options or _DEFAULT_OPTIONS
         outbox, call, responses = self._client_stream("DoExchange", options)
-        reader = FlightStreamReader(self._decoder(responses, options), call)
+        reader = FlightStreamReader(self._decoder(call, responses, options), call)
         writer = FlightStreamWriter(outbox, call, options.write_options, self._write_size_limit,
                                     descriptor.serialize())
         return writer, reader

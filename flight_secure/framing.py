@@ -18,12 +18,16 @@ malformed is refused with INVALID_ARGUMENT, raised in the reader's thread.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import pyarrow as pa
 
-from flight_secure.errors import FlightInvalidArgumentError, FlightResourceExhaustedError
+from flight_secure.errors import (
+    FlightCancelledError,
+    FlightInvalidArgumentError,
+    FlightResourceExhaustedError,
+)
 from flight_secure.ipc import (
     PREFIX_SIZE,
     MessageHeader,
@@ -269,6 +273,9 @@ class _FrameFeed:
         self._pieces.clear()
 
 
+#: The error of a read after an interrupted one: the call was cancelled then.
+INTERRUPTED = "the call was cancelled: an earlier read of it was interrupted"
+
 class FrameDecoder:
     """Turns a sequence of received :class:`~flight_secure.wire.Frame` s into record batches.
 
@@ -277,7 +284,8 @@ class FrameDecoder:
     frames. Nothing is read until the first call that needs data. A compressed
     batch that would take more than ``max_decompressed_size`` bytes (-1: no limit)
     raises FlightResourceExhaustedError; any other bad frame
-    FlightInvalidArgumentError.
+    FlightInvalidArgumentError. ``on_interrupt`` (a client's: its call's ``cancel``)
+    runs when an interrupt ends a read (see :meth:`_pull`).
     """
 
     def __init__(
@@ -285,8 +293,10 @@ class FrameDecoder:
         frames: Iterator[Frame],
         options: pa.ipc.IpcReadOptions | None = None,
         max_decompressed_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        on_interrupt: Callable[[], None] | None = None,
     ) -> None:
         self._frames = frames
+        self._on_interrupt = on_interrupt
         self._options = options
         self._max_decompressed_size = max_decompressed_size
         self._feed = _FrameFeed()
@@ -297,6 +307,7 @@ class FrameDecoder:
         self._pending: deque[tuple[pa.RecordBatch | None, bytes | None]] = deque()
         self._string_columns: frozenset[int] = frozenset()
         self._ended = False
+        self._interrupted = False
 
     def start(self) -> None:
         """Read the first frame (descriptor and/or schema) if not done yet."""
@@ -311,9 +322,25 @@ class FrameDecoder:
         return self._descriptor
 
     def _pull(self, first: bool = False) -> bool:
-        """Read one frame; queue what it yields. False at the end of the frames."""
+        """Read one frame; queue what it yields. False at the end of the frames.
+
+        An interrupt (KeyboardInterrupt, SystemExit) raised while reading or decoding
+        a frame runs ``on_interrupt`` and propagates; every later read raises
+        FlightCancelledError, never a silently shortened stream.
+        """
         if self._ended:
+            if self._interrupted:
+                raise FlightCancelledError(INTERRUPTED)
             return False
+        try:
+            return self._pull_frame(first)
+        except (KeyboardInterrupt, SystemExit):
+            self._ended = self._interrupted = True
+            if self._on_interrupt is not None:
+                self._on_interrupt()
+            raise
+
+    def _pull_frame(self, first: bool) -> bool:
         try:
             frame = next(self._frames)
         except StopIteration:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import grpc
@@ -22,12 +22,13 @@ import pyarrow as pa
 
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.errors import (
+    FlightCancelledError,
     FlightError,
     FlightInvalidArgumentError,
     FlightWriteSizeExceededError,
     error_from_rpc,
 )
-from flight_secure.framing import FrameDecoder, FrameEncoder
+from flight_secure.framing import INTERRUPTED, FrameDecoder, FrameEncoder
 from flight_secure.outbox import Outbox
 from flight_secure.types import to_bytes
 from flight_secure.wire import encode_bytes_message, encode_flight_data
@@ -241,8 +242,10 @@ class FlightMetadataReader:
     thread read the end.
     """
 
-    def __init__(self, responses: Iterator[bytes]) -> None:
+    def __init__(self, responses: Iterator[bytes],
+                 on_interrupt: Callable[[], None] | None = None) -> None:
         self._responses = responses
+        self._on_interrupt = on_interrupt  # the call's cancel: an interrupted read ends it
         self._buffered: deque[bytes] = deque()
         self._lock = threading.Lock()
         self._done = False
@@ -266,6 +269,13 @@ class FlightMetadataReader:
             pass
         except FlightError as exc:
             self._error = exc
+        except (KeyboardInterrupt, SystemExit):
+            # The writer's close() then reports the upload cancelled, never stored.
+            self._error = FlightCancelledError(INTERRUPTED)
+            self._done = True
+            if self._on_interrupt is not None:
+                self._on_interrupt()
+            raise
         self._done = True
         return None
 

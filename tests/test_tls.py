@@ -7,6 +7,9 @@ leave the server serving good clients (helpers in ``tls_helpers``).
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -177,6 +180,34 @@ def test_disabled_verification_against_nothing_listening_is_unavailable_at_the_f
     with client, pytest.raises(flight_secure.FlightUnavailableError,
                                match="could not fetch the TLS certificate"):
         who_is(client)
+
+
+def test_close_does_not_wait_for_a_certificate_fetch_under_way() -> None:
+    """A first call is fetching the certificate from a peer that accepts the connection
+    and never answers; close() from another thread returns at once, and the call fails
+    as a call on a closed client."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        with pytest.warns(UserWarning):
+            client = flight_secure.connect(f"grpc+tls://127.0.0.1:{silent.getsockname()[1]}",
+                                           disable_server_verification=True)
+        failures: list[BaseException] = []
+
+        def first_call() -> None:
+            try:
+                who_is(client)
+            except BaseException as exc:
+                failures.append(exc)
+
+        calling = threading.Thread(target=first_call)
+        calling.start()
+        connection, _ = silent.accept()  # the fetch has begun
+        with connection:
+            started = time.monotonic()
+            client.close()
+            closing = time.monotonic() - started
+        calling.join(30)
+    assert closing < 5.0  # the fetch alone may take FETCH_TIMEOUT (10 s)
+    assert len(failures) == 1 and isinstance(failures[0], flight_secure.FlightError)
 
 
 # --------------------------------------------------------- refusals, clearly stated
