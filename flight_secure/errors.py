@@ -235,7 +235,8 @@ class ServerStatus(NamedTuple):
     the status detail (a Flight error's Arrow status name such as
     ``"Unauthenticated"``, ``"Python exception: TypeError"`` for other exceptions,
     or None); ``arrow_code`` the Arrow status code; ``extra_info`` a Flight
-    error's bytes. No traceback is ever part of it (the server logs that instead).
+    error's bytes. No traceback is ever part of it (the server logs that instead:
+    at ERROR for UNKNOWN and INTERNAL, at DEBUG for the others).
     """
 
     code: grpc.StatusCode

@@ -119,6 +119,7 @@ def _compare(failures: dict[str, BaseException]) -> None:
     assert type(ours) is type(theirs)
     their_text, ours_text = str(theirs), str(ours)
     assert ours_text.split(DETAIL)[0] == their_text.split(DETAIL)[0]
+    assert (DETAIL in ours_text) == (DETAIL in their_text)
     if DETAIL in their_text:
         their_detail = their_text.split(DETAIL, 1)[1]
         our_detail = ours_text.split(DETAIL, 1)[1]

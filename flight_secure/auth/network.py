@@ -16,6 +16,7 @@ Clients behind one NAT share an IPv4 address and so share its budgets.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import unquote
 
@@ -42,7 +43,13 @@ def peer_host(peer: str) -> str:
 
 def peer_network(peer: str) -> str:
     """The network a gRPC peer string (or a bare address) is counted under."""
-    host = peer_host(peer)
+    return _host_network(peer_host(peer))
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_network(host: str) -> str:
+    """The network of one host (cached: ``ipaddress`` parses slowly, and a peer's
+    host recurs with every connection and login it makes)."""
     try:
         address = ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
