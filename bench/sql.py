@@ -50,7 +50,7 @@ def write_dataset(folder: Path, size_mb: int) -> Path:
     return path
 
 
-def start_serve(folder: Path) -> tuple[subprocess.Popen, str]:
+def start_serve(folder: Path, engine: str = "python") -> tuple[subprocess.Popen, str]:
     from flight_secure.auth.passwords import PasswordStore
 
     store = PasswordStore()
@@ -58,7 +58,7 @@ def start_serve(folder: Path) -> tuple[subprocess.Popen, str]:
     store.save(folder / "users.htpasswd")
     process = subprocess.Popen(
         [sys.executable, "-m", "flight_secure", "serve", "--data", "data", "--port", "0",
-         "--users", "users.htpasswd", "--sql", "on", "--quiet"],
+         "--users", "users.htpasswd", "--sql", "on", "--quiet", "--engine", engine],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + START_TIMEOUT
     for line in process.stdout:
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the one-statement-cost query (default {SMALL_QUERY!r})")
     parser.add_argument("--calls", type=int, default=100,
                         help="executes of --small-sql measured (default 100)")
+    parser.add_argument("--engine", choices=("python", "arrow"), default="python",
+                        help="serve's engine (default python)")
     args = parser.parse_args(argv)
     size_mb, rounds = (32, 3) if args.quick else (args.size_mb, args.rounds)
 
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         path = write_dataset(folder, size_mb)
         file_mb = path.stat().st_size / 2**20
-        process, location = start_serve(folder)
+        process, location = start_serve(folder, args.engine)
         try:
             connection = flightsql.connect(location, autocommit=True, db_kwargs={
                 "username": "bench", "password": PASSWORD,
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             process.wait(timeout=START_TIMEOUT)
     print(f"sql_select {args.sql!r} over a {file_mb:.0f} MiB Parquet file, {rounds} ABBA "
           f"pairs, {os.cpu_count()} cores")
-    print(f"  served (Flight SQL, TLS, ADBC) / local DuckDB: median "
+    print(f"  served (Flight SQL, TLS, ADBC, {args.engine} engine) / local DuckDB: median "
           f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] "
           f"(goal >= 0.70)")
     print(f"  served {statistics.median(served):.0f} MB/s, local "
