@@ -276,6 +276,7 @@ class _FrameFeed:
 #: The error of a read after an interrupted one: the call was cancelled then.
 INTERRUPTED = "the call was cancelled: an earlier read of it was interrupted"
 
+
 class FrameDecoder:
     """Turns a sequence of received :class:`~flight_secure.wire.Frame` s into record batches.
 
