@@ -6,9 +6,11 @@ how each RPC reaches these methods is :mod:`flight_secure.dispatch`'s job.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal as _signal
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +47,29 @@ log = logging.getLogger("flight_secure.server")
 
 #: The largest value of gRPC's integer channel arguments: no limit.
 _GRPC_INT_MAX = 2**31 - 1
+
+#: Seconds the interpreter's exit waits for gRPC to end a server still running.
+EXIT_STOP_WAIT = 1.0
+
+#: Servers started and not known to be shut down (see :func:`_stop_at_exit`).
+_RUNNING: weakref.WeakSet[FlightServerBase] = weakref.WeakSet()
+
+
+def _stop_at_exit() -> None:
+    """Stop, at interpreter exit, the servers nobody shut down: their calls cancelled
+    at once, handlers not waited for (they run on daemon threads).
+
+    grpcio's core torn down at exit under a server whose handlers are still inside
+    a call can abort the process ("terminate called without an active exception");
+    pyarrow.flight likewise shuts its servers down at exit.
+    """
+    for server in list(_RUNNING):
+        grpc_server = server._grpc_server
+        if grpc_server is not None and not server._stopped.is_set():
+            grpc_server.stop(0).wait(EXIT_STOP_WAIT)
+
+
+atexit.register(_stop_at_exit)
 
 
 class FlightServerBase:
@@ -166,6 +191,7 @@ class FlightServerBase:
         self._grpc_server = server
         self._port = port
         self._stopped.clear()
+        _RUNNING.add(self)
 
     @property
     def port(self) -> int:
