@@ -51,8 +51,8 @@ _GRPC_INT_MAX = 2**31 - 1
 #: Seconds the interpreter's exit waits for gRPC to end a server still running.
 EXIT_STOP_WAIT = 1.0
 
-#: Servers started and not known to be shut down (see :func:`_stop_at_exit`).
-_RUNNING: weakref.WeakSet[FlightServerBase] = weakref.WeakSet()
+#: Servers started, by id (a subclass need not be hashable), see :func:`_stop_at_exit`.
+_RUNNING: weakref.WeakValueDictionary[int, FlightServerBase] = weakref.WeakValueDictionary()
 
 
 def _stop_at_exit() -> None:
@@ -63,7 +63,7 @@ def _stop_at_exit() -> None:
     a call can abort the process ("terminate called without an active exception");
     pyarrow.flight likewise shuts its servers down at exit.
     """
-    for server in list(_RUNNING):
+    for server in list(_RUNNING.values()):
         grpc_server = server._grpc_server
         if grpc_server is not None and not server._stopped.is_set():
             grpc_server.stop(0).wait(EXIT_STOP_WAIT)
@@ -191,7 +191,7 @@ class FlightServerBase:
         self._grpc_server = server
         self._port = port
         self._stopped.clear()
-        _RUNNING.add(self)
+        _RUNNING[id(self)] = self
 
     @property
     def port(self) -> int:

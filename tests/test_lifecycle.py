@@ -313,3 +313,12 @@ def test_port_matches_the_requested_location() -> None:
         assert f"grpc://localhost:{server.port}" == location
     finally:
         server.shutdown()
+
+
+def test_a_server_class_that_is_not_hashable_starts_and_stops() -> None:
+    class Unhashable(flight.FlightServerBase):
+        def __eq__(self, other: object) -> bool:  # makes instances unhashable
+            return self is other
+
+    with Unhashable("grpc://localhost:0") as server:
+        assert server.port > 0
