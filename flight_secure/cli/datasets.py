@@ -179,7 +179,7 @@ class DatasetFolder:
                 cached = self._described.get(path)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            dataset = _dataset(path)
+            dataset = open_dataset(path)
             description = Description(dataset.schema, dataset.count_rows(), info.st_size)
         with self._lock:
             self._described[path] = (stamp, description)
@@ -193,7 +193,7 @@ class DatasetFolder:
         path = self._find(name)
         failure = f"dataset {name!r} could not be read"
         with _failing_as_internal(failure):
-            scanned = _dataset(path).scanner(batch_size=self.batch_size).to_reader()
+            scanned = open_dataset(path).scanner(batch_size=self.batch_size).to_reader()
 
         def batches() -> Iterator[pa.RecordBatch]:
             with _failing_as_internal(failure):
@@ -277,7 +277,7 @@ def _failing_as_internal(what: str) -> Iterator[None]:
         raise internal_error(what, exc) from None
 
 
-def _dataset(path: Path) -> Any:
+def open_dataset(path: Path) -> Any:
     """A ``pyarrow.dataset.Dataset`` over one file."""
     import pyarrow.dataset as ds  # on first use: it imports pandas, slowing every command
 

@@ -46,15 +46,22 @@ def pack(message: Message) -> bytes:
     return wrapper.SerializeToString()
 
 
-def type_name(data: bytes) -> str | None:
-    """The full message name inside serialized ``Any`` bytes, or None if they are not one."""
+def _any(data: bytes) -> tuple[any_pb2.Any, str] | None:
+    """The ``Any`` in serialized bytes and the message name it names, or None when the
+    bytes are no ``Any`` of a Flight SQL type URL."""
     try:
         wrapper = any_pb2.Any.FromString(bytes(data))
     except DecodeError:
         return None
     if not wrapper.type_url.startswith(TYPE_URL_PREFIX):
         return None
-    return wrapper.type_url[len(TYPE_URL_PREFIX):]
+    return wrapper, wrapper.type_url[len(TYPE_URL_PREFIX):]
+
+
+def type_name(data: bytes) -> str | None:
+    """The full message name inside serialized ``Any`` bytes, or None if they are not one."""
+    found = _any(data)
+    return None if found is None else found[1]
 
 
 def is_flight_sql(data: bytes) -> bool:
@@ -64,13 +71,13 @@ def is_flight_sql(data: bytes) -> bool:
 
 def unpack(data: bytes) -> Message:
     """The Flight SQL message in serialized ``Any`` bytes; FlightInvalidArgumentError if none."""
-    name = type_name(data)
-    cls = MESSAGES.get(name or "")
+    found = _any(data)
+    cls = None if found is None else MESSAGES.get(found[1])
     if cls is None:
         raise FlightInvalidArgumentError("not a Flight SQL command")
     message = cls()
     try:
-        any_pb2.Any.FromString(bytes(data)).Unpack(message)
+        found[0].Unpack(message)
     except DecodeError:
         raise FlightInvalidArgumentError(f"malformed {cls.__name__} message") from None
     return message

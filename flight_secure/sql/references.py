@@ -61,7 +61,6 @@ class TableRef:
 class Analysis:
     """One checked SELECT: the tables it names (CTE names left out) and its parameters."""
 
-    sql: str
     tables: frozenset[TableRef]
     parameters: tuple[str, ...]
 
@@ -89,7 +88,7 @@ def analyse(sql: str) -> Analysis:
         try:
             statements = connection.extract_statements(sql)
         except duckdb.Error as exc:
-            raise FlightInvalidArgumentError(_first_line(exc)) from None
+            raise FlightInvalidArgumentError(first_line(exc)) from None
         if len(statements) != 1:
             raise FlightInvalidArgumentError(
                 f"send one SQL statement at a time, not {len(statements)}")
@@ -112,7 +111,7 @@ def analyse(sql: str) -> Analysis:
             raise FlightUnauthorizedError(
                 f"function {name}() is not available here: the datasets are the tables "
                 "you can query")
-    return Analysis(sql, tables, tuple(sorted(statement.named_parameters, key=_param_order)))
+    return Analysis(tables, tuple(sorted(statement.named_parameters, key=_param_order)))
 
 
 def _param_order(name: str) -> tuple[int, str]:
@@ -159,5 +158,6 @@ def _cte_names(tree: Any) -> Iterator[str]:
                     yield entry["key"]
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -263,7 +263,8 @@ class FlightSqlService:
         try:
             nulls = pa.RecordBatch.from_pylist([dict.fromkeys(analysis.parameters)],
                                                schema=parameters) if parameters else None
-            dataset = self.runner.schema(caller, Statement(statement.sql, nulls), "prepare")
+            dataset = self.runner.schema(caller, Statement(statement.sql, nulls), "prepare",
+                                         analysis)
             dataset_bytes = dataset.serialize().to_pybytes()
         except FlightInvalidArgumentError:  # its result type depends on the parameters
             dataset_bytes = b""

@@ -25,13 +25,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from flight_secure.cli.datasets import FORMATS, DatasetFolder
+from flight_secure.cli.datasets import DatasetFolder, open_dataset
 from flight_secure.errors import (
     FlightCancelledError,
     FlightError,
@@ -44,7 +43,7 @@ from flight_secure.errors import (
 from flight_secure.sql import audit
 from flight_secure.sql.pool import DatabasePool, DatasetCache, Stamp, pool_key
 from flight_secure.sql.protocol import Statement
-from flight_secure.sql.references import Analysis, analyse
+from flight_secure.sql.references import Analysis, analyse, first_line
 from flight_secure.sql.running import TIMED_OUT, RunningStatements
 from flight_secure.sql.sandbox import locked_database, sandbox_cursor
 
@@ -97,13 +96,13 @@ class StatementRunner:
             first = self._open_database(limits)
         except duckdb.Error as exc:
             raise ValueError(f"SQL limits {limits.memory_limit!r}, {limits.threads} threads: "
-                             f"{str(exc).strip().splitlines()[0]}") from None
+                             f"{first_line(exc)}") from None
         first.close()
         self.folder = folder
         self.limits = limits
         self.running = RunningStatements(limits.time_limit)
         self.databases = DatabasePool(lambda: self._open_database(limits))
-        self.datasets = DatasetCache(_open_dataset)
+        self.datasets = DatasetCache(open_dataset)
         self._cancelled: deque[tuple[str, str]] = deque(maxlen=_FORGOTTEN_CANCELS)
 
     @staticmethod
@@ -166,9 +165,12 @@ class StatementRunner:
 
     # --------------------------------------------------------------- execution
 
-    def schema(self, caller: Caller, statement: Statement, what: str) -> pa.Schema:
-        """The result schema of ``statement`` (planned with LIMIT 0, checked as any run)."""
-        analysis = self.check(caller, statement.sql, what)
+    def schema(self, caller: Caller, statement: Statement, what: str,
+               analysis: Analysis | None = None) -> pa.Schema:
+        """The result schema of ``statement`` (planned with LIMIT 0, checked as any run;
+        ``analysis``: what :meth:`check` already returned for its SQL)."""
+        if analysis is None:
+            analysis = self.check(caller, statement.sql, what)
         with self._sandbox(caller) as cursor, \
                 self.running.track("", caller.name, cursor, caller.is_cancelled) as entry:
             try:
@@ -235,13 +237,6 @@ class StatementRunner:
                          sql=statement.sql)
 
 
-def _open_dataset(path: Path) -> Any:
-    """A ``pyarrow.dataset`` over one dataset file."""
-    import pyarrow.dataset as ds
-
-    return ds.dataset(path, format=FORMATS[path.suffix])
-
-
 def _params(statement: Statement, analysis: Analysis) -> list[Any] | dict[str, Any] | None:
     """The bound row as DuckDB parameters: by column order when the SQL's parameters
     are positional (``?``, ``$1``), else by column name (``$name``)."""
@@ -255,7 +250,7 @@ def _params(statement: Statement, analysis: Analysis) -> list[Any] | dict[str, A
 
 def _flight_error(exc: duckdb.Error, stop_reason: str | None, limits: SqlLimits) -> FlightError:
     """The Flight error for a DuckDB error (its first line, never a server path)."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(exc)
     if isinstance(exc, duckdb.InterruptException) or stop_reason is not None:
         if stop_reason == TIMED_OUT:
             return FlightTimedOutError(f"the query ran longer than {limits.time_limit:g} s")
