@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from flight_secure.files import write_atomic
+
 __all__ = ["DEFAULT_HOSTS", "KEY_TYPES", "CertificateAuthority", "CertificateExistsError",
            "DevCertificates", "InvalidNameError", "IssuedCertificate", "client_file_stem",
            "generate_dev_certificates"]
@@ -94,24 +96,6 @@ def _key_usage(**true_flags: bool) -> x509.KeyUsage:
     return x509.KeyUsage(**{**flags, **true_flags})
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` via a same-directory temp file created with ``mode``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fh.fileno(), mode)  # the umask may have narrowed it; make it exact
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _make_folder(path: Path) -> None:
     """Create ``path`` and its missing parents with mode 0755 at most (the umask may narrow
     it, never widen it): everyone may read the certificates, only the owner may replace
@@ -123,8 +107,8 @@ def _make_folder(path: Path) -> None:
 
 
 def _write_pair(cert_pem: bytes, key_pem: bytes, cert_path: PathLike, key_path: PathLike) -> None:
-    _write_atomic(Path(key_path), key_pem, 0o600)
-    _write_atomic(Path(cert_path), cert_pem, 0o644)
+    write_atomic(Path(key_path), key_pem, 0o600)
+    write_atomic(Path(cert_path), cert_pem, 0o644)
 
 
 def _host_sans(hosts: Sequence[str]) -> list[x509.GeneralName]:

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import bcrypt
 
+from flight_secure.files import Stamp, stamp_of, write_atomic
+
 __all__ = ["MAX_PASSWORD_BYTES", "MAX_USER_LENGTH", "PasswordFileError", "PasswordStore"]
 
 MAX_PASSWORD_BYTES = 72
@@ -129,7 +131,7 @@ class PasswordStore:
         self._hashes: dict[str, str] = {}
         self._fingerprints: dict[str, str] = {}
         self._path: Path | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: Stamp | None = None
 
     @property
     def rounds(self) -> int:
@@ -236,19 +238,7 @@ class PasswordStore:
         target = Path(path)
         with self._lock:
             text = "".join(f"{user}:{hashed}\n" for user, hashed in sorted(self._hashes.items()))
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)  # exact mode even under an unusual umask
-                os.write(fd, text.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(target, text.encode("utf-8"), 0o600)
         with self._lock:
             if self._path is not None and self._path == target:
                 self._stamp = _stamp(target)
@@ -291,16 +281,15 @@ class PasswordStore:
             self._hashes, self._fingerprints = hashes, fingerprints
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    info = os.stat(path)
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
+def _stamp(path: Path) -> Stamp:
+    return stamp_of(os.stat(path))
 
 
-def _read(path: Path) -> tuple[tuple[int, int, int], dict[str, str]]:
+def _read(path: Path) -> tuple[Stamp, dict[str, str]]:
     with open(path, "rb") as handle:
         info = os.fstat(handle.fileno())
         raw = handle.read()
-    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+    stamp = stamp_of(info)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from flight_secure.errors import FlightUnavailableError
+from flight_secure.files import Stamp, stamp_of, write_atomic
 
 __all__ = ["RevocationFile", "RevocationList", "Revocations", "RevocationsUnavailable",
            "parse_entries"]
@@ -193,10 +193,10 @@ class RevocationFile(Revocations):
     def __repr__(self) -> str:
         return f"RevocationFile({str(self.path)!r}, entries={len(self)})"
 
-    def _read(self) -> tuple[tuple[int, int, int] | None, RevocationList]:
+    def _read(self) -> tuple[Stamp | None, RevocationList]:
         try:
             with open(self.path, "rb") as handle:
-                stamp = _stamp_of(os.fstat(handle.fileno()))
+                stamp = stamp_of(os.fstat(handle.fileno()))
                 text = handle.read().decode("utf-8")
         except FileNotFoundError:
             return None, RevocationList(self._clock)
@@ -207,19 +207,7 @@ class RevocationFile(Revocations):
     def _write(self) -> None:
         """Replace the file with the entries in force; lock held."""
         text = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in self._list.entries())
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, text.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, text.encode("utf-8"), 0o600)
         self._stamp = _stamp(self.path)
 
 
@@ -256,12 +244,8 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _stamp_of(info: os.stat_result) -> tuple[int, int, int]:
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _stamp(path: Path) -> Stamp | None:
     try:
-        return _stamp_of(os.stat(path))
+        return stamp_of(os.stat(path))
     except FileNotFoundError:
         return None

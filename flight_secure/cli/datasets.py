@@ -42,6 +42,7 @@ from flight_secure.errors import (
     FlightInvalidArgumentError,
     FlightNotFoundError,
 )
+from flight_secure.files import stamp_of
 
 log = logging.getLogger("flight_secure.serve")
 
@@ -174,7 +175,7 @@ class DatasetFolder:
         path = self._find(name)
         with _failing_as_internal(f"dataset {name!r} could not be read"):
             info = path.stat()
-            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            stamp = stamp_of(info)
             with self._lock:
                 cached = self._described.get(path)
             if cached is not None and cached[0] == stamp:

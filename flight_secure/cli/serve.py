@@ -42,6 +42,7 @@ from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import Permissions, default_permissions, load_permissions
 from flight_secure.cli.stopping import StopSignals, drain, exit_leaving_calls
 from flight_secure.errors import FlightError
+from flight_secure.files import Stamp, stamp_of
 from flight_secure.tls import ReloadingServerCredentials
 from flight_secure.types import CertKeyPair, Location
 
@@ -272,9 +273,8 @@ class Running:
         return self.engine == "arrow" and not self.server.stopped
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    info = path.stat()
-    return info.st_mtime_ns, info.st_size, info.st_ino
+def _stamp(path: Path) -> Stamp:
+    return stamp_of(path.stat())
 
 
 def build_server(args: argparse.Namespace) -> Running:

@@ -35,8 +35,8 @@ from typing import Any
 
 import duckdb
 
-#: A file version: (mtime_ns, size, inode).
-Stamp = tuple[int, int, int]
+from flight_secure.files import Stamp, stamp_of
+
 IDLE_DATABASES = 8
 CACHED_DATASETS = 256
 
@@ -131,7 +131,7 @@ class DatasetCache:
         Raises OSError or ``pyarrow.ArrowException`` when the file cannot be read.
         """
         info = os.stat(path)
-        key = (path, (info.st_mtime_ns, info.st_size, info.st_ino))
+        key = (path, stamp_of(info))
         with self._lock:
             dataset = self._found.get(key)
             if dataset is not None:

@@ -40,8 +40,9 @@ from flight_secure.errors import (
     FlightTimedOutError,
     FlightUnauthorizedError,
 )
+from flight_secure.files import Stamp
 from flight_secure.sql import audit
-from flight_secure.sql.pool import DatabasePool, DatasetCache, Stamp, pool_key
+from flight_secure.sql.pool import DatabasePool, DatasetCache, pool_key
 from flight_secure.sql.protocol import Statement
 from flight_secure.sql.references import Analysis, analyse, first_line
 from flight_secure.sql.running import TIMED_OUT, RunningStatements
