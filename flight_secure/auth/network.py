@@ -12,15 +12,17 @@ attacker controls, not what one socket shows. :func:`peer_network` keys them:
 * anything else (a Unix socket, a peer the engine does not name): as given.
 
 Clients behind one NAT share an IPv4 address and so share its budgets.
+
+:func:`shown_url` is a URL as messages and logs may show it, without credentials.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["IPV6_PREFIX", "peer_host", "peer_network"]
+__all__ = ["IPV6_PREFIX", "peer_host", "peer_network", "shown_url"]
 
 #: The IPv6 prefix length counted as one client network.
 IPV6_PREFIX = 64
@@ -59,3 +61,16 @@ def _host_network(host: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
     return str(address)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown in messages and logs: scheme, host, port and path;
+    no credentials, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host is None:  # unix:///path/to/socket
+        return f"{parts.scheme}://{parts.path}"
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from flight_secure.auth.network import shown_url
+
 __all__ = ["DEFAULT_TIMEOUT", "REDIS_ERRORS", "connect", "where"]
 
 #: Seconds one Redis call may take (connecting included) before it fails.
@@ -42,16 +44,8 @@ def _errors() -> tuple[type[BaseException], ...]:
 REDIS_ERRORS: tuple[type[BaseException], ...] = (*_errors(), OSError)
 
 
-def where(url: str) -> str:
-    """``url`` as it may be shown: scheme, host, port and database, no credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    if host is None:  # unix:///path/to/socket
-        return f"{parts.scheme}://{parts.path}"
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
+#: ``url`` as it may be shown: scheme, host, port and database, no credentials.
+where = shown_url
 
 
 def connect(url: str, *, password: str | None = None,

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from flight_secure.auth.network import shown_url
 from flight_secure.auth.revocation import (
     RevocationList,
     Revocations,
@@ -93,8 +94,8 @@ class RevocationView(Revocations):
             raise ValueError("a revocation list URL must start with http:// or https://")
         if parts.scheme == "http" and not _loopback(parts.hostname):
             log.warning("revocation list %s is fetched over plain http: anyone on the path "
-                        "could change it; use https", _shown(url))
-        return cls(_UrlLoader(url, fetch_timeout), _shown(url),
+                        "could change it; use https", shown_url(url))
+        return cls(_UrlLoader(url, fetch_timeout), shown_url(url),
                    refresh_interval=refresh_interval, max_staleness=max_staleness)
 
     def __repr__(self) -> str:
@@ -192,19 +193,9 @@ class _UrlLoader:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("revocation list is not UTF-8 text") from None
-        found = parse_entries(text, _shown(self.url))
+        found = parse_entries(text, shown_url(self.url))
         self._etag = etag
         return found
-
-
-def _shown(url: str) -> str:
-    """``url`` without credentials, query or fragment, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def _loopback(host: str) -> bool:
