@@ -24,7 +24,7 @@ from flight_secure.errors import (
     FlightInvalidArgumentError,
 )
 from flight_secure.middleware import ServerMiddlewareFactory
-from flight_secure.server_options import FlightServerOptions
+from flight_secure.server_options import GRPC_INT_MAX, FlightServerOptions
 from flight_secure.streams import (
     FlightMetadataWriter,
     MetadataRecordBatchReader,
@@ -44,9 +44,6 @@ from flight_secure.types import (
 )
 
 log = logging.getLogger("flight_secure.server")
-
-#: The largest value of gRPC's integer channel arguments: no limit.
-_GRPC_INT_MAX = 2**31 - 1
 
 #: Seconds the interpreter's exit waits for gRPC to end a server still running.
 EXIT_STOP_WAIT = 1.0
@@ -155,9 +152,9 @@ class FlightServerBase:
             # arrive faster wait in the core, which by default cancels them at random
             # beyond 1,000 waiting (or after 30 s): a bare CANCELLED, logged nowhere.
             # 1024 busy clients met it on ~0.5% of their calls. A waiting call waits.
-            ("grpc.server.max_pending_requests", _GRPC_INT_MAX),
-            ("grpc.server.max_pending_requests_hard_limit", _GRPC_INT_MAX),
-            ("grpc.server_max_unrequested_time_in_server", _GRPC_INT_MAX),
+            ("grpc.server.max_pending_requests", GRPC_INT_MAX),
+            ("grpc.server.max_pending_requests_hard_limit", GRPC_INT_MAX),
+            ("grpc.server_max_unrequested_time_in_server", GRPC_INT_MAX),
         ]
         if options.max_streams_per_connection is not None:
             limit = options.max_streams_per_connection

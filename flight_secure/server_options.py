@@ -136,7 +136,9 @@ class FlightServerOptions:
         _check_middleware(self.middleware)
 
 
-_INT32_MAX = 2**31 - 1
+#: The largest value of gRPC's integer channel arguments (a limit's upper bound;
+#: as a setting, no limit).
+GRPC_INT_MAX = 2**31 - 1
 
 
 def _check_limits(options: FlightServerOptions) -> None:
@@ -153,10 +155,10 @@ def _check_limits(options: FlightServerOptions) -> None:
         value = getattr(options, name)
         if any(value is allowed for allowed in also_allowed):
             continue
-        if type(value) is not int or not minimum <= value <= _INT32_MAX:
+        if type(value) is not int or not minimum <= value <= GRPC_INT_MAX:
             extra = "".join(f" or {allowed!r}" for allowed in also_allowed)
             raise ValueError(
-                f"{name} must be an integer from {minimum} to {_INT32_MAX}{extra}, "
+                f"{name} must be an integer from {minimum} to {GRPC_INT_MAX}{extra}, "
                 f"not {value!r}"
             )
     for name, zero_allowed in (("handshake_timeout", False), ("handshake_silence_timeout", False),

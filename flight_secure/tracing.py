@@ -23,7 +23,8 @@ from typing import Any
 
 from flight_secure.errors import server_status
 from flight_secure.middleware import Headers, ServerMiddleware, ServerMiddlewareFactory
-from flight_secure.types import CallInfo, FlightMethod
+from flight_secure.rpcs import RPC_BY_METHOD, SERVICE
+from flight_secure.types import CallInfo
 
 try:
     from opentelemetry import propagate, trace
@@ -32,13 +33,7 @@ try:
 except ImportError:  # the optional [tracing] extra is not installed
     trace = None
 
-SERVICE = "arrow.flight.protocol.FlightService"
 INSTRUMENTATION_NAME = "flight_secure"
-
-
-def rpc_name(method: FlightMethod) -> str:
-    """The RPC's name in the Flight service: ``DO_GET`` -> ``DoGet``."""
-    return "".join(word.capitalize() for word in method.name.split("_"))
 
 
 class TracingServerMiddleware(ServerMiddleware):
@@ -87,7 +82,7 @@ class TracingServerMiddlewareFactory(ServerMiddlewareFactory):
     def start_call(self, info: CallInfo, headers: Headers) -> TracingServerMiddleware:
         """Start the call's SERVER span as a child of the trace in ``headers``, if any."""
         parent = propagate.extract(headers, context=Context())
-        name = rpc_name(info.method)
+        name = RPC_BY_METHOD[info.method].name
         span = self._tracer.start_span(
             name,
             context=parent,

@@ -18,6 +18,7 @@ import pyarrow as pa
 from flight_secure._generated import flight_pb2 as pb
 from flight_secure.errors import FlightInvalidArgumentError
 from flight_secure.location import Location
+from flight_secure.wire import parse_message
 
 BytesLike = bytes | bytearray | memoryview | str | pa.Buffer
 
@@ -719,9 +720,4 @@ class CallInfo(NamedTuple):
 
 
 def _parse(message_type: Any, serialized: BytesLike) -> Any:
-    try:
-        return message_type.FromString(to_bytes(serialized))
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise FlightInvalidArgumentError(
-            f"malformed {message_type.DESCRIPTOR.name} message: {exc}"
-        ) from None
+    return parse_message(message_type, to_bytes(serialized))
