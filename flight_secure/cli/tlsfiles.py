@@ -63,9 +63,11 @@ def _read_pem(path: Path, option: str, kind: str) -> bytes:
     return data
 
 
-def _certificates(path: Path, option: str) -> list[x509.Certificate]:
+def _certificates(path: Path, option: str) -> tuple[bytes, list[x509.Certificate]]:
+    """The file's PEM and the certificates in it."""
+    data = _read_pem(path, option, "certificate")
     try:
-        return x509.load_pem_x509_certificates(_read_pem(path, option, "certificate"))
+        return data, x509.load_pem_x509_certificates(data)
     except ValueError:
         raise CommandError(f"{option} {path}: the certificate in it cannot be read") from None
 
@@ -80,10 +82,11 @@ def _check_dates(certificate: x509.Certificate, path: Path, option: str) -> None
                            f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
 
 
-def _private_key(path: Path, option: str) -> object:
+def _private_key(path: Path, option: str) -> tuple[bytes, object]:
+    """The file's PEM and the key in it."""
     data = _read_pem(path, option, "private key")
     try:
-        return serialization.load_pem_private_key(data, password=None)
+        return data, serialization.load_pem_private_key(data, password=None)
     except TypeError:  # cryptography's signal for "this key needs a password"
         raise CommandError(f"{option} {path}: the key is encrypted; give serve an unencrypted "
                            "key file (readable by its account only)") from None
@@ -97,13 +100,14 @@ def load_server_pair(cert_path: Path, key_path: Path) -> tuple[bytes, bytes]:
     Raises CommandError when either file is not what it should be, the leaf
     certificate is outside its validity period, or the key is not the certificate's.
     """
-    leaf = _certificates(cert_path, "--tls-cert")[0]
+    cert_pem, certificates = _certificates(cert_path, "--tls-cert")
+    leaf = certificates[0]
     _check_dates(leaf, cert_path, "--tls-cert")
-    key = _private_key(key_path, "--tls-key")
+    key_pem, key = _private_key(key_path, "--tls-key")
     if leaf.public_key() != key.public_key():  # type: ignore[attr-defined]
         raise CommandError(f"--tls-key {key_path} is not the key of --tls-cert {cert_path} "
                            "(the two files do not belong together)")
-    return cert_path.read_bytes(), key_path.read_bytes()
+    return cert_pem, key_pem  # the bytes checked, not a second read
 
 
 def load_client_ca(path: Path) -> bytes:
@@ -111,9 +115,10 @@ def load_client_ca(path: Path) -> bytes:
 
     Raises CommandError when it holds no certificate or one is outside its validity.
     """
-    for certificate in _certificates(path, "--ca"):
+    pem, certificates = _certificates(path, "--ca")
+    for certificate in certificates:
         _check_dates(certificate, path, "--ca")
-    return path.read_bytes()
+    return pem
 
 
 def server_trust_root(cert_path: Path, ca_path: Path | None) -> Path | None:
