@@ -26,6 +26,7 @@ from flight_secure.certs import generate_dev_certificates
 from flight_secure.cli.dataserver import DatasetServer
 from flight_secure.cli.datasets import DatasetFolder
 from flight_secure.cli.permissions import load_permissions
+from flight_secure.cli.setup import close_handler
 from flight_secure.sql import FlightSqlService, SqlLimits
 from flight_secure.types import CertKeyPair, Location
 
@@ -120,6 +121,4 @@ def running_site(root: Path, *, mtls: bool = False,
     finally:
         server.shutdown()
         server.sql.close()
-        close = getattr(handler, "close", None)
-        if close is not None:
-            close()
+        close_handler(handler)
