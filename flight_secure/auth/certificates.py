@@ -132,8 +132,6 @@ def certificate_info(
     return _info(data, identity_sources(identity_from))
 
 
-
-
 @lru_cache(maxsize=256)
 def certificate_subject(pem: bytes) -> str:
     """The RFC 4514 subject of ``pem``; ``"(not a certificate)"`` when it cannot be read."""
